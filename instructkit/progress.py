@@ -1,0 +1,30 @@
+"""rich progress bars for long steps; silent with ``quiet`` or when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["progress_iter"]
+
+
+def progress_iter(items: Iterable[T], description: str, *, total: int | None = None,
+                  quiet: bool = False) -> Iterator[T]:
+    """Yield ``items`` while showing a rich progress bar on stderr."""
+    if quiet or not sys.stderr.isatty():
+        yield from items
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                               TextColumn, TimeElapsedColumn)
+
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        for item in items:
+            yield item
+            progress.advance(task)

@@ -1,0 +1,38 @@
+"""Which class a recipe's ``builders[].type`` and ``stages.<name>`` stand for.
+
+Entries are import paths so that a heavy extra is imported only when a recipe uses it.
+Each class has ``from_config``:
+
+- builders: ``from_config(config: dict, sources: dict[str, Source], ctx: RunContext) -> Builder``
+- stages:   ``from_config(config: dict, ctx: RunContext) -> Step | list[Step]``
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+BUILDERS: dict[str, str] = {
+    "template": "instructkit.template:TemplateBuilder",
+    "synthetic": "instructkit.synthetic:SyntheticBuilder",
+    "rag": "instructkit.rag:RagBuilder",
+}
+
+#: Stages run in this order, after all builders, over their merged output.
+STAGE_ORDER: list[str] = ["anonymize", "dedup", "validate", "judge", "audit"]
+
+STAGES: dict[str, str] = {
+    "anonymize": "instructkit.anonymize:AnonymizeStage",
+    "dedup": "instructkit.dedup:DedupStage",
+    "validate": "instructkit.validate:ValidateStage",
+    "judge": "instructkit.quality.judge:JudgeStage",
+    "audit": "instructkit.anonymize.audit:AuditStage",
+}
+
+#: Stages a recipe gets without asking (``stages: {name: false}`` turns one off).
+DEFAULT_STAGES: set[str] = {"validate"}
+
+
+def resolve(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,17 @@
+import instructkit
+
+
+def test_all_exports_exist_and_nothing_else_public_is_listed():
+    for name in instructkit.__all__:
+        assert hasattr(instructkit, name), name
+    assert len(set(instructkit.__all__)) == len(instructkit.__all__)
+    # the public surface is deliberate: every public name in the module namespace is in __all__
+    public = {n for n in dir(instructkit) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(instructkit, n)).__name__ == "module"}
+    assert public - modules - set(instructkit.__all__) == set()
+
+
+def test_py_typed_ships():
+    from pathlib import Path
+
+    assert (Path(instructkit.__file__).parent / "py.typed").exists()
