@@ -126,13 +126,28 @@ class Pipeline:
             q = Quarantine(out / "quarantine.jsonl")
             from .progress import progress_iter
 
-            n = writer.write(progress_iter(self.records(q), "building records", quiet=quiet))
+            n = writer.write(progress_iter(self._until_budget(self.records(q)), "building records",
+                                           quiet=quiet))
             q.close()
             manifest = self.manifest(started, n, q, writer=writer)
+            if self.stopped_early:
+                manifest["stopped_early"] = self.stopped_early
             writer.finish(self, manifest)
             return RunResult(out, n, len(q), manifest)
         finally:
             ctx.close()
+
+    stopped_early: str | None = None
+
+    def _until_budget(self, records: Iterable[Record]) -> Iterator[Record]:
+        """Stop cleanly at a request/cost cap: what was made so far is kept and reported."""
+        from ._exceptions import BudgetExceeded
+
+        try:
+            yield from records
+        except BudgetExceeded as exc:
+            self.stopped_early = str(exc)
+            logger.warning("stopped early: %s", exc)
 
     def manifest(self, started: float, n_records: int, quarantine: Quarantine,
                  writer: Any = None) -> dict[str, Any]:
