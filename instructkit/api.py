@@ -36,8 +36,9 @@ def run_stage_file(stage: str, input: str | Path, out: str | Path, *,
     out = Path(out)
     ctx = ctx or RunContext(quiet=quiet)
     q = Quarantine(quarantine_path or out.parent / "quarantine.jsonl")
-    steps = stages_from_config({name: False for name in ("anonymize", "dedup", "validate", "judge", "audit")}
-                               | {stage: config or True}, ctx)
+    from .registry import STAGE_ORDER
+
+    steps = stages_from_config({name: False for name in STAGE_ORDER} | {stage: config or True}, ctx)
     for s in steps:
         s.bind(q)
     stream: Any = _read_lenient(Path(input), q)

@@ -322,6 +322,10 @@ def _usage_section(manifest: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_ANON_KEYS = ("method", "operator", "operators", "engine", "replaced_by_type", "replaced", "entities",
+              "counts_by_type", "by_type", "canary", "canaries")
+
+
 def _anonymization_section(manifest: Mapping[str, Any], sections: dict[str, str],
                            st: DatasetStats | None) -> str:
     anon = _stage(manifest, "anonymize")
@@ -331,98 +335,114 @@ def _anonymization_section(manifest: Mapping[str, Any], sections: dict[str, str]
         out.append("Anonymization: **not run**. Records were published as the sources gave them.")
     else:
         extra = anon.get("extra") or {}
-        method = _find(extra, "method", "operator", "operators", "engine")
+        if isinstance(extra.get("anonymization"), Mapping):
+            extra = extra["anonymization"]
         out.append(f"Anonymization ran over {anon.get('in', 0)} records ({anon.get('out', 0)} kept, "
                    f"{anon.get('dropped', 0)} dropped: {_reasons(anon.get('dropped_by_reason'))}).")
-        if method:
-            out.append(f"Method: {_cell(method)}.")
-        by_type = _find(extra, "replaced_by_type", "replaced", "entities", "counts_by_type", "by_type")
-        if not by_type and st is not None and st.anonymized:
-            by_type = dict(st.anonymized)
-        if isinstance(by_type, Mapping) and by_type:
-            out.append("\n| entity type | replaced |\n|---|---|\n" + "\n".join(
-                f"| {_cell(k)} | {_cell(v)} |" for k, v in sorted(by_type.items())))
-        rest = {k: v for k, v in extra.items()
-                if k not in ("method", "operator", "operators", "engine", "replaced_by_type",
-                             "replaced", "entities", "counts_by_type", "by_type")}
-        if rest:
-            out.append("\n" + _kv_table(rest))
         if sections.get("anonymize"):
             out.append("\n" + sections["anonymize"])
-    # the residual-PHI audit and the canaries
-    report = (audit or {}).get("extra", {}).get("audit") if audit else None
+        else:
+            method = _find(extra, "method", "operator", "operators", "engine")
+            if method:
+                out.append(f"Method: {_cell(method)}.")
+            by_type = _find(extra, "replaced_by_type", "replaced", "entities", "counts_by_type", "by_type")
+            if not by_type and st is not None and st.anonymized:
+                by_type = dict(st.anonymized)
+            if isinstance(by_type, Mapping) and by_type:
+                out.append("\n| entity type | replaced |\n|---|---|\n" + "\n".join(
+                    f"| {_cell(k)} | {_cell(v)} |" for k, v in sorted(by_type.items())))
+            rest = {k: v for k, v in extra.items() if k not in _ANON_KEYS}
+            if rest:
+                out.append("\n" + _kv_table(rest))
+    # the residual-PHI audit (publish gate 1 reads the same report from the manifest)
+    report = ((audit or {}).get("extra") or {}).get("audit")
     if audit is None or not isinstance(report, Mapping):
         out.append("\n**Residual-PHI audit: not run.**")
     else:
         verdict = "passed" if report.get("passed") else "**FAILED**"
-        out.append(f"\n**Residual-PHI audit: {verdict}** ({audit.get('in', 0)} records audited).")
-        suspects = report.get("suspects_by_type") or {}
-        if suspects:
-            out.append("\n| suspected identifier type | records |\n|---|---|\n" + "\n".join(
-                f"| {_cell(k)} | {_cell(v)} |" for k, v in sorted(suspects.items())))
+        out.append(f"\n**Residual-PHI audit: {verdict}** ({audit.get('in', 0)} records audited; "
+                   "record ids of suspects are in manifest.json).")
+        if sections.get("audit"):
+            out.append("\n" + sections["audit"])
         else:
-            out.append("No suspected identifier was found.")
-        rest = {k: v for k, v in report.items() if k not in ("passed", "suspects_by_type")}
-        if rest:
-            out.append("\n" + _kv_table(rest))
+            suspects = report.get("suspects_by_type") or {}
+            if suspects:
+                out.append("\n| suspected identifier type | count |\n|---|---|\n" + "\n".join(
+                    f"| {_cell(k)} | {_cell(v)} |" for k, v in sorted(suspects.items())))
+            else:
+                out.append("No suspected identifier was found.")
+            rest = {k: v for k, v in report.items()
+                    if k not in ("passed", "suspects_by_type", "record_ids_by_type")}
+            if rest:
+                out.append("\n" + _kv_table(rest))
     canary = None
     for s in (audit, anon):
         canary = canary or _find((s or {}).get("extra") or {}, "canaries", "canary")
-    if canary is None:
-        out.append("\nCanary check: not run.")
+    if not canary or (isinstance(canary, Mapping) and canary.get("enabled") is False):
+        out.append("\nCanary check (planted identifiers that must not survive): not run.")
     else:
         out.append("\nCanary check (planted identifiers that must not survive):\n\n" +
                    (_kv_table(canary) if isinstance(canary, Mapping) else _cell(canary)))
-    if audit is not None and sections.get("audit"):
-        out.append("\n" + sections["audit"])
     return "\n".join(out)
 
 
-def _stage_block(stage: dict[str, Any] | None, title: str, sections: dict[str, str],
-                 skip: tuple[str, ...] = ()) -> str:
-    if stage is None:
+def _stage_group(manifest: Mapping[str, Any], *names: str) -> list[dict[str, Any]]:
+    """A stage and its sub-steps (``validate``, ``validate.length``, ...), in run order."""
+    return [s for s in manifest.get("stages") or []
+            if any(s.get("stage") == n or str(s.get("stage", "")).startswith(n + ".") for n in names)]
+
+
+def _stage_block(group: list[dict[str, Any]] | dict[str, Any] | None, title: str,
+                 sections: dict[str, str], skip: tuple[str, ...] = ()) -> str:
+    group = [group] if isinstance(group, dict) else list(group or [])
+    if not group:
         return f"{title}: **not run**."
-    name = stage.get("stage", "?")
-    lines = [f"{title}: {stage.get('in', 0)} records in, {stage.get('out', 0)} out, "
-             f"{stage.get('dropped', 0)} dropped."]
-    reasons = stage.get("dropped_by_reason") or {}
-    if reasons:
-        lines.append("\n| dropped because | records |\n|---|---|\n" +
-                     "\n".join(f"| {_cell(k)} | {v} |" for k, v in reasons.items()))
-    if sections.get(name):
-        lines.append("\n" + sections[name])
-    else:
-        extra = {k: v for k, v in (stage.get("extra") or {}).items() if k not in skip}
-        if extra:
-            lines.append("\n" + _kv_table(extra))
+    first, last = group[0], group[-1]
+    dropped = sum(s.get("dropped", 0) for s in group)
+    lines = [f"{title}: {first.get('in', 0)} records in, {last.get('out', 0)} out, {dropped} dropped."]
+    rows = [(s.get("stage", "?"), k, v) for s in group for k, v in (s.get("dropped_by_reason") or {}).items()]
+    if rows:
+        lines.append("\n| step | dropped because | records |\n|---|---|---|\n" +
+                     "\n".join(f"| {_cell(s)} | {_cell(k)} | {v} |" for s, k, v in rows))
+    for s in group:
+        name = s.get("stage", "?")
+        if sections.get(name):
+            lines.append("\n" + sections[name])
+        else:
+            extra = {k: v for k, v in (s.get("extra") or {}).items() if k not in skip}
+            if extra:
+                lines.append("\n" + (f"`{name}`:\n\n" if len(group) > 1 else "") + _kv_table(extra))
     return "\n".join(lines)
 
 
 def _dedup_section(manifest: Mapping[str, Any], sections: dict[str, str]) -> str:
-    dedup = _stage(manifest, "dedup")
-    decon = _stage(manifest, "decontaminate", "decontamination")
+    dedup = _stage_group(manifest, "dedup")
+    decon = _stage_group(manifest, "decontaminate", "decontamination")
     parts = [_stage_block(dedup, "Deduplication", sections)]
     # decontamination may be its own stage or part of dedup's figures
-    bench = _find((decon or {}).get("extra") or {}, "by_benchmark", "benchmarks") or \
-        _find((dedup or {}).get("extra") or {}, "by_benchmark", "benchmarks")
-    if decon is not None:
+    bench = None
+    for s in [*decon, *dedup]:
+        bench = bench or _find(s.get("extra") or {}, "by_benchmark", "benchmarks")
+    if decon:
         parts.append(_stage_block(decon, "Decontamination", sections,
                                   skip=("by_benchmark", "benchmarks")))
     if isinstance(bench, Mapping) and bench:
         parts.append("\n| benchmark | records removed |\n|---|---|\n" + "\n".join(
             f"| {_cell(k)} | {_cell(v if not isinstance(v, Mapping) else v.get('removed', v))} |"
             for k, v in sorted(bench.items())))
-    elif decon is None:
+    elif not decon:
         parts.append("Decontamination against benchmarks: **not run**.")
     return "\n\n".join(parts)
 
 
 def _judge_section(manifest: Mapping[str, Any], sections: dict[str, str]) -> str:
-    parts = [_stage_block(_stage(manifest, "validate"), "Validation", sections)]
-    judge = _stage(manifest, "judge")
+    parts = [_stage_block(_stage_group(manifest, "validate"), "Validation", sections)]
+    judge = _stage_group(manifest, "judge")
     parts.append(_stage_block(judge, "Judge", sections,
                               skip=("scores", "score_distribution", "histogram")))
-    dist = _find((judge or {}).get("extra") or {}, "score_distribution", "scores", "histogram")
+    dist = None
+    for s in judge:
+        dist = dist or _find(s.get("extra") or {}, "score_distribution", "scores", "histogram")
     if isinstance(dist, Mapping) and dist:
         parts.append("Score distribution:\n\n| score | records |\n|---|---|\n" + "\n".join(
             f"| {_cell(k)} | {_cell(v)} |" for k, v in sorted(dist.items(), key=lambda kv: str(kv[0]))))
@@ -483,7 +503,7 @@ def _hosted_section(st: DatasetStats | None, manifest: Mapping[str, Any]) -> tup
 # -- the card -----------------------------------------------------------------------------
 def build_card(manifest: dict[str, Any], *, pipeline: Any = None, samples: list[dict] | None = None,
                recipe: Mapping[str, Any] | None = None, stats: DatasetStats | None = None,
-               data_dir: str | Path | None = None):
+               data_dir: str | Path | None = None, repo_id: str | None = None):
     """Render the card from a run's manifest (and, when given, the pipeline, sample records,
     recipe data and figures scanned from the data; ``data_dir`` scans the folder's data)."""
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -542,7 +562,8 @@ def build_card(manifest: dict[str, Any], *, pipeline: Any = None, samples: list[
     topical = {"anonymize", "audit", "dedup", "decontaminate", "decontamination", "validate", "judge",
                "bias_report", "bias"}
     other_sections = [text for name, text in sections.items()
-                      if name in {s.get("stage") for s in manifest.get("stages", [])} and name not in topical]
+                      if name in {s.get("stage") for s in manifest.get("stages", [])}
+                      and name.split(".")[0] not in topical]
     by_name = {c.name: c for c in classified}
     source_rows = []
     for s in sources:
@@ -588,11 +609,12 @@ def build_card(manifest: dict[str, Any], *, pipeline: Any = None, samples: list[
         examples=examples, intended_use=cfg.get("intended_use") or DEFAULT_INTENDED_USE,
         limitations=limitations, citation=cfg.get("citation"),
         packages=sorted((manifest.get("packages") or {}).items()),
-        python=manifest.get("python", "-"),
+        python=manifest.get("python", "-"), repo_id=repo_id or "ORG/NAME",
     )
 
 
-def card_for_folder(folder: str | Path, manifest: dict[str, Any] | None = None):
+def card_for_folder(folder: str | Path, manifest: dict[str, Any] | None = None,
+                    repo_id: str | None = None):
     """Render the card of a dataset folder from its manifest.json, recipe.yaml and data."""
     import yaml
 
@@ -605,7 +627,7 @@ def card_for_folder(folder: str | Path, manifest: dict[str, Any] | None = None):
     if rpath.is_file():
         loaded = yaml.safe_load(rpath.read_text(encoding="utf-8"))
         recipe = loaded if isinstance(loaded, dict) else {}
-    return build_card(manifest, recipe=recipe, stats=scan_dataset(folder))
+    return build_card(manifest, recipe=recipe, stats=scan_dataset(folder), repo_id=repo_id)
 
 
 def card_problems(text: str) -> list[str]:

@@ -133,7 +133,7 @@ class DatasetWriter:
         recipe = getattr(pipeline, "recipe", None)
         if recipe is not None:
             (self.out / "recipe.yaml").write_text(recipe.text, encoding="utf-8")
-        card = build_card(manifest, pipeline=pipeline, samples=self.samples)
+        card = build_card(manifest, pipeline=pipeline, samples=self.samples, data_dir=self.out)
         card.save(str(self.out / "README.md"))
 
 

@@ -49,9 +49,10 @@ def build_manifest(pipeline: Any, *, started: float, n_records: int, quarantine:
         "python": platform.python_version(),
         "packages": package_versions(),
         "sources": [s.info() for s in pipeline.sources.values()],
-        "builders": [{**b.stats.as_dict(), "method": b.method, "summary": b.summary()}
-                     for b in pipeline.builders],
-        "stages": [s.stats.as_dict() for s in pipeline.stages],
+        # card sections travel in the manifest so `publish` can re-render the card from the folder
+        "builders": [{**b.stats.as_dict(), "method": b.method, "summary": b.summary(),
+                      "card_section": b.card_section()} for b in pipeline.builders],
+        "stages": [{**s.stats.as_dict(), "card_section": s.card_section()} for s in pipeline.stages],
         "records": n_records,
         "quarantined": len(quarantine),
     }

@@ -47,7 +47,7 @@ def _validator():
     from referencing import Registry, Resource
 
     resources = []
-    for path in sorted(schemas_dir().rglob("*.json")):
+    for path in sorted(schemas_dir().rglob("*.schema.json")):
         import json
 
         schema = json.loads(path.read_text(encoding="utf-8"))

@@ -19,7 +19,7 @@ BUILDERS: dict[str, str] = {
 }
 
 #: Stages run in this order, after all builders, over their merged output.
-STAGE_ORDER: list[str] = ["anonymize", "dedup", "validate", "judge", "audit"]
+STAGE_ORDER: list[str] = ["anonymize", "dedup", "validate", "judge", "audit", "bias_report"]
 
 STAGES: dict[str, str] = {
     "anonymize": "instructkit.anonymize:AnonymizeStage",
@@ -27,10 +27,12 @@ STAGES: dict[str, str] = {
     "validate": "instructkit.validate:ValidateStage",
     "judge": "instructkit.quality.judge:JudgeStage",
     "audit": "instructkit.anonymize.audit:AuditStage",
+    # counts demographic mentions in exactly the records that are written; drops nothing
+    "bias_report": "instructkit.quality.bias:BiasReport",
 }
 
 #: Stages a recipe gets without asking (``stages: {name: false}`` turns one off).
-DEFAULT_STAGES: set[str] = {"validate"}
+DEFAULT_STAGES: set[str] = {"validate", "bias_report"}
 
 
 def resolve(path: str) -> Any:

@@ -141,6 +141,10 @@ class Step:
         """Extra figures for the manifest and card (e.g. replaced-entity totals)."""
         return {}
 
+    def card_section(self) -> str | None:
+        """Markdown this step adds to the dataset card, if any."""
+        return None
+
     # -- what the base class owns -------------------------------------------------------
     def bind(self, quarantine: Quarantine) -> "Step":
         """Attach the run's quarantine (the pipeline does this before running)."""
