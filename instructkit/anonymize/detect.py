@@ -1,0 +1,445 @@
+"""PHI detection: Presidio's AnalyzerEngine on spaCy, with the project's clinical recognizers.
+
+The recognizers, the deny list and the masks are data (``recognizers.yaml``,
+``denylist.yaml`` next to this file). ``PhiDetector.detect_many`` runs spaCy once over a
+batch of texts (``nlp.pipe``, NER only) and hands the precomputed NLP artifacts to
+Presidio, which is what makes it several times faster than ``AnalyzerEngine.analyze`` per
+text. Findings are mapped to the project's types (``NAME``, ``DATE``, ``MRN`` ...), checked
+against the deny list (medicine is not PHI), kept off existing masks, and made
+non-overlapping.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._resources import require
+
+logger = logging.getLogger("instructkit")
+
+__all__ = ["Finding", "PhiDetector", "load_recognizer_config", "configure_tldextract_offline",
+           "PHI_TYPES", "STRUCTURED_TYPES"]
+
+HERE = Path(__file__).resolve().parent
+
+#: every type the stage replaces; placeholders are ``[TYPE]``
+PHI_TYPES = ("NAME", "DATE", "AGE", "PHONE", "EMAIL", "URL", "IP", "SSN", "MRN", "ID",
+             "ACCOUNT", "HEALTH_PLAN", "ACCESSION", "LICENSE", "DEVICE_ID", "VEHICLE_ID",
+             "ADDRESS", "LOCATION", "ZIP", "HOSPITAL")
+#: identifiers with a fixed shape (leak target < 1%); the others are names and places
+STRUCTURED_TYPES = frozenset(PHI_TYPES) - {"NAME", "ADDRESS", "LOCATION", "HOSPITAL"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One PHI span in one text: ``text[start:end]`` is of ``type``."""
+
+    start: int
+    end: int
+    type: str
+    score: float
+    recognizer: str = ""
+
+
+@functools.cache
+def load_recognizer_config() -> dict[str, Any]:
+    """The recognizer and deny-list data shipped next to this module."""
+    cfg = yaml.safe_load((HERE / "recognizers.yaml").read_text(encoding="utf-8"))
+    cfg["deny"] = yaml.safe_load((HERE / "denylist.yaml").read_text(encoding="utf-8"))
+    return cfg
+
+
+def expand(regex: str, fragments: dict[str, str]) -> str:
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: fragments[m.group(1)], regex)
+
+
+_TLD_CONFIGURED = False
+
+
+def configure_tldextract_offline() -> None:
+    """Presidio's email/URL checks call ``tldextract.extract``, whose default extractor
+    fetches the public suffix list over the network and caches it on disk. Swap in an
+    extractor that uses only the snapshot bundled with tldextract: no network, no cache,
+    no warning."""
+    global _TLD_CONFIGURED
+    if _TLD_CONFIGURED:
+        return
+    tldextract = require("tldextract", "anonymize", "offline e-mail and URL checks")
+    from tldextract import tldextract as _impl
+
+    _impl.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None,
+                                                fallback_to_snapshot=True)
+    # load the snapshot now, so nothing happens lazily inside a worker
+    _impl.TLD_EXTRACTOR("example.com")
+    logging.getLogger("tldextract").setLevel(logging.ERROR)
+    _TLD_CONFIGURED = True
+
+
+# -- validators named in recognizers.yaml ------------------------------------------------------
+def _over_89(text: str) -> bool:
+    digits = re.sub(r"\D", "", text)
+    return bool(digits) and 89 < int(digits) < 130
+
+
+def _not_generic_facility(text: str, generic: frozenset[str]) -> bool:
+    words = re.findall(r"[A-Za-z][A-Za-z'.&-]*", text)
+    # the last word(s) are the facility kind; a name needs one non-generic word before them
+    return any(w.lower() not in generic for w in words[:-1])
+
+
+def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
+    """Presidio recognizers for the project's patterns (one per YAML entry)."""
+    pa = require("presidio_analyzer", "anonymize", "PHI detection")
+    generic = frozenset(w.lower() for w in cfg.get("generic_facility_words", []))
+    validators = {"over_89": _over_89,
+                  "not_generic_facility": lambda t: _not_generic_facility(t, generic)}
+
+    class GroupPatternRecognizer(pa.LocalRecognizer):
+        """A regex recognizer whose finding is the ``phi`` group when there is one
+        (Presidio's PatternRecognizer always takes the whole match, label included)."""
+
+        def __init__(self, name: str, entity: str, regex: str, score: float,
+                     validator: str | None) -> None:
+            self.regex = re.compile(regex, re.MULTILINE)
+            self.score = score
+            self.validator = validators[validator] if validator else None
+            super().__init__(supported_entities=[entity], name=name, supported_language="en")
+
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
+            entity = self.supported_entities[0]
+            out = []
+            for m in self.regex.finditer(text):
+                start, end = m.span("phi") if "phi" in self.regex.groupindex else m.span()
+                if end <= start or (self.validator and not self.validator(text[start:end])):
+                    continue
+                out.append(pa.RecognizerResult(entity, start, end, self.score,
+                                               recognition_metadata={
+                                                   pa.RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                                   pa.RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
+            return out
+
+    fragments = {k: expand(v, cfg["fragments"]) for k, v in cfg["fragments"].items()}
+    return [GroupPatternRecognizer(p["name"], p["type"], expand(p["regex"], fragments),
+                                   float(p["score"]), p.get("validator"))
+            for p in cfg["patterns"]]
+
+
+def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float = 0.5) -> Any:
+    """A Presidio ``AnalyzerEngine`` on the lean spaCy model with the project's recognizers."""
+    cfg = cfg or load_recognizer_config()
+    pa = require("presidio_analyzer", "anonymize", "PHI detection")
+    require("spacy", "anonymize", "PHI detection")
+    from presidio_analyzer import predefined_recognizers as pr
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    configure_tldextract_offline()
+    scfg = cfg["spacy"]
+
+    class LeanSpacyNlpEngine(SpacyNlpEngine):
+        """spaCy with only the NER component; lower-cased tokens stand in for lemmas
+        (Presidio uses lemmas only to find context words)."""
+
+        def load(self) -> None:
+            self.nlp = {"en": _load_spacy(scfg["model"], tuple(scfg["exclude"]))}
+
+        def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
+            entities, scores = self._get_updated_entities(
+                list(doc.ents), [self.ner_model_configuration.default_score] * len(doc.ents))
+            return NlpArtifacts(entities=entities, tokens=doc,
+                                tokens_indices=[t.idx for t in doc],
+                                lemmas=[t.lower_ for t in doc], nlp_engine=self,
+                                language=language, scores=scores)
+
+    labels = dict(scfg["labels"])
+    ner_conf = NerModelConfiguration(
+        model_to_presidio_entity_mapping=labels,
+        labels_to_ignore=["DATE", "TIME", "ORG", "NORP", "FAC", "CARDINAL", "ORDINAL",
+                          "QUANTITY", "PERCENT", "MONEY", "PRODUCT", "EVENT", "WORK_OF_ART",
+                          "LAW", "LANGUAGE"],
+        low_score_entity_names=[], default_score=float(scfg.get("score", 0.85)))
+    nlp_engine = LeanSpacyNlpEngine(models=[{"lang_code": "en", "model_name": scfg["model"]}],
+                                    ner_model_configuration=ner_conf)
+    nlp_engine.load()
+
+    registry = pa.RecognizerRegistry(supported_languages=["en"])
+    registry.add_recognizer(pr.SpacyRecognizer(supported_entities=sorted(set(labels.values())),
+                                               ner_strength=float(scfg.get("score", 0.85))))
+    for cls_name in cfg["presidio"]:
+        rec = getattr(pr, cls_name)()
+        if cls_name == "PhoneRecognizer":
+            _skip_without_digits(rec, 7)
+        registry.add_recognizer(rec)
+    for rec in _make_recognizers(cfg):
+        registry.add_recognizer(rec)
+    return pa.AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
+                             default_score_threshold=score_threshold)
+
+
+def _skip_without_digits(recognizer: Any, n: int) -> None:
+    """libphonenumber's matcher is the slowest recognizer; a text with fewer than ``n``
+    digits cannot hold a phone number, so it is not asked."""
+    analyze = recognizer.analyze
+
+    def gated(text: str, entities: Any, nlp_artifacts: Any = None, *a: Any, **k: Any) -> Any:
+        if sum(c.isdigit() for c in text) < n:
+            return []
+        return analyze(text, entities, nlp_artifacts, *a, **k)
+
+    recognizer.analyze = gated
+
+
+@functools.cache
+def _load_spacy(model: str, exclude: tuple[str, ...]) -> Any:
+    """spaCy model by package name (installed from PyPI, never downloaded at run time)."""
+    spacy = require("spacy", "anonymize", "PHI detection")
+    if not spacy.util.is_package(model):
+        from .._exceptions import MissingExtraError
+
+        raise MissingExtraError("anonymize", model.replace("_", "-"), "the spaCy model")
+    return spacy.load(model, exclude=list(exclude))
+
+
+class PhiDetector:
+    """Finds PHI spans in texts (batched), typed with the project's types."""
+
+    def __init__(self, *, entities: Iterable[str] | None = None, score_threshold: float = 0.5,
+                 n_process: int = 1, batch_size: int = 32, keep_states_and_countries: bool = True,
+                 extra_deny: Iterable[str] = ()) -> None:
+        self.cfg = load_recognizer_config()
+        self.entities = frozenset(entities) if entities else frozenset(PHI_TYPES)
+        unknown = self.entities - set(PHI_TYPES)
+        if unknown:
+            raise ValueError(f"unknown PHI types {sorted(unknown)}; known: {list(PHI_TYPES)}")
+        self.score_threshold = score_threshold
+        self.n_process = max(1, int(n_process))
+        self.batch_size = batch_size
+        self.analyzer = build_analyzer(self.cfg, score_threshold=score_threshold)
+        self.nlp_engine = self.analyzer.nlp_engine
+        self.type_of = dict(self.cfg["entity_types"])
+        self.priority = {t: i for i, t in enumerate(self.cfg["priority"])}
+        self.masks = re.compile("|".join(f"(?:{m})" for m in self.cfg["masks"]))
+        deny = self.cfg["deny"]
+        self.deny_terms = frozenset(_norm(t) for t in [*deny["terms"], *extra_deny])
+        self.deny_types = frozenset(self.cfg["deny_checked_types"])
+        followers = "|".join(re.escape(w) for w in sorted(deny["eponym_followers"], key=len, reverse=True))
+        self.eponym_after = re.compile(rf"^(?:'s|\u2019s|s')?[\s-]*(?:{followers})\b", re.IGNORECASE)
+        leaders = "|".join(re.escape(w) for w in deny["eponym_leaders"])
+        self.eponym_before = re.compile(rf"(?:{leaders})[\s-]*$", re.IGNORECASE)
+        self.name_gazetteer = _name_gazetteer()
+        self.first_names, self.last_names = _name_lists()
+        self.kept_places = frozenset(_norm(p) for p in self.cfg["safe_harbor_places"]) if keep_states_and_countries else frozenset()
+
+    # -- detection ---------------------------------------------------------------------------
+    def detect(self, text: str) -> list[Finding]:
+        return self.detect_many([text])[0]
+
+    def detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """Findings for each text; identical texts are analysed once."""
+        unique: dict[str, int] = {}
+        for t in texts:
+            if t and t not in unique and _worth_analysing(t):
+                unique[t] = len(unique)
+        results: dict[str, list[Finding]] = {}
+        if unique:
+            batches = self.nlp_engine.process_batch(list(unique), language="en",
+                                                    batch_size=self.batch_size,
+                                                    n_process=self.n_process)
+            for text, artifacts in batches:
+                raw = self.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
+                                            score_threshold=self.score_threshold)
+                results[text] = self._clean(text, raw)
+        return [results.get(t, []) for t in texts]
+
+    def _clean(self, text: str, raw: list[Any]) -> list[Finding]:
+        masked = [m.span() for m in self.masks.finditer(text)]
+        found: list[Finding] = []
+        for r in raw:
+            typ = self.type_of.get(r.entity_type, r.entity_type)
+            if typ not in self.entities:
+                continue
+            start, end = _trim(text, r.start, r.end)
+            if end <= start:
+                continue
+            name = (r.recognition_metadata or {}).get("recognizer_name", "")
+            if name == "SpacyRecognizer" and not self._plausible_ner(text, start, end, typ):
+                continue
+            if typ == "URL" and not _plausible_url(text[start:end]):
+                continue
+            # an existing mask is already redacted: keep only what lies outside it
+            for start, end in _outside(start, end, masked):
+                start, end = _trim(text, start, end)
+                if end - start < 2 or not any(c.isalnum() for c in text[start:end]):
+                    continue
+                if typ in self.deny_types and self._is_medicine(text, start, end):
+                    continue
+                if typ == "LOCATION" and _norm(text[start:end]) in self.kept_places:
+                    continue  # Safe Harbor allows states and countries
+                found.append(Finding(start, end, typ, float(r.score), name))
+        if "NAME" in self.entities:
+            found.extend(self._gazetteer_names(text, masked))
+        return _resolve_overlaps(found, self.priority)
+
+    def _gazetteer_names(self, text: str, masked: list[tuple[int, int]]) -> list[Finding]:
+        """A known given name followed by a known family name ("Zoe Young") is a name even
+        when NER misses it (the small model often does at the start of a sentence)."""
+        out = []
+        for m in _NAME_PAIR.finditer(text):
+            a, b = m.group(1), m.group(2)
+            if (a.lower() in self.first_names and b.lower() in self.last_names
+                    and not self.is_medicine_word(a) and not self.is_medicine_word(b)
+                    and not any(s < m.end() and m.start() < e for s, e in masked)
+                    and not self._is_medicine(text, m.start(), m.end())):
+                out.append(Finding(m.start(), m.end(), "NAME", 0.6, "name_gazetteer"))
+        return out
+
+    def _plausible_ner(self, text: str, start: int, end: int, typ: str) -> bool:
+        """The small spaCy model tags many clinical words as PERSON or GPE ("Dyspnea",
+        "Pulmonary"). An NER-only finding must look like a proper noun, and a name must
+        contain a known given or family name (Faker's name lists of all its locales);
+        a place needs a place-like neighbourhood ("lives in X", "X, IL")."""
+        words = re.findall(r"[^\s,]+", text[start:end])
+        if not words or any(any(c.isdigit() for c in w) for w in words):
+            return False
+        proper = [w for w in words if w.lower() not in _PARTICLES]
+        if not proper or any(not w[0].isupper() for w in proper):
+            return False
+        if typ == "NAME":
+            if all(w.isupper() and len(w) > 1 for w in proper) and len(proper) == 1:
+                return False  # an acronym ("SOB", "CTA")
+            return any(w.strip(".'’").lower() in self.name_gazetteer for w in proper)
+        if typ == "LOCATION":
+            before = text[max(0, start - 24):start]
+            after = text[end:end + 24]
+            return bool(_PLACE_BEFORE.search(before) or _PLACE_AFTER.match(after)
+                        or (len(proper) > 1 and not any(w.isupper() for w in proper)))
+        return True
+
+    def is_medicine_word(self, word: str) -> bool:
+        return _norm(word) in self.deny_terms
+
+    def _is_medicine(self, text: str, start: int, end: int) -> bool:
+        span = text[start:end]
+        if _norm(span) in self.deny_terms:
+            return True
+        words = re.split(r"[\s,]+", span.strip())
+        if words and all(_norm(w) in self.deny_terms for w in words if w):
+            return True
+        if self.eponym_after.match(text[end:end + 40]):
+            return True
+        return bool(self.eponym_before.search(text[max(0, start - 6):start]))
+
+
+_NAME_PAIR = re.compile(r"(?<![\w'\u2019-])([A-Z\u00c0-\u00de][^\W\d_]+)\s+([A-Z\u00c0-\u00de][^\W\d_'\u2019-]*(?:['\u2019-][^\W\d_]+)?)(?![\w'\u2019-])")
+_PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "del", "della", "le",
+                        "la", "bin", "bint", "al", "el", "ibn", "y", "dos", "das", "ter", "ten"})
+_PLACE_BEFORE = re.compile(
+    r"\b(?:in|from|at|to|near|of|outside|around|visiting|visited|lives|living|live|born|moved|"
+    r"resident|resides|travel(?:l?ed)?|returned|city|town|county)\s+(?:the\s+)?$", re.IGNORECASE)
+_PLACE_AFTER = re.compile(r"^,\s*(?:[A-Z]{2}\b|[A-Z][a-z]+)")
+
+
+def _plausible_url(span: str) -> bool:
+    """Presidio's URL pattern also matches "bilaterally.Th"; without a scheme or "www."
+    a URL needs a lower-case, common top-level domain."""
+    if re.match(r"(?i)(?:https?|ftp)://|www\.", span):
+        return True
+    host = span.split("/", 1)[0]
+    tld = host.rsplit(".", 1)[-1] if "." in host else ""
+    return tld in _COMMON_TLDS and host.islower() and len(host.split(".")[0]) > 1
+
+
+_COMMON_TLDS = frozenset({"com", "org", "net", "edu", "gov", "mil", "int", "io", "info", "biz", "us",
+                          "uk", "ca", "au", "de", "fr", "es", "it", "nl", "ch", "se", "no", "dk",
+                          "fi", "be", "at", "ie", "nz", "in", "jp", "cn", "br", "mx", "ru", "pl",
+                          "health", "care", "me", "co", "ly", "app", "dev", "ai"})
+
+
+def _name_gazetteer() -> frozenset[str]:
+    first, last = _name_lists()
+    return first | last
+
+
+@functools.cache
+def _name_lists() -> tuple[frozenset[str], frozenset[str]]:
+    """(given names, family names) from every Faker locale (lower-cased, Latin script)."""
+    import importlib
+    import pkgutil
+
+    persons = require("faker.providers.person", "anonymize", "name checks")
+    first: set[str] = set()
+    last: set[str] = set()
+    for mod_info in pkgutil.iter_modules(persons.__path__):
+        try:
+            provider = importlib.import_module(f"{persons.__name__}.{mod_info.name}").Provider
+        except Exception:  # noqa: BLE001 - a locale that does not import is skipped
+            continue
+        for attr in ("first_names", "last_names", "first_names_male", "first_names_female",
+                     "first_romanized_names", "last_romanized_names"):
+            vals = provider.__dict__.get(attr)
+            if isinstance(vals, (list, tuple, dict)):
+                (last if attr.startswith("last") else first).update(
+                    n.lower() for n in vals
+                    if isinstance(n, str) and all(c.isalpha() or c in "-' " for c in n))
+    return frozenset(first), frozenset(last)
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s.strip().strip(".,;:'\u2019\"()[]")).lower()
+
+
+def _worth_analysing(text: str) -> bool:
+    # PHI needs at least a letter or digit run; skips empty strings and pure punctuation
+    return any(c.isalnum() for c in text)
+
+
+def _outside(start: int, end: int, masks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    pieces = [(start, end)]
+    for ms, me in masks:
+        if ms >= end or me <= start:
+            continue
+        pieces = [p for s, e in pieces for p in ((s, min(e, ms)), (max(s, me), e)) if p[1] > p[0]]
+    return pieces
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    span = text[start:end]
+    lead = " \t\r\n,;:" + ("(" if ")" not in span else "")
+    tail = " \t\r\n,;:." + (")" if "(" not in span else "")
+    while start < end and text[start] in lead:
+        start += 1
+    while end > start and text[end - 1] in tail:
+        # keep the period of an abbreviation such as "St." or "Jr."
+        if text[end - 1] == "." and re.search(r"(?:^|\s)[A-Z][a-z]?\.$", text[start:end]):
+            break
+        end -= 1
+    # "The Mercy Hospital": the article is not part of the name
+    m = re.match(r"(?:The|the)\s+", text[start:end])
+    if m and end - start > m.end():
+        start += m.end()
+    return start, end
+
+
+def _resolve_overlaps(found: list[Finding], priority: dict[str, int]) -> list[Finding]:
+    """Keep non-overlapping findings: higher-priority type, then longer, then higher score."""
+    if len(found) <= 1:
+        return found
+    rank = lambda f: (priority.get(f.type, 99), -(f.end - f.start), -f.score, f.start)  # noqa: E731
+    kept: list[Finding] = []
+    for f in sorted(found, key=rank):
+        if all(f.end <= k.start or k.end <= f.start for k in kept):
+            kept.append(f)
+    # a lower-priority finding that covers a kept one fully (e.g. a NAME around a DATE)
+    # is dropped above; sort by position for replacement
+    return sorted(kept, key=lambda f: f.start)

@@ -1,0 +1,109 @@
+"""The residual-PHI audit: its own detector, the pipeline stage, ``instructkit audit DIR``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fixtures_anonymize import make_phi_record
+
+RAW = ("Call (617) 555-0143 or write to jo.doe@gmail.com; SSN 219-09-9999, seen 03/14/2021 "
+       "at https://portal.example.net from 10.2.3.4, Springfield, IL 62704; MRN: 00123456. "
+       "Dr. Alvarez saw Maria Lopez, a 95-year-old.")
+
+
+def test_audit_detector_finds_structured_identifiers_and_names(audit_detector):
+    counts = audit_detector.scan_many([(RAW, [])])[0]
+    for typ in ("PHONE", "EMAIL", "SSN", "DATE", "URL", "IP", "ZIP", "RECORD_NUMBER", "AGE_OVER_89", "NAME"):
+        assert counts[typ] >= 1, (typ, counts)
+
+
+def test_audit_ignores_placeholders_masks_and_surrogate_spans(audit_detector):
+    text = "Call [PHONE] on [DATE], MRN [MRN:1a2b3c4d5e]. XXXX XXXX. Seen [**2118-6-2**]."
+    assert audit_detector.scan_many([(text, [])])[0] == {}
+    fake = "Seen on 04/17/2020."
+    assert audit_detector.scan_many([(fake, [])])[0]["DATE"] == 1
+    assert audit_detector.scan_many([(fake, [[8, 18]])])[0] == {}
+
+
+def _run(tmp_path, records, stages, name="ds"):
+    from instructkit.builder import Builder
+    from instructkit.pipeline import Pipeline
+
+    class ListBuilder(Builder):
+        method = "template"
+
+        def inputs(self):
+            return records
+
+        def process(self, inputs):
+            yield from inputs
+
+    out = tmp_path / name
+    result = Pipeline([ListBuilder()], stages).run(out, quiet=True)
+    return out, result
+
+
+def test_audit_stage_fails_raw_phi_and_passes_after_anonymization(phi_detector, audit_detector, tmp_path):
+    from instructkit.anonymize.audit import AuditStage
+    from instructkit.anonymize.stage import AnonymizeStage
+
+    recs = [make_phi_record("Summarize.", RAW, "Stable.", record_id=str(i)) for i in range(2)]
+    out_raw, res = _run(tmp_path, recs, [AuditStage(detector=audit_detector)], "raw")
+    audit = [s for s in res.manifest["stages"] if s["stage"] == "audit"][0]["extra"]["audit"]
+    assert audit["passed"] is False
+    assert audit["suspects_by_type"]["SSN"] >= 2  # in input and in the user message, both records
+    assert sorted(audit["record_ids_by_type"]["SSN"]) == sorted(r["id"] for r in recs)
+    assert "219-09-9999" not in json.dumps(audit)
+
+    for op in ("placeholder", "surrogate"):
+        out, res = _run(tmp_path, recs, [AnonymizeStage(op, detector=phi_detector, canary=False),
+                                         AuditStage(detector=audit_detector)], op)
+        audit = [s for s in res.manifest["stages"] if s["stage"] == "audit"][0]["extra"]["audit"]
+        assert audit["passed"] is True, (op, audit)
+        # the same verdict from the folder on disk
+        from instructkit.anonymize.audit import audit_dataset
+
+        report = audit_dataset(out, names=False)
+        assert report["passed"] is True and report["records_scanned"] == 2
+
+
+def test_audit_limits_from_config(audit_detector, tmp_path):
+    from instructkit.anonymize.audit import AuditStage, _limits
+
+    recs = [make_phi_record("Summarize.", "Seen 03/14/2021.", "Stable.")]
+    stage = AuditStage(limits=_limits({"limits": {"DATE": 5}}), detector=audit_detector)
+    _, res = _run(tmp_path, recs, [stage])
+    audit = res.manifest["stages"][-1]["extra"]["audit"]
+    assert audit["passed"] is True and audit["suspects_by_type"]["DATE"] == 2
+
+    dropping = AuditStage(drop_suspects=True, detector=audit_detector)
+    _, res = _run(tmp_path, recs, [dropping], "drop")
+    assert res.records == 0 and res.quarantined == 1
+
+
+def test_cli_audit_exit_codes(audit_detector, tmp_path):
+    from typer.testing import CliRunner
+
+    from instructkit.anonymize.audit import AuditStage
+    from instructkit.cli import app
+
+    bad, _ = _run(tmp_path, [make_phi_record("Summarize.", RAW, "Stable.")], [], "bad")
+    good, _ = _run(tmp_path, [make_phi_record("Summarize.", "Stable overnight, no distress.", "Stable.")],
+                   [], "good")
+    runner = CliRunner()
+    res = runner.invoke(app, ["audit", str(bad), "--no-names"])
+    assert res.exit_code == 1 and "FAILED" in res.output and "SSN" in res.output
+    assert "219-09-9999" not in res.output
+    res = runner.invoke(app, ["audit", str(good), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["passed"] is True
+
+
+def test_audit_of_a_folder_without_data_is_a_clear_error(tmp_path):
+    from instructkit._exceptions import SourceError
+    from instructkit.anonymize.audit import audit_dataset
+
+    with pytest.raises(SourceError, match="data"):
+        audit_dataset(tmp_path)
