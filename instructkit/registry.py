@@ -32,7 +32,7 @@ STAGES: dict[str, str] = {
 }
 
 #: Stages a recipe gets without asking (``stages: {name: false}`` turns one off).
-DEFAULT_STAGES: set[str] = {"anonymize", "validate", "audit", "bias_report"}
+DEFAULT_STAGES: set[str] = {"anonymize", "dedup", "validate", "audit", "bias_report"}
 
 
 def resolve(path: str) -> Any:
