@@ -89,6 +89,24 @@ def _over_89(text: str) -> bool:
     return bool(digits) and 89 < int(digits) < 130
 
 
+_DATE_SHAPE = re.compile(r"\d{4}[-.]\d{1,2}[-.]\d{1,2}|\d{1,2}[-.]\d{1,2}[-.]\d{2,4}")
+
+
+def _phone_digits(text: str) -> bool:
+    """7 to 15 digits (ITU E.164), in at most six groups, and not shaped like a date."""
+    digits = sum(c.isdigit() for c in text)
+    return 7 <= digits <= 15 and not _DATE_SHAPE.fullmatch(text.strip())
+
+
+def _iban_checksum(text: str) -> bool:
+    """ISO 13616 check digits (mod 97), for IBANs in any letter case."""
+    s = re.sub(r"\s+", "", text).upper()
+    if not (15 <= len(s) <= 34):
+        return False
+    n = "".join(str(int(c, 36)) for c in s[4:] + s[:4])
+    return int(n) % 97 == 1
+
+
 def _not_generic_facility(text: str, generic: frozenset[str]) -> bool:
     words = re.findall(r"[A-Za-z][A-Za-z'.&-]*", text)
     # the last word(s) are the facility kind; a name needs one non-generic word before them
@@ -99,7 +117,7 @@ def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
     """Presidio recognizers for the project's patterns (one per YAML entry)."""
     pa = require("presidio_analyzer", "anonymize", "PHI detection")
     generic = frozenset(w.lower() for w in cfg.get("generic_facility_words", []))
-    validators = {"over_89": _over_89,
+    validators = {"over_89": _over_89, "phone_digits": _phone_digits, "iban": _iban_checksum,
                   "not_generic_facility": lambda t: _not_generic_facility(t, generic)}
 
     class GroupPatternRecognizer(pa.LocalRecognizer):
@@ -107,11 +125,14 @@ def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
         (Presidio's PatternRecognizer always takes the whole match, label included)."""
 
         def __init__(self, name: str, entity: str, regex: str, score: float,
-                     validator: str | None) -> None:
+                     validator: str | None, context: list[str] | None = None) -> None:
             self.regex = re.compile(regex, re.MULTILINE)
             self.score = score
             self.validator = validators[validator] if validator else None
-            super().__init__(supported_entities=[entity], name=name, supported_language="en")
+            # a pattern with context words scores below the threshold alone and passes
+            # only when Presidio's context enhancer finds one of them just before it
+            super().__init__(supported_entities=[entity], name=name, supported_language="en",
+                             context=context)
 
         def load(self) -> None:
             pass
@@ -124,6 +145,8 @@ def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
                 if end <= start or (self.validator and not self.validator(text[start:end])):
                     continue
                 out.append(pa.RecognizerResult(entity, start, end, self.score,
+                                               analysis_explanation=pa.AnalysisExplanation(
+                                                   recognizer=self.name, original_score=self.score),
                                                recognition_metadata={
                                                    pa.RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
                                                    pa.RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
@@ -131,7 +154,7 @@ def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
 
     fragments = {k: expand(v, cfg["fragments"]) for k, v in cfg["fragments"].items()}
     return [GroupPatternRecognizer(p["name"], p["type"], expand(p["regex"], fragments),
-                                   float(p["score"]), p.get("validator"))
+                                   float(p["score"]), p.get("validator"), p.get("context"))
             for p in cfg["patterns"]]
 
 
@@ -157,10 +180,13 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
         def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
             entities, scores = self._get_updated_entities(
                 list(doc.ents), [self.ner_model_configuration.default_score] * len(doc.ents))
-            return NlpArtifacts(entities=entities, tokens=doc,
-                                tokens_indices=[t.idx for t in doc],
-                                lemmas=[t.lower_ for t in doc], nlp_engine=self,
-                                language=language, scores=scores)
+            art = NlpArtifacts(entities=entities, tokens=doc,
+                               tokens_indices=[t.idx for t in doc],
+                               lemmas=[t.lower_ for t in doc], nlp_engine=self,
+                               language=language, scores=scores)
+            # context words may be stop words ("call me on ..."): keep every word
+            art.keywords = [t.lower_ for t in doc if t.is_alpha]
+            return art
 
     labels = dict(scfg["labels"])
     ner_conf = NerModelConfiguration(
@@ -177,14 +203,22 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
     registry.add_recognizer(pr.SpacyRecognizer(supported_entities=sorted(set(labels.values())),
                                                ner_strength=float(scfg.get("score", 0.85))))
     for cls_name in cfg["presidio"]:
-        rec = getattr(pr, cls_name)()
         if cls_name == "PhoneRecognizer":
+            # libphonenumber, tried as a number of each listed region (international formats)
+            rec = pr.PhoneRecognizer(supported_regions=tuple(cfg["phone_regions"]))
             _skip_without_digits(rec, 7)
+        else:
+            rec = getattr(pr, cls_name)()
         registry.add_recognizer(rec)
     for rec in _make_recognizers(cfg):
         registry.add_recognizer(rec)
+    # context words count a little after a value too ("085 175 7641-Office"), and as whole
+    # words only ("tel" must not match "platelets")
+    enhancer = pa.context_aware_enhancers.LemmaContextAwareEnhancer(
+        context_suffix_count=2, context_matching_mode="whole_word")
     return pa.AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
-                             default_score_threshold=score_threshold)
+                             default_score_threshold=score_threshold,
+                             context_aware_enhancer=enhancer)
 
 
 def _skip_without_digits(recognizer: Any, n: int) -> None:
@@ -231,14 +265,20 @@ class PhiDetector:
         self.priority = {t: i for i, t in enumerate(self.cfg["priority"])}
         self.masks = re.compile("|".join(f"(?:{m})" for m in self.cfg["masks"]))
         deny = self.cfg["deny"]
-        self.deny_terms = frozenset(_norm(t) for t in [*deny["terms"], *extra_deny])
+        self.deny_terms = frozenset(_norm(t) for t in [*deny["terms"], *deny.get("not_names", []),
+                                                        *extra_deny])
         self.deny_types = frozenset(self.cfg["deny_checked_types"])
         followers = "|".join(re.escape(w) for w in sorted(deny["eponym_followers"], key=len, reverse=True))
         self.eponym_after = re.compile(rf"^(?:'s|\u2019s|s')?[\s-]*(?:{followers})\b", re.IGNORECASE)
         leaders = "|".join(re.escape(w) for w in deny["eponym_leaders"])
         self.eponym_before = re.compile(rf"(?:{leaders})[\s-]*$", re.IGNORECASE)
-        self.name_gazetteer = _name_gazetteer()
-        self.first_names, self.last_names = _name_lists()
+        # words that are not names although spaCy often tags them so (clinical vocabulary,
+        # pronouns, greetings' objects); and the shape of medical terms ("-itis", "-omegaly")
+        self.not_name_words = frozenset(_norm(t) for t in deny.get("not_names", []))
+        self.medical_word = re.compile(rf"(?i)^(?:{'|'.join(deny['medical_word_shapes'])})$")
+        self.address_part = re.compile(expand(self.cfg["address_block"]["part"],
+                                              {k: expand(v, self.cfg["fragments"])
+                                               for k, v in self.cfg["fragments"].items()}))
         self.kept_places = frozenset(_norm(p) for p in self.cfg["safe_harbor_places"]) if keep_states_and_countries else frozenset()
 
     # -- detection ---------------------------------------------------------------------------
@@ -282,43 +322,97 @@ class PhiDetector:
                 start, end = _trim(text, start, end)
                 if end - start < 2 or not any(c.isalnum() for c in text[start:end]):
                     continue
-                if typ in self.deny_types and self._is_medicine(text, start, end):
+                if typ in self.deny_types and self._is_medicine(text, start, end,
+                                                                titled=name == "name_title"):
                     continue
                 if typ == "LOCATION" and _norm(text[start:end]) in self.kept_places:
                     continue  # Safe Harbor allows states and countries
                 found.append(Finding(start, end, typ, float(r.score), name))
+        found = self._extend_address_blocks(text, found, masked)
+        kept = _resolve_overlaps(found, self.priority)
         if "NAME" in self.entities:
-            found.extend(self._gazetteer_names(text, masked))
-        return _resolve_overlaps(found, self.priority)
+            kept = _resolve_overlaps(kept + self._repeat_names(text, kept, masked), self.priority)
+        return kept
 
-    def _gazetteer_names(self, text: str, masked: list[tuple[int, int]]) -> list[Finding]:
-        """A known given name followed by a known family name ("Zoe Young") is a name even
-        when NER misses it (the small model often does at the start of a sentence)."""
-        out = []
-        for m in _NAME_PAIR.finditer(text):
-            a, b = m.group(1), m.group(2)
-            if (a.lower() in self.first_names and b.lower() in self.last_names
-                    and not self.is_medicine_word(a) and not self.is_medicine_word(b)
-                    and not any(s < m.end() and m.start() < e for s, e in masked)
-                    and not self._is_medicine(text, m.start(), m.end())):
-                out.append(Finding(m.start(), m.end(), "NAME", 0.6, "name_gazetteer"))
+    def _extend_address_blocks(self, text: str, found: list[Finding],
+                               masked: list[tuple[int, int]]) -> list[Finding]:
+        """A postal address goes on after the street: the unit, town, region, postcode and
+        country follow on the next short lines or after commas ("12 Rue X\\n Apt. 3\\n
+        DOLE\\n France 35910"). Each part becomes a finding of its own: a unit is ADDRESS,
+        a postcode ZIP, a town LOCATION; states and countries stay (Safe Harbor)."""
+        out = list(found)
+        for f in found:
+            if f.type != "ADDRESS":
+                continue
+            end, parts = f.end, 0
+            while parts < int(self.cfg["address_block"]["max_parts"]):
+                m = self.address_part.match(text, end)
+                if not m or any(s < m.end() and m.start() < e for s, e in masked):
+                    break
+                end, parts = m.end(), parts + 1
+                grp = next(g for g in ("unit", "nl", "comma") if m.group(g) is not None)
+                out.extend(self._address_part(text, m.start(grp), m.end(grp)))
         return out
+
+    def _address_part(self, text: str, start: int, end: int) -> list[Finding]:
+        start, end = _trim(text, start, end)
+        part = text[start:end]
+        if not part or part.lower() == "nan":
+            return []
+        if _UNIT.match(part):
+            return [Finding(start, end, "ADDRESS", 0.8, "address_block")]
+        out = []
+        code = _POSTCODE_TAIL.search(part)
+        if code:
+            out.append(Finding(start + code.start(1), start + code.end(1), "ZIP", 0.8, "address_block"))
+            end = start + code.start()
+            part = text[start:end]
+        words = part.strip()
+        if (words and words.lower() != "nan" and _norm(words) not in self.kept_places
+                and not re.fullmatch(r"[A-Z]{2}", words) and not self._is_medicine(text, start, end)):
+            out.append(Finding(start, end, "LOCATION", 0.8, "address_block"))
+        return out
+
+    def _repeat_names(self, text: str, found: list[Finding],
+                      masked: list[tuple[int, int]]) -> list[Finding]:
+        """A name found once in a text is a name wherever else it occurs there ("Christine
+        Hertzog ... calls me Christine"): NER sees it in one sentence only."""
+        words = set()
+        for f in found:
+            if f.type == "NAME":
+                for w in re.findall(r"[^\W\d_][\w'\u2019-]+", text[f.start:f.end]):
+                    if len(w) > 2 and w.lower() not in _PARTICLES and not self.is_medicine_word(w) \
+                            and _norm(w) not in self.not_name_words:
+                        words.add(w)
+        if not words:
+            return []
+        rx = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+                        + r")(?![\w-])")
+        return [Finding(m.start(), m.end(), "NAME", 0.6, "name_repeat") for m in rx.finditer(text)
+                if all(m.end() <= f.start or f.end <= m.start() for f in found)
+                and not any(s < m.end() and m.start() < e for s, e in masked)
+                and not self._is_medicine(text, m.start(), m.end())]
 
     def _plausible_ner(self, text: str, start: int, end: int, typ: str) -> bool:
         """The small spaCy model tags many clinical words as PERSON or GPE ("Dyspnea",
-        "Pulmonary"). An NER-only finding must look like a proper noun, and a name must
-        contain a known given or family name (Faker's name lists of all its locales);
-        a place needs a place-like neighbourhood ("lives in X", "X, IL")."""
+        "Pulmonary", "Cardiomegaly"). An NER-only finding must look like a proper noun
+        (capitalised words, no digits, not a lone acronym) and hold no clinical word: none
+        from the deny lists and none shaped like a medical term ("-itis", "-omegaly").
+        A place also needs a place-like neighbourhood ("lives in X", "X, IL") unless it has
+        several words."""
         words = re.findall(r"[^\s,]+", text[start:end])
         if not words or any(any(c.isdigit() for c in w) for w in words):
             return False
         proper = [w for w in words if w.lower() not in _PARTICLES]
         if not proper or any(not w[0].isupper() for w in proper):
             return False
-        if typ == "NAME":
-            if all(w.isupper() and len(w) > 1 for w in proper) and len(proper) == 1:
-                return False  # an acronym ("SOB", "CTA")
-            return any(w.strip(".'’").lower() in self.name_gazetteer for w in proper)
+        if len(proper) == 1 and proper[0].isupper() and len(proper[0]) > 1 and typ == "NAME":
+            return False  # an acronym ("SOB", "CTA")
+        for w in proper:
+            core = w.strip(".'\u2019()")
+            if (_norm(core) in self.not_name_words or self.medical_word.match(core)
+                    or (len(proper) > 1 and self.is_medicine_word(core) and typ == "LOCATION")):
+                return False
         if typ == "LOCATION":
             before = text[max(0, start - 24):start]
             after = text[end:end + 24]
@@ -329,25 +423,31 @@ class PhiDetector:
     def is_medicine_word(self, word: str) -> bool:
         return _norm(word) in self.deny_terms
 
-    def _is_medicine(self, text: str, start: int, end: int) -> bool:
+    def _is_medicine(self, text: str, start: int, end: int, titled: bool = False) -> bool:
+        """Medicine, not PHI: deny-list words only, or an eponym ("Parkinson's disease",
+        "non-Hodgkin"). After a title ("Dr. Parkinson") only the eponym test applies."""
         span = text[start:end]
-        if _norm(span) in self.deny_terms:
-            return True
         words = re.split(r"[\s,]+", span.strip())
-        if words and all(_norm(w) in self.deny_terms for w in words if w):
+        if not titled and (_norm(span) in self.deny_terms
+                           or (words and all(_norm(w) in self.deny_terms for w in words if w))):
             return True
         if self.eponym_after.match(text[end:end + 40]):
             return True
         return bool(self.eponym_before.search(text[max(0, start - 6):start]))
 
 
-_NAME_PAIR = re.compile(r"(?<![\w'\u2019-])([A-Z\u00c0-\u00de][^\W\d_]+)\s+([A-Z\u00c0-\u00de][^\W\d_'\u2019-]*(?:['\u2019-][^\W\d_]+)?)(?![\w'\u2019-])")
 _PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "del", "della", "le",
                         "la", "bin", "bint", "al", "el", "ibn", "y", "dos", "das", "ter", "ten"})
 _PLACE_BEFORE = re.compile(
     r"\b(?:in|from|at|to|near|of|outside|around|visiting|visited|lives|living|live|born|moved|"
     r"resident|resides|travel(?:l?ed)?|returned|city|town|county)\s+(?:the\s+)?$", re.IGNORECASE)
 _PLACE_AFTER = re.compile(r"^,\s*(?:[A-Z]{2}\b|[A-Z][a-z]+)")
+
+
+_UNIT = re.compile(r"(?i)(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room)\.?\s*#?\d+[A-Za-z]?$")
+#: a postcode at the end of an address line ("Uruguay 64677", "Mill Village B0J 2H0")
+_POSTCODE_TAIL = re.compile(r"(?:^|\s)(\d{2,5}(?:[ -]\d{2,4})?(?:\s?[A-Z]{2})?|[A-Z]\d[A-Z] ?\d[A-Z]\d"
+                            r"|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})$")
 
 
 def _plausible_url(span: str) -> bool:
@@ -364,35 +464,6 @@ _COMMON_TLDS = frozenset({"com", "org", "net", "edu", "gov", "mil", "int", "io",
                           "uk", "ca", "au", "de", "fr", "es", "it", "nl", "ch", "se", "no", "dk",
                           "fi", "be", "at", "ie", "nz", "in", "jp", "cn", "br", "mx", "ru", "pl",
                           "health", "care", "me", "co", "ly", "app", "dev", "ai"})
-
-
-def _name_gazetteer() -> frozenset[str]:
-    first, last = _name_lists()
-    return first | last
-
-
-@functools.cache
-def _name_lists() -> tuple[frozenset[str], frozenset[str]]:
-    """(given names, family names) from every Faker locale (lower-cased, Latin script)."""
-    import importlib
-    import pkgutil
-
-    persons = require("faker.providers.person", "anonymize", "name checks")
-    first: set[str] = set()
-    last: set[str] = set()
-    for mod_info in pkgutil.iter_modules(persons.__path__):
-        try:
-            provider = importlib.import_module(f"{persons.__name__}.{mod_info.name}").Provider
-        except Exception:  # noqa: BLE001 - a locale that does not import is skipped
-            continue
-        for attr in ("first_names", "last_names", "first_names_male", "first_names_female",
-                     "first_romanized_names", "last_romanized_names"):
-            vals = provider.__dict__.get(attr)
-            if isinstance(vals, (list, tuple, dict)):
-                (last if attr.startswith("last") else first).update(
-                    n.lower() for n in vals
-                    if isinstance(n, str) and all(c.isalpha() or c in "-' " for c in n))
-    return frozenset(first), frozenset(last)
 
 
 def _norm(s: str) -> str:
