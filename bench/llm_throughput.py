@@ -79,11 +79,11 @@ def start_endpoint(latency: float) -> tuple[subprocess.Popen, str]:
 
 
 # -- the measurements --------------------------------------------------------------------------------
-def bench_client(base: str, concurrency: int, n: int) -> tuple[float, float]:
+def bench_client(base: str, concurrency: int, n: int, transport: str = "auto") -> tuple[float, float]:
     from instructkit.llm import ChatRequest, LLMClient
 
     client = LLMClient({"base_url": base, "model": "bench", "concurrency": concurrency,
-                        "cache": False, "timeout": 30})
+                        "cache": False, "timeout": 30, "transport": transport})
     reqs = [ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], params={"max_tokens": 4})
             for i in range(n)]
     client.chat_many(reqs[:concurrency])  # warm up: connections, event loop thread
@@ -128,12 +128,14 @@ def main() -> None:
         rps, cpu = bench_sequential_openai(base, seq_n)
         ideal = 1 / args.latency
         print(f"{'openai sync, sequential loop':<34}{seq_n:>9}{rps:>10.1f}{ideal:>10.1f}{rps / ideal:>10.0%}{cpu:>12.2f}")
-        for c in (1, 8, 32, 128):
-            n = max(10, c * args.waves)
-            rps, cpu = bench_client(base, c, n)
-            ideal = c / args.latency
-            print(f"{'instructkit LLMClient, conc ' + str(c):<34}{n:>9}{rps:>10.1f}{ideal:>10.1f}"
-                  f"{rps / ideal:>10.0%}{cpu:>12.2f}")
+        # the default transport (aiohttp), then openai's default httpx transport for comparison
+        for transport, label in (("auto", "LLMClient"), ("httpx", "LLMClient/httpx")):
+            for c in (1, 8, 32, 128):
+                n = max(10, c * args.waves)
+                rps, cpu = bench_client(base, c, n, transport)
+                ideal = c / args.latency
+                print(f"{label + ', conc ' + str(c):<34}{n:>9}{rps:>10.1f}{ideal:>10.1f}"
+                      f"{rps / ideal:>10.0%}{cpu:>12.2f}")
     finally:
         proc.terminate()
         proc.wait()

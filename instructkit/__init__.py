@@ -1,6 +1,10 @@
 """instructkit: build medical instruction-tuning datasets a hospital can trust.
 
 The public surface is exactly ``__all__`` (held by ``tests/test_exported_members.py``).
+The core (records, recipes, the template builder, the pipeline) is imported eagerly; the
+stages and builders that need an extra (Presidio, FAISS, the LLM client...) are imported on
+first use, so ``import instructkit`` stays light and a missing extra is reported only by
+what needs it.
 """
 
 __version__ = "0.1.0"
@@ -27,6 +31,62 @@ from .sources import Source
 from .template import TemplateBuilder
 from .export import read_dataset
 from .api import build
+
+# name -> (module, attribute), imported on first access
+_LAZY = {
+    "SchemaFilter": ("instructkit.validate", "SchemaFilter"),
+    "stages_from_config": ("instructkit.pipeline", "stages_from_config"),
+    # anonymize (issue 5)
+    "AnonymizeStage": ("instructkit.anonymize.stage", "AnonymizeStage"),
+    "AuditStage": ("instructkit.anonymize.audit", "AuditStage"),
+    "PhiDetector": ("instructkit.anonymize.detect", "PhiDetector"),
+    "audit_dataset": ("instructkit.anonymize.audit", "audit_dataset"),
+    # dedup and decontamination (issue 6)
+    "DedupStage": ("instructkit.dedup", "DedupStage"),
+    "KeepRule": ("instructkit.dedup.keep", "KeepRule"),
+    "load_benchmark": ("instructkit.dedup.decontam", "load_benchmark"),
+    "Embedder": ("instructkit.embeddings", "Embedder"),
+    "load_embedder": ("instructkit.embeddings", "load_embedder"),
+    # quality (issue 7)
+    "QualitySettings": ("instructkit.quality.settings", "QualitySettings"),
+    "quality_filters": ("instructkit.quality", "quality_filters"),
+    "JudgeStage": ("instructkit.quality.judge", "JudgeStage"),
+    "BiasReport": ("instructkit.quality.bias", "BiasReport"),
+    # language models and the synthetic builder (issue 3)
+    "LLMClient": ("instructkit.llm.client", "LLMClient"),
+    "llm_from_context": ("instructkit.llm.client", "llm_from_context"),
+    "ChatRequest": ("instructkit.llm.types", "ChatRequest"),
+    "ChatResult": ("instructkit.llm.types", "ChatResult"),
+    "JsonRequest": ("instructkit.llm.types", "JsonRequest"),
+    "JsonResult": ("instructkit.llm.types", "JsonResult"),
+    "SyntheticBuilder": ("instructkit.synthetic.builder", "SyntheticBuilder"),
+    # retrieval-grounded builder (issue 4)
+    "RagBuilder": ("instructkit.rag.builder", "RagBuilder"),
+    "RagIndex": ("instructkit.rag.index", "RagIndex"),
+    # publishing (issue 8); ``instructkit.publish`` is the subpackage, so the folder
+    # function is exported as publish_folder
+    "publish_folder": ("instructkit.publish.core", "publish"),
+    "publish_dataset": ("instructkit.publish.core", "publish_dataset"),
+    "PublishResult": ("instructkit.publish.core", "PublishResult"),
+    "GateResult": ("instructkit.publish.gates", "GateResult"),
+}
+
+
+def __getattr__(name: str):
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'instructkit' has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "__version__",
@@ -55,4 +115,5 @@ __all__ = [
     "make_record",
     "read_dataset",
     "record_id",
+    *_LAZY,
 ]

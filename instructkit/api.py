@@ -31,14 +31,26 @@ def run_stage_file(stage: str, input: str | Path, out: str | Path, *,
     Lines that are not JSON are quarantined by the stage's own schema check (stage
     ``read``), so every input line is accounted for. Returns (kept, quarantined).
     """
+    from .registry import STAGE_ORDER
+
+    ctx = ctx or RunContext(quiet=quiet)
+    try:
+        steps = stages_from_config({name: False for name in STAGE_ORDER} | {stage: config or True}, ctx)
+        return run_steps_file(steps, input, out, quarantine_path=quarantine_path, label=stage,
+                              quiet=quiet)
+    finally:
+        ctx.close()
+
+
+def run_steps_file(steps: list[Any], input: str | Path, out: str | Path, *,
+                   quarantine_path: str | Path | None = None, label: str = "",
+                   quiet: bool = False) -> tuple[int, int]:
+    """Stream a JSONL of records through ``steps`` into ``out``; dropped records and unreadable
+    lines go to the quarantine (default: next to ``out``). Returns (kept, quarantined)."""
     from .progress import progress_iter
 
     out = Path(out)
-    ctx = ctx or RunContext(quiet=quiet)
     q = Quarantine(quarantine_path or out.parent / "quarantine.jsonl")
-    from .registry import STAGE_ORDER
-
-    steps = stages_from_config({name: False for name in STAGE_ORDER} | {stage: config or True}, ctx)
     for s in steps:
         s.bind(q)
         if getattr(s, "scrub_text", None) is not None:
@@ -47,10 +59,9 @@ def run_stage_file(stage: str, input: str | Path, out: str | Path, *,
     for s in steps:
         stream = s(stream)
     try:
-        kept = write_jsonl(out, progress_iter(stream, f"{stage}", quiet=quiet))
+        kept = write_jsonl(out, progress_iter(stream, label, quiet=quiet))
     finally:
         q.close()
-        ctx.close()
     return kept, len(q)
 
 

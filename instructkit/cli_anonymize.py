@@ -16,32 +16,16 @@ def anonymize_file(input: str | Path, out: str | Path, *, operator: str = "place
                    config: dict[str, Any] | None = None, quiet: bool = False) -> tuple[int, int, dict]:
     """Anonymize a JSONL of records into ``out``; records that fail go to the quarantine
     (scrubbed). Returns (written, quarantined, stage summary)."""
-    from .context import RunContext
-    from .progress import progress_iter
-    from .records import read_jsonl, write_jsonl
-    from .steps import Quarantine
     from .anonymize.stage import AnonymizeStage
+    from .api import run_steps_file
+    from .context import RunContext
 
-    out = Path(out)
     ctx = RunContext(seed=seed, quiet=quiet)
     try:
         stage = AnonymizeStage.from_config({**(config or {}), "operator": operator}, ctx)
-        q = Quarantine(quarantine_path or out.parent / "quarantine.jsonl", scrub=stage.scrub_text)
-        stage.bind(q)
-        path = Path(input)
-
-        def objects():
-            for n, obj in read_jsonl(path):
-                if isinstance(obj, dict):
-                    yield obj
-                else:
-                    q.add("read", "not_an_object", None, location=f"{path.name}:{n}")
-
-        try:
-            written = write_jsonl(out, progress_iter(stage(objects()), "anonymizing", quiet=quiet))
-        finally:
-            q.close()
-        return written, len(q), stage.summary()["anonymization"]
+        written, dropped = run_steps_file([stage], input, out, quarantine_path=quarantine_path,
+                                          label="anonymizing", quiet=quiet)
+        return written, dropped, stage.summary()["anonymization"]
     finally:
         ctx.close()
 

@@ -17,35 +17,16 @@ def dedup_file(input: str | Path, out: str | Path, *, config: dict[str, Any] | N
 
     Returns (written, quarantined, {step name: summary}).
     """
+    from .api import run_steps_file
     from .context import RunContext
     from .dedup import DedupStage
-    from .progress import progress_iter
-    from .records import read_jsonl, write_jsonl
-    from .steps import Quarantine
 
-    out, path = Path(out), Path(input)
     ctx = RunContext(quiet=quiet)
     try:
         steps = DedupStage.from_config(config or {}, ctx)
-        q = Quarantine(quarantine_path or out.parent / "quarantine.jsonl")
-        for s in steps:
-            s.bind(q)
-
-        def objects():
-            for n, obj in read_jsonl(path):
-                if isinstance(obj, dict):
-                    yield obj
-                else:
-                    q.add("read", "not_an_object", None, location=f"{path.name}:{n}")
-
-        stream: Any = objects()
-        for s in steps:
-            stream = s(stream)
-        try:
-            written = write_jsonl(out, progress_iter(stream, "dedup", quiet=quiet))
-        finally:
-            q.close()
-        return written, len(q), {s.name: {**s.stats.as_dict(), **s.summary()} for s in steps}
+        written, dropped = run_steps_file(steps, input, out, quarantine_path=quarantine_path,
+                                          label="dedup", quiet=quiet)
+        return written, dropped, {s.name: {**s.stats.as_dict(), **s.summary()} for s in steps}
     finally:
         ctx.close()
 

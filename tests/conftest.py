@@ -32,6 +32,19 @@ def shared_file(rel: str) -> Path:
     return p
 
 
+def template_quickstart() -> dict:
+    """The quickstart without its language-model parts (those are tested through the real model
+    in the llm-marked tests), for tests of the template path and the stages after it."""
+    import copy
+
+    from instructkit.recipe import load_recipe
+
+    data = copy.deepcopy(load_recipe("quickstart").data)
+    data["builders"] = [b for b in data["builders"] if b["type"] == "template"]
+    data.pop("llm", None)
+    return data
+
+
 # area fixtures (each module is optional until its area lands)
 for _mod in ("fixtures_llm", "fixtures_rag", "fixtures_anonymize"):
     try:

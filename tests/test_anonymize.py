@@ -8,7 +8,6 @@ import json
 import re
 import socket
 
-import pytest
 
 from conftest import shared_file
 from fixtures_anonymize import make_phi_record

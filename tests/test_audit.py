@@ -86,7 +86,6 @@ def test_audit_limits_from_config(audit_detector, tmp_path):
 def test_cli_audit_exit_codes(audit_detector, tmp_path):
     from typer.testing import CliRunner
 
-    from instructkit.anonymize.audit import AuditStage
     from instructkit.cli import app
 
     bad, _ = _run(tmp_path, [make_phi_record("Summarize.", RAW, "Stable.")], [], "bad")

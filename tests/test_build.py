@@ -10,9 +10,12 @@ import pytest
 from instructkit import Pipeline
 from instructkit.api import build
 from instructkit.export import read_dataset
+from instructkit.pipeline import stages_from_config
 from instructkit.recipe import load_recipe
 from instructkit.sources import sources_from_recipe
 from instructkit.template import TemplateBuilder
+
+from conftest import template_quickstart
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +49,7 @@ def _check_folder(out: Path, task: str | None = None) -> dict:
     # nothing lost: every row a builder read became a record or a quarantine line
     q = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
     for b in manifest["builders"]:
-        assert b["in"] == b["out"] + b["dropped"]
+        assert b["in"] == b["out"] + b["dropped"], b["stage"]
         assert b["dropped"] == sum(1 for e in q if e["stage"] == b["stage"])
     assert manifest["records"] + sum(s["dropped"] for s in manifest["stages"]) == sum(b["out"] for b in manifest["builders"])
     return manifest
@@ -76,6 +79,7 @@ def test_full_iu_xray_labeling_quarantines_rows_without_findings(shared_data, tm
     assert isinstance(rec["meta"]["labels"], list)
 
 
+@pytest.mark.llm
 def test_quickstart_runs_from_the_cli_with_every_task(tmp_path):
     out = tmp_path / "qs"
     r = subprocess.run([sys.executable, "-m", "instructkit", "--quiet", "build", "quickstart", "--out", str(out)],
@@ -83,6 +87,9 @@ def test_quickstart_runs_from_the_cli_with_every_task(tmp_path):
     assert r.returncode == 0, r.stderr
     m = _check_folder(out)
     assert set(m["counts"]["task"]) >= set(REAL_RECIPES.values())
+    assert m["counts"]["method"].get("synthetic", 0) > 0, "the embedded model made synthetic records"
+    assert {b["method"] for b in m["builders"]} == {"template", "synthetic", "rag"}
+    assert m["llm_usage"]["model"].startswith("SmolLM2-135M")
     for f in ("alpaca", "sharegpt", "messages"):
         lines = (out / "exports" / f"{f}.jsonl").read_text().splitlines()
         assert len(lines) == m["records"]
@@ -91,31 +98,32 @@ def test_quickstart_runs_from_the_cli_with_every_task(tmp_path):
 
 
 def test_build_is_reproducible_and_seed_changes_phrasings(tmp_path):
-    a = build("quickstart", tmp_path / "a", quiet=True)
-    b = build("quickstart", tmp_path / "b", quiet=True)
-    c = build("quickstart", tmp_path / "c", quiet=True, seed=99)
+    recipe = template_quickstart()
+    a = build(recipe, tmp_path / "a", quiet=True)
+    b = build(recipe, tmp_path / "b", quiet=True)
+    c = build(recipe, tmp_path / "c", quiet=True, seed=99)
     ra, rb, rc = (list(read_dataset(r.out_dir)) for r in (a, b, c))
     assert [r["id"] for r in ra] == [r["id"] for r in rb]
     assert [r["instruction"] for r in ra] != [r["instruction"] for r in rc]
 
 
 def test_recipe_and_equivalent_python_give_the_same_records(tmp_path):
-    recipe = load_recipe("quickstart")
+    recipe = load_recipe(template_quickstart())
     from_recipe = list(Pipeline.from_recipe(recipe).records())
 
     from instructkit import RunContext
-    from instructkit.validate import SchemaFilter
 
     sources = sources_from_recipe(recipe.data)
     ctx = RunContext(seed=recipe.data["seed"])
     builders = [TemplateBuilder.from_config(b, sources, ctx) for b in recipe.data["builders"]]
-    by_hand = list(Pipeline(builders, [SchemaFilter()], context=ctx).records())
+    stages = stages_from_config(recipe.data.get("stages"), ctx)
+    by_hand = list(Pipeline(builders, stages, context=ctx).records())
     assert [r["id"] for r in by_hand] == [r["id"] for r in from_recipe]
     assert by_hand == from_recipe
 
 
 def test_validate_command_quarantines_bad_lines_and_invalid_records(tmp_path):
-    good = next(Pipeline.from_recipe("quickstart").records())
+    good = next(Pipeline.from_recipe(template_quickstart()).records())
     bad = dict(good, method="handwritten")
     inp = tmp_path / "in.jsonl"
     inp.write_bytes((json.dumps(good) + "\n" + json.dumps(bad) + "\n{oops\n").encode())
@@ -129,7 +137,7 @@ def test_validate_command_quarantines_bad_lines_and_invalid_records(tmp_path):
 
 
 def test_inspect_prints_counts(tmp_path):
-    build("quickstart", tmp_path / "qs", quiet=True)
+    build(template_quickstart(), tmp_path / "qs", quiet=True)
     r = subprocess.run([sys.executable, "-m", "instructkit", "inspect", str(tmp_path / "qs"), "-n", "1"],
                        capture_output=True, text=True, cwd=ROOT, env={**__import__("os").environ, "COLUMNS": "200"})
     assert r.returncode == 0, r.stderr

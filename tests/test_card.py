@@ -16,8 +16,10 @@ from instructkit.card import (REQUIRED_SECTIONS, DatasetStats, build_card, card_
 def quickstart(tmp_path_factory):
     from instructkit.api import build
 
+    from conftest import template_quickstart
+
     out = tmp_path_factory.mktemp("qs") / "out"
-    build("quickstart", out, quiet=True)
+    build(template_quickstart(), out, quiet=True)
     return out
 
 
@@ -38,8 +40,22 @@ def test_quickstart_card_is_complete_and_parses(quickstart):
         assert f"## {sec}" in text
     # builders' card_section() markdown is still rendered
     assert "phrasing/variant use" in text
-    # stages that did not run say so
+    # the default stages report what they did
+    assert "**Residual-PHI audit: passed**" in text and "Anonymization: **not run**" not in text
+    assert "Deduplication: **not run**" not in text
+
+
+def test_stages_that_did_not_run_say_so(tmp_path):
+    from conftest import template_quickstart
+
+    from instructkit.api import build
+
+    recipe = template_quickstart()
+    recipe["stages"] = {"anonymize": False, "dedup": False, "audit": False}
+    build(recipe, tmp_path / "off", quiet=True, limit=2)
+    text = (tmp_path / "off" / "README.md").read_text(encoding="utf-8")
     assert "Residual-PHI audit: not run" in text and "Deduplication: **not run**" in text
+    assert "Anonymization: **not run**" in text
 
 
 def test_folder_loads_with_default_and_per_task_configs(quickstart, tmp_path):

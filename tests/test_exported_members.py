@@ -15,3 +15,15 @@ def test_py_typed_ships():
     from pathlib import Path
 
     assert (Path(instructkit.__file__).parent / "py.typed").exists()
+
+
+def test_import_stays_light():
+    """The extras (torch, Presidio, FAISS, openai) load only when what needs them is used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, instructkit; heavy = [m for m in ('torch', 'presidio_analyzer', 'faiss', "
+            "'openai', 'sentence_transformers') if m in sys.modules]; print(heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

@@ -126,7 +126,8 @@ def test_batches_and_budget_stop_accounts_for_every_record():
 
 def test_from_config_and_settings_errors():
     ctx = RunContext(seed=7)
-    (stage,) = stages_from_config({"validate": False, "judge": {"min_score": 3.5, "batch_size": 4}}, ctx)
+    stages = stages_from_config({"validate": False, "judge": {"min_score": 3.5, "batch_size": 4}}, ctx)
+    (stage,) = [s for s in stages if s.name == "judge"]
     assert isinstance(stage, JudgeStage) and stage.min_score == 3.5 and stage.batch_size == 4 and stage.seed == 7
     with pytest.raises(RecipeError, match="stages.judge.min_scores.safty"):
         JudgeStage.from_config({"min_scores": {"safty": 3}}, ctx)

@@ -4,7 +4,6 @@ stub endpoint (behind the fault proxy), then the real llama.cpp server over HTTP
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 

@@ -49,7 +49,9 @@ def test_planted_phone_number_fails_gate_1(tmp_path):
 
     rows = [{**ROWS[0], "answer": ROWS[0]["answer"] + f" Call our clinic at {PHONE}."}, ROWS[1]]
     out = tmp_path / "phone"
-    build(_recipe([_inline(rows=rows)]), out, quiet=True)
+    # anonymize off: the audit is the net for what an anonymizer misses (or a recipe skipped)
+    build(_recipe([_inline(rows=rows)], stages={"anonymize": False, "dedup": True, "validate": True,
+                                                "audit": {"names": False}}), out, quiet=True)
     # the audit helper finds it on the folder, and the manifest carries the same verdict
     report = audit_dataset(out, {"names": False})
     assert report["passed"] is False and report["suspects_by_type"].get("PHONE")
@@ -64,7 +66,7 @@ def test_planted_phone_number_fails_gate_1(tmp_path):
 
 def test_missing_audit_report_fails_gate_1(tmp_path):
     out = tmp_path / "noaudit"
-    build(_recipe([_inline()], stages={"dedup": True, "validate": True}), out, quiet=True)
+    build(_recipe([_inline()], stages={"dedup": True, "validate": True, "audit": False}), out, quiet=True)
     g1 = _gates(publish(out, "org/x", dry_run=True))[1]
     assert not g1.passed and "no residual-PHI audit report" in g1.details[0]
 

@@ -298,7 +298,10 @@ def test_real_pubmedqa_records_pass_the_gate(shared_data):
     pipe = Pipeline.from_recipe("builders/research_qa.yaml", limit=60)
     q = Quarantine()
     kept = list(pipe.records(q))
-    assert len(kept) >= 57, [(e["stage"], e["reason"]) for e in q.entries]
+    # decontamination rightly drops PubMedQA's own test-set questions; the quality filters
+    # must keep (nearly) all the rest
+    filtered = [(e["stage"], e["reason"]) for e in q.entries if e["stage"].startswith("validate")]
+    assert len(kept) >= 20 and len(filtered) <= 3, filtered
     assert all(r["meta"]["final_decision"] in ("yes", "no", "maybe") for r in kept)
 
 

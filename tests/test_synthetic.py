@@ -4,7 +4,6 @@ run killed with SIGKILL that resumes to the same records."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random

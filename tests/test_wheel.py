@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.llm
 def test_wheel_install_runs_quickstart_from_another_directory(tmp_path):
     wheels = tmp_path / "wheels"
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -34,7 +35,8 @@ def test_wheel_install_runs_quickstart_from_another_directory(tmp_path):
     code = "import instructkit, sys; print(instructkit.__file__)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=elsewhere, env=env)
     assert r.stdout.strip().startswith(str(target)), r.stdout
-    r = subprocess.run([sys.executable, "-m", "instructkit", "-q", "build", "quickstart", "--out", "qs"],
+    r = subprocess.run([sys.executable, "-m", "instructkit", "-q", "build", "quickstart", "--out", "qs",
+                        "--limit", "2"],
                        capture_output=True, text=True, cwd=elsewhere, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (elsewhere / "qs" / "data" / "train-00000-of-00001.parquet").exists()

@@ -54,7 +54,7 @@ def semantic_pairs(vectors: np.ndarray, members: np.ndarray, threshold: float, *
     # a small margin below the threshold: quantised scores are approximate; exact
     # cosines are recomputed below from the stored vectors and filtered at the threshold
     radius = float(threshold) - (0.02 if approximate else 1e-6)
-    found_pairs, found_sims = [], []
+    found_pairs = []
     for s in range(0, n, query_chunk):
         q = np.ascontiguousarray(vectors[members[s:s + query_chunk]], dtype=np.float32)
         lims, _dist, labels = index.range_search(q, radius)

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._exceptions import BudgetExceeded, LLMError, RecipeError
+from .._exceptions import BudgetExceeded, LLMError, MissingExtraError, RecipeError
 from .._resources import require
 from .cache import ResponseCache, request_key
 from .ledger import UsageLedger
@@ -227,7 +227,7 @@ class LLMClient:
                 self._openai = openai.AsyncOpenAI(
                     base_url=self.base_url, api_key=self._api_key(),
                     max_retries=0,  # our retries, so that they are counted and capped
-                    timeout=self.settings.timeout)
+                    timeout=self.settings.timeout, http_client=_http_client(self.settings))
         return self._openai
 
     def _api_key(self) -> str:
@@ -412,6 +412,23 @@ class LLMClient:
         self.ledger.usage(self.model, pt, ct)
         return {"text": text, "finish_reason": choice.get("finish_reason"),
                 "prompt_tokens": pt, "completion_tokens": ct}
+
+
+def _http_client(settings: LLMSettings):
+    """openai's aiohttp transport (``llm.transport`` auto/aiohttp, needs ``httpx-aiohttp`` from
+    the ``llm`` extra): it costs a fraction of httpx's CPU per request, which is what bounds
+    throughput at high concurrency (bench/llm_throughput.py). None: openai's default httpx."""
+    if settings.transport == "httpx":
+        return None
+    try:
+        import httpx_aiohttp  # noqa: F401
+    except ImportError:
+        if settings.transport == "aiohttp":
+            raise MissingExtraError("llm", "httpx_aiohttp", "llm.transport: aiohttp") from None
+        return None
+    import openai
+
+    return openai.DefaultAioHttpClient(timeout=settings.timeout)
 
 
 @functools.cache

@@ -36,6 +36,9 @@ class LLMSettings:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     concurrency: int = 8
+    #: HTTP transport under the openai client: aiohttp (from the llm extra) costs far less
+    #: CPU per request than httpx, which bounds throughput at high concurrency
+    transport: str = "auto"
     rpm: int | None = None
     tpm: int | None = None
     structured_output: str = "auto"

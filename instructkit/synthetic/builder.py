@@ -184,6 +184,9 @@ class SyntheticBuilder(Builder):
                 break
             gen = self._self_instruct() if method == "self_instruct" else self._evol_instruct()
             yield from gen
+        # report "in" as generation attempts (each made a record or a quarantine line), not
+        # the two method names the base class saw
+        self.stats.n_in = self.stats.n_out + sum(self.stats.dropped.values())
 
     # -- Self-Instruct --------------------------------------------------------------------------
     def _self_instruct(self) -> Iterator[Record]:
