@@ -5,7 +5,7 @@ Prints requests/s for the instructkit client at concurrency 1, 8, 32 and 128 nex
 ideal (concurrency / latency), and the baseline: a plain sequential loop over the `openai`
 package's sync client, same endpoint, same run. Target: >= 90% of ideal at concurrency 32.
 
-    python bench/llm_throughput.py [--latency 0.2] [--waves 6]
+    python bench/llm_throughput.py [--latency 0.2] [--waves 10]
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def bench_sequential_openai(base: str, n: int) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.2)
-    ap.add_argument("--waves", type=int, default=6, help="requests = concurrency x waves")
+    ap.add_argument("--waves", type=int, default=10, help="requests = concurrency x waves")
     ap.add_argument("--_serve")
     args = ap.parse_args()
     if args._serve:
