@@ -297,6 +297,15 @@ def test_international_phone_formats_with_context(phi_detector):
         assert found.get(phone) == "PHONE", (phone, found)
     # grouped digits without a phone word nearby are not taken for a number
     assert _found(phi_detector, "Platelets were 120 130 140 over three days.") == {}
+    # long groups, and a label after the number (contact blocks: "...-Office,...-Fax")
+    for phone in ("0961-7596216", "99 668472"):
+        found = _found(phi_detector, f"They're not answering at {phone}")
+        assert found.get(phone) == "PHONE", (phone, found)
+    text = "Suite 282 Domoszlo 085 175 7641-Office,+447700 208 815-Fax,3660170548-Fax"
+    found = _found(phi_detector, text)
+    for phone in ("085 175 7641", "+447700 208 815", "3660170548"):
+        assert found.get(phone) == "PHONE", (phone, found)
+    assert _found(phi_detector, "Creatinine 1.2 mg/dL, follow-up at the office in 2 weeks.") == {}
 
 
 def test_names_that_are_in_no_name_list(phi_detector):

@@ -296,3 +296,15 @@ def test_embedded_default_starts_and_stops_with_the_run(llm_server, tmp_path):
     assert r.ok and client._server.running and client.base_url.startswith("http://127.0.0.1:")
     ctx.close()
     assert not client._server.running
+
+
+def test_json_answers_are_parsed_leniently_but_not_guessed():
+    from instructkit.llm.structured import parse_json_answer
+
+    # a raw newline inside a string (SmolLM2 does this) and a code fence with prose around it
+    assert parse_json_answer('{"answer": "line one\nline two"}') == ({"answer": "line one\nline two"}, None)
+    assert parse_json_answer('Here it is:\n```json\n{"ok": true}\n```') == ({"ok": True}, None)
+    assert parse_json_answer('Sure! {"ok": true} Anything else?') == ({"ok": True}, None)
+    value, reason = parse_json_answer('{"answer": "cut off')
+    assert value is None and reason.startswith("not valid JSON")
+    assert parse_json_answer("") == (None, "empty answer")

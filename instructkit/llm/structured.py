@@ -44,15 +44,17 @@ def parse_json_answer(text: str) -> tuple[Any, str | None]:
     if not text or not text.strip():
         return None, "empty answer"
     s = _FENCE.sub("", text.strip())
+    # strict=False: small models put raw newlines inside JSON strings; the text is still
+    # unambiguous, and the schema check decides whether the answer is usable
     try:
-        return json.loads(s), None
+        return json.loads(s, strict=False), None
     except json.JSONDecodeError:
         pass
     start = s.find("{")
     if start < 0:
         return None, "no JSON object in the answer"
     try:
-        value, _ = json.JSONDecoder().raw_decode(s[start:])
+        value, _ = json.JSONDecoder(strict=False).raw_decode(s[start:])
         return value, None
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg} at char {exc.pos})"
