@@ -276,6 +276,9 @@ def worker(method: str, corpus_path: str, params: dict) -> None:
         texts = pickle.load(fh)["texts"]
     import gc
 
+    fn = run_instructkit if method == "instructkit" else run_datasketch
+    # imports and first-call set-up are not throughput: warm each method up on a slice
+    fn(texts[:500], params)
     gc.collect()
     _reset_peak()
     rss0 = _status_mb("VmRSS")

@@ -313,7 +313,8 @@ class DedupStep(Step):
             texts = normalized(self.near_fields)
             sig, has = self._signatures(texts)
             if self.near_min_words > 1:
-                has = has & np.array([len(t.split()) >= self.near_min_words for t in texts], bool)
+                # normalised text: words are separated by exactly one space
+                has = has & np.array([t.count(" ") + 1 >= self.near_min_words for t in texts], bool)
             sigs.add(sig)
             has_words.add(has)
         if self.semantic:
