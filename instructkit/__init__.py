@@ -63,12 +63,11 @@ _LAZY = {
     # retrieval-grounded builder (issue 4)
     "RagBuilder": ("instructkit.rag.builder", "RagBuilder"),
     "RagIndex": ("instructkit.rag.index", "RagIndex"),
-    # publishing (issue 8); ``instructkit.publish`` is the subpackage, so the folder
-    # function is exported as publish_folder
-    "publish_folder": ("instructkit.publish.core", "publish"),
-    "publish_dataset": ("instructkit.publish.core", "publish_dataset"),
-    "PublishResult": ("instructkit.publish.core", "PublishResult"),
-    "GateResult": ("instructkit.publish.gates", "GateResult"),
+    # publishing to the Hugging Face Hub (issue 8)
+    "publish": ("instructkit.hub.core", "publish"),
+    "publish_dataset": ("instructkit.hub.core", "publish_dataset"),
+    "PublishResult": ("instructkit.hub.core", "PublishResult"),
+    "GateResult": ("instructkit.hub.gates", "GateResult"),
 }
 
 

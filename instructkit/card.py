@@ -172,7 +172,7 @@ def size_category(n: int) -> str:
 
 def card_license(licenses: Iterable[str], declared: str | None = None) -> str:
     """The card licence (Hub id): the recipe's, else the most restrictive source licence."""
-    from .publish.licenses import classify_source, derive_card_license, license_info
+    from .hub.licenses import classify_source, derive_card_license, license_info
 
     if declared:
         info = license_info(declared)
@@ -183,7 +183,7 @@ def card_license(licenses: Iterable[str], declared: str | None = None) -> str:
 
 def _license_of(sources: list[dict], extra_licenses: Iterable[tuple[str, str]],
                 declared: str | None) -> tuple[str, str | None, list[Any]]:
-    from .publish.licenses import classify_source, derive_card_license, license_info
+    from .hub.licenses import classify_source, derive_card_license, license_info
 
     classified = [classify_source(s) for s in sources]
     known = {s.get("name") for s in sources}
@@ -478,7 +478,7 @@ def _bias_section(manifest: Mapping[str, Any], sections: dict[str, str]) -> str:
 
 
 def _hosted_section(st: DatasetStats | None, manifest: Mapping[str, Any]) -> tuple[str, list]:
-    from .publish.models import flag_models
+    from .hub.models import flag_models
 
     models: Counter = Counter(st.models) if st is not None else Counter()
     if not models and manifest.get("llm_usage"):

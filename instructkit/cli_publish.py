@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         """Check the publish gates, then push data, card, manifest and recipe to the Hub in one
         commit (token from HF_TOKEN or `hf auth login`)."""
         from .cli import quiet
-        from .publish import publish as publish_api
+        from .hub import publish as publish_api
 
         cfg = _recipe_publish(dataset)
         repo = repo_id or cfg.get("repo_id")

@@ -27,3 +27,10 @@ def test_import_stays_light():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_publish_is_the_function_the_readme_shows():
+    # ``instructkit.publish(DIR, repo_id=..., private=True)``: the subpackage is ``hub``
+    import instructkit.hub  # noqa: F401 - importing the subpackage must not shadow the name
+
+    assert callable(instructkit.publish) and instructkit.publish.__module__ == "instructkit.hub.core"

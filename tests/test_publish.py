@@ -15,7 +15,7 @@ import pytest
 
 from instructkit import GateError, PublishError
 from instructkit.api import build
-from instructkit.publish import publish, publish_dataset
+from instructkit.hub import publish, publish_dataset
 
 ROWS = [
     {"id": "q1", "question": "What is high blood pressure?",
@@ -129,7 +129,7 @@ def test_rights_holder_declaration_passes_and_is_printed(tmp_path):
 def test_hosted_model_records_are_flagged(tmp_path):
     from instructkit.card import scan_dataset
     from instructkit.export import DatasetWriter
-    from instructkit.publish.gates import gate_hosted_models
+    from instructkit.hub.gates import gate_hosted_models
     from instructkit.records import make_record
 
     recs = [make_record(task="consumer_health_qa", method="synthetic", instruction=f"Question {i}?",
