@@ -57,3 +57,23 @@ def require(module: str, extra: str, purpose: str = "") -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingExtraError(extra, module.split(".")[0], purpose) from exc
+
+
+def load_prompt_yaml(name: str | Path, kind: str, folder: str = "") -> tuple[Path, Any]:
+    """Read a prompt file: ``name`` under ``prompts/<folder>/`` (``.yaml`` added), or a path
+    to a YAML file. Errors name the ``kind`` of file and the path, never a traceback."""
+    import yaml
+
+    from ._exceptions import TemplateError
+
+    name = str(name)
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name)
+    else:
+        path = prompts_dir() / folder / f"{name}.yaml" if folder else prompts_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise TemplateError(f"no {kind} '{name}' (looked for {path})")
+    try:
+        return path, yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{kind} '{path.name}': not valid YAML ({exc})") from None

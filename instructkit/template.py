@@ -19,10 +19,9 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
-import yaml
 
 from ._exceptions import TemplateError
-from ._resources import prompts_dir
+from ._resources import load_prompt_yaml, prompts_dir
 from .builder import Builder
 from .context import RunContext
 from .records import Record, content_hash, make_record
@@ -174,13 +173,7 @@ def _var_spec(name: str, spec: Any) -> VariableSpec:
 @functools.cache
 def load_template_set(template_id: str) -> TemplateSet:
     """Load ``prompts/templates/<id>.yaml`` (or a path), failing on undefined variables."""
-    path = Path(template_id) if template_id.endswith((".yaml", ".yml")) else template_path(template_id)
-    if not path.is_file():
-        raise TemplateError(f"no template set '{template_id}' (looked for {path})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"template '{path.name}': not valid YAML ({exc})") from None
+    path, data = load_prompt_yaml(template_id, "template set", "templates")
     return TemplateSet(data, path.name)
 
 

@@ -11,14 +11,12 @@ import functools
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
 from .._exceptions import BudgetExceeded, RecipeError, TemplateError
-from .._resources import prompts_dir
+from .._resources import load_prompt_yaml
 from ..context import RunContext
 from ..records import Record, content_hash
 from ..steps import Quarantine, Step
@@ -78,13 +76,7 @@ class Rubric:
 @functools.cache
 def load_rubric(name: str = "judge/rubric") -> Rubric:
     """Load ``prompts/<name>.yaml`` (or a path to a YAML file)."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else prompts_dir() / f"{name}.yaml"
-    if not path.is_file():
-        raise TemplateError(f"no judge rubric '{name}' (looked for {path})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"judge rubric '{path.name}': not valid YAML ({exc})") from None
+    path, data = load_prompt_yaml(name, "judge rubric")
     return Rubric(data, path.name)
 
 

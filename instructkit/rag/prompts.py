@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from .._exceptions import TemplateError
-from .._resources import prompts_dir
+from .._resources import load_prompt_yaml
 from ..records import content_hash
 
 __all__ = ["RagPrompt", "load_prompt", "TASK_PROMPTS"]
@@ -80,14 +80,7 @@ def _render(template: str, variables: dict[str, Any], prompt_id: str) -> str:
 @functools.cache
 def load_prompt(prompt_id: str) -> RagPrompt:
     """Load ``prompts/<prompt_id>.yaml`` (e.g. ``rag/guideline_qa``), or a YAML file path."""
-    path = Path(prompt_id) if prompt_id.endswith((".yaml", ".yml")) else prompts_dir() / f"{prompt_id}.yaml"
-    if not path.is_file():
-        raise TemplateError(f"no prompt '{prompt_id}' (looked for {path})")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"prompt {path}: not valid YAML ({exc})") from None
+    path, data = load_prompt_yaml(prompt_id, "prompt")
     missing = [k for k in _REQUIRED if k not in (data or {})]
     if missing:
         raise TemplateError(f"prompt {path}: missing field(s) {', '.join(missing)}")

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .._exceptions import TemplateError
-from .._resources import prompts_dir
+from .._resources import load_prompt_yaml
 from ..records import content_hash
 
 __all__ = ["Prompt", "PromptSet", "load_prompt_set"]
@@ -82,15 +81,8 @@ class PromptSet:
 
 def load_prompt_set(name_or_path: str | Path) -> PromptSet:
     """``synthetic/self_instruct`` (under ``prompts/``) or a path to a YAML file."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = prompts_dir() / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise TemplateError(f"prompt set not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{path}: not valid YAML: {exc}") from None
+    path, data = load_prompt_yaml(name_or_path, "prompt set")
+    data = data or {}
     prompts = {}
     for key, p in (data.get("prompts") or {}).items():
         missing = [f for f in ("id", "user", "schema") if f not in p]
