@@ -25,6 +25,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_llm_cache(tmp_path_factory):
+    """Tests never read or fill the user's LLM response cache (a build's default): every run
+    asks the real model afresh, and subprocesses inherit the setting."""
+    old = os.environ.get("INSTRUCTKIT_CACHE_DIR")
+    os.environ["INSTRUCTKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("llm-cache"))
+    yield
+    if old is None:
+        os.environ.pop("INSTRUCTKIT_CACHE_DIR", None)
+    else:
+        os.environ["INSTRUCTKIT_CACHE_DIR"] = old
+
+
 def shared_file(rel: str) -> Path:
     p = SHARED_DATA / rel
     if not p.exists():
