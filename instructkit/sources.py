@@ -59,6 +59,14 @@ class Source:
     n_skipped_where: int = 0
     n_unreadable: int = 0
 
+    def __post_init__(self) -> None:
+        # the Python API takes a path as a string too, with the recipe's ${VAR:-default}
+        # and pkg://samples/ forms
+        if isinstance(self.path, str):
+            from .recipe import resolve_path
+
+            self.path = resolve_path(self.path)
+
     # -- public -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """What the manifest and card say about this source (never row content)."""

@@ -84,3 +84,13 @@ def test_medquad_reader_on_real_data():
     assert r.record_id == "0000001_1-1" and r.data["qtype"] == "information"
     assert r.data["question"].startswith("What is (are) Adult Acute Lymphoblastic Leukemia")
     assert r.data["url"].startswith("https://www.cancer.gov/")
+
+
+def test_source_takes_a_string_path_like_a_recipe(monkeypatch):
+    from instructkit import Source
+
+    src = Source(name="s", type="jsonl", path="pkg://samples/health_questions.jsonl", id_field="id",
+                 license="Apache-2.0")
+    assert src.path.is_file() and len(list(src.rows())) > 0
+    monkeypatch.setenv("IK_TEST_DIR", str(src.path.parent))
+    assert Source(name="t", type="jsonl", path="${IK_TEST_DIR}/health_questions.jsonl").path == src.path
