@@ -282,7 +282,6 @@ def worker(method: str, corpus_path: str, params: dict) -> None:
     gc.collect()
     _reset_peak()
     rss0 = _status_mb("VmRSS")
-    fn = run_instructkit if method == "instructkit" else run_datasketch
     t0 = time.perf_counter()
     drops, extra = fn(texts, params)
     seconds = time.perf_counter() - t0

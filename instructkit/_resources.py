@@ -67,10 +67,7 @@ def load_prompt_yaml(name: str | Path, kind: str, folder: str = "") -> tuple[Pat
     from ._exceptions import TemplateError
 
     name = str(name)
-    if name.endswith((".yaml", ".yml")):
-        path = Path(name)
-    else:
-        path = prompts_dir() / folder / f"{name}.yaml" if folder else prompts_dir() / f"{name}.yaml"
+    path = Path(name) if name.endswith((".yaml", ".yml")) else prompts_dir() / folder / f"{name}.yaml"
     if not path.is_file():
         raise TemplateError(f"no {kind} '{name}' (looked for {path})")
     try:

@@ -29,13 +29,9 @@ def shared_data() -> Path:
 def _isolated_llm_cache(tmp_path_factory):
     """Tests never read or fill the user's LLM response cache (a build's default): every run
     asks the real model afresh, and subprocesses inherit the setting."""
-    old = os.environ.get("INSTRUCTKIT_CACHE_DIR")
-    os.environ["INSTRUCTKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("llm-cache"))
-    yield
-    if old is None:
-        os.environ.pop("INSTRUCTKIT_CACHE_DIR", None)
-    else:
-        os.environ["INSTRUCTKIT_CACHE_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INSTRUCTKIT_CACHE_DIR", str(tmp_path_factory.mktemp("llm-cache")))
+        yield
 
 
 def shared_file(rel: str) -> Path:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from .._exceptions import TemplateError
 from .._resources import load_prompt_yaml
 from ..records import content_hash
