@@ -322,6 +322,10 @@ class PhiDetector:
                 start, end = _trim(text, start, end)
                 if end - start < 2 or not any(c.isalnum() for c in text[start:end]):
                     continue
+                # what is left beside a mask must still look like a name ("XXXX XXXX PM" -> "PM")
+                if (name == "SpacyRecognizer" and masked
+                        and not self._plausible_ner(text, start, end, typ)):
+                    continue
                 if typ in self.deny_types and self._is_medicine(text, start, end,
                                                                 titled=name == "name_title"):
                     continue
@@ -413,6 +417,12 @@ class PhiDetector:
             if (_norm(core) in self.not_name_words or self.medical_word.match(core)
                     or (len(proper) > 1 and self.is_medicine_word(core) and typ == "LOCATION")):
                 return False
+        # capitalised only by its place (a sentence start, a heading): the same words stand in
+        # lower case elsewhere in the text ("Adult acute leukemia ... adult ALL"). A name
+        # does not turn into a common noun within one text.
+        if all(re.search(rf"(?<![\w-]){re.escape(w.lower())}(?![\w-])", text)
+               for w in proper if w[0].isupper()):
+            return False
         if typ == "LOCATION":
             before = text[max(0, start - 24):start]
             after = text[end:end + 24]

@@ -156,7 +156,10 @@ def gate_stages(manifest: Mapping[str, Any] | None) -> GateResult:
             g.details.append(f"stage {s.get('stage')} has no in/out counts in manifest.json")
             continue
         dropped = sum(int(x.get("dropped", 0) or 0) for x in group)
-        g.details.append(f"{s.get('stage')}: in {s['in']}, out {group[-1].get('out')}, dropped {dropped}")
+        # a group runs as several steps (decontaminate then dedup, validate.<filter>...):
+        # name them all, and count from the first one's input to the last one's output
+        top = list(dict.fromkeys(str(x.get("stage", "")).split(".")[0] for x in group))
+        g.details.append(f"{' + '.join(top)}: in {s['in']}, out {group[-1].get('out')}, dropped {dropped}")
     g.passed = ok
     return g
 
