@@ -11,8 +11,10 @@ Leak rate: share of gold PHI strings still present verbatim after anonymization
 (placeholder operator). Hard negatives: share wrongly overlapped by a finding.
 
 Names: the detector consults no name list (Faker's or other); names are spaCy PERSON
-(filtered by the deny lists) plus context patterns, so Faker names in the clinical set are
-unseen values. Its templates are few, though: the clinical figure is optimistic, the Presidio
+(filtered by the deny lists), proper nouns from spaCy's tagger that are no English word (the
+WordNet lemma index shipped with the spaCy model: a dictionary of common words, not of
+names), context patterns, and lists and repeats of a found name. Faker names in the
+clinical set are unseen values. Its templates are few, though: the clinical figure is optimistic, the Presidio
 set is the harder, independent check.
 
 Targets (issue 5): structured identifiers leak < 1%, names and locations < 5%,

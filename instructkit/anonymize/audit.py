@@ -65,7 +65,9 @@ class AuditDetector:
             from .detect import _load_spacy, load_recognizer_config
 
             scfg = load_recognizer_config()["spacy"]
-            self._nlp = _load_spacy(self._ner_model or scfg["model"], tuple(scfg["exclude"]))
+            # NER alone: the audit is a second opinion, without the detector's tagger rules
+            self._nlp = _load_spacy(self._ner_model or scfg["model"],
+                                    tuple(scfg["exclude"]) + ("tok2vec", "tagger"))
         return self._nlp
 
     def scan_many(self, items: list[tuple[str, list[list[int]]]]) -> list[Counter[str]]:

@@ -158,6 +158,134 @@ def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
             for p in cfg["patterns"]]
 
 
+class EnglishWords:
+    """Common English words: the WordNet-derived lemma index that the spaCy model ships for
+    its lemmatizer, with its inflection rules ("pleasures" -> "pleasure"). A word outside it
+    that the tagger calls a proper noun is most likely a name."""
+
+    def __init__(self, lookups: Any) -> None:
+        index = lookups.get_table("lemma_index")
+        self.words = frozenset(w for pos in index.values() for w in pos)
+        self.irregular = frozenset(w for pos in lookups.get_table("lemma_exc").values() for w in pos)
+        self.rules = tuple({(old, new) for pos in lookups.get_table("lemma_rules").values()
+                            for old, new in pos if old})
+
+    def __contains__(self, word: str) -> bool:
+        w = word.lower()
+        if w in self.words or w in self.irregular:
+            return True
+        return any(w.endswith(old) and w[: len(w) - len(old)] + new in self.words
+                   for old, new in self.rules)
+
+
+def _split_at_punct(span: Any) -> list[list[Any]]:
+    """An entity's tokens in the pieces its punctuation separates ("Laax, Environmental
+    Data Resources" -> "Laax" | "Environmental Data Resources")."""
+    parts: list[list[Any]] = [[]]
+    for t in span:
+        if t.is_punct and t.text != "-":
+            parts.append([])
+        else:
+            parts[-1].append(t)
+    return [p for p in parts if p]
+
+
+@functools.cache
+def english_words(lemmatizer: Any) -> EnglishWords:
+    return EnglishWords(lemmatizer.lookups)
+
+
+def _may_hold_name(text: str, words: EnglishWords) -> bool:
+    """Whether a text has a capitalised word outside the dictionary, shaped like a name
+    (what a proper-noun candidate needs)."""
+    return any(w[0].isupper() and _name_shaped(w) and w not in words
+               for w in _ALPHA_RUN.findall(text))
+
+
+def _name_shaped(t: str) -> bool:
+    return sum(c.isupper() for c in t) == 1 or bool(_NAME_PREFIX.match(t))
+
+
+def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
+                            followers: frozenset[str]) -> Any:
+    """NAME candidates from the tagger: runs of proper nouns that NER missed, holding at
+    least one word that is not a common English word ("Yefremova", not "Personal Info")."""
+    tags = frozenset(conf["tags"])
+    not_names = frozenset(conf["not_names"])
+    places = frozenset(conf["places"])  # NER labels that make a candidate a LOCATION
+    people_words = frozenset(conf["people_words"])
+    score = float(conf["score"])
+
+    def unknown(tok: Any) -> bool:
+        """Not a common word, and shaped like a name: one capital, or one per part
+        ("McDowell"); "UTIs", "RotaTeq" are abbreviations and brands."""
+        t = tok.text.strip(".")
+        return len(t) > 1 and t.isalpha() and _name_shaped(t) and t not in words
+
+    def joins(doc: Any, tok: Any) -> bool:
+        """A particle or an unspaced hyphen between two proper nouns ("Ludwig van
+        Beethoven", "Klippel-Trenaunay")."""
+        nxt = doc[tok.i + 1] if tok.i + 1 < len(doc) else None
+        if nxt is None or nxt.tag_ not in tags:
+            return False
+        return tok.lower_ in _PARTICLES or (tok.text == "-" and not tok.whitespace_
+                                             and not doc[tok.i - 1].whitespace_)
+
+    def term_like(text: str, start: int, end: int, n_tokens: int) -> bool:
+        before = text[:start]
+        # a lone capitalised word at a sentence start or after a bullet is as often a term
+        # ("Pentamidine is ...", "- Radiofrequency ablation") as a name
+        # unless it is spoken to or speaks ("Warrane, can I ...", "Ubul: What a wife.")
+        if n_tokens == 1 and _SENTENCE_START.search(before) and not _ADDRESSED.match(text, end):
+            return True
+        # a brand beside its generic name: "metformin (Glucophage)", "Elmiron (pentosan)"
+        m = _PAREN_AFTER_WORD.search(before)
+        if m and m.group(1).islower() and m.group(1) not in people_words:
+            return True
+        return bool(_PAREN_LOWER_AFTER.match(text, end))
+
+    class ProperNounRecognizer(pa.LocalRecognizer):
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
+            doc = getattr(nlp_artifacts, "tokens", None)
+            if doc is None or not doc.has_annotation("TAG"):
+                return []
+            # an ORG (FAC, PRODUCT ...) of unknown words only is as often people ("Kónya,
+            # Becker and Vasquez"); one with a common word is not ("Entertainment Weekly")
+            other = {t.i for ent in doc.ents if ent.label_ in not_names
+                     for part in _split_at_punct(ent)
+                     if not all(unknown(t) for t in part if t.tag_ in tags and len(t.text) > 2)
+                     for t in part}
+            place = {i for ent in doc.ents if ent.label_ in places
+                     for i in range(ent.start, ent.end)}
+            out, run = [], []
+            for tok in [*doc, None]:
+                if tok is not None and ((tok.tag_ in tags and tok.i not in other
+                                         and tok.text[:1].isupper()
+                                         and tok.lower_ not in followers)
+                                        or (run and joins(doc, tok))):
+                    run.append(tok)
+                    continue
+                start = run[0].idx if run else 0
+                end = run[-1].idx + len(run[-1].text) if run else 0
+                if run and any(unknown(t) for t in run) and not term_like(text, start, end, len(run)):
+                    entity = "LOCATION" if any(t.i in place for t in run) else "PERSON"
+                    out.append(pa.RecognizerResult(
+                        entity, start, end, score,
+                        analysis_explanation=pa.AnalysisExplanation(
+                            recognizer=self.name, original_score=score),
+                        recognition_metadata={
+                            pa.RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            pa.RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
+                run = []
+            return out
+
+    return ProperNounRecognizer(supported_entities=["PERSON", "LOCATION"], name="proper_noun",
+                                supported_language="en")
+
+
 def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float = 0.5) -> Any:
     """A Presidio ``AnalyzerEngine`` on the lean spaCy model with the project's recognizers."""
     cfg = cfg or load_recognizer_config()
@@ -174,8 +302,30 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
         """spaCy with only the NER component; lower-cased tokens stand in for lemmas
         (Presidio uses lemmas only to find context words)."""
 
+        #: text -> whether the tagger must run on it (None: always)
+        needs_tags: Any = None
+
         def load(self) -> None:
             self.nlp = {"en": _load_spacy(scfg["model"], tuple(scfg["exclude"]))}
+
+        def process_batch(self, texts: Any, language: str, batch_size: int = 1,
+                          n_process: int = 1, as_tuples: bool = False) -> Any:
+            """The tagger only runs on texts that may hold a proper-noun candidate (a
+            capitalised word outside the dictionary); the rest get NER alone, which halves
+            their cost."""
+            if as_tuples or self.needs_tags is None:
+                yield from super().process_batch(texts, language, batch_size, n_process, as_tuples)
+                return
+            texts = [str(t) for t in texts]
+            tagged = [t for t in texts if self.needs_tags(t)]
+            tagged_set = set(tagged)
+            plain = [t for t in texts if t not in tagged_set]
+            nlp = self.nlp[language]
+            for group, off in ((tagged, []), (plain, ["tok2vec", "tagger"])):
+                if group:
+                    for doc in nlp.pipe(group, batch_size=batch_size, n_process=n_process,
+                                        disable=off):
+                        yield doc.text, self._doc_to_nlp_artifact(doc, language)
 
         def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
             entities, scores = self._get_updated_entities(
@@ -212,6 +362,11 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
         registry.add_recognizer(rec)
     for rec in _make_recognizers(cfg):
         registry.add_recognizer(rec)
+    if scfg.get("proper_nouns"):
+        words = english_words(nlp_engine.nlp["en"].get_pipe("lemmatizer"))
+        nlp_engine.needs_tags = functools.partial(_may_hold_name, words=words)
+        registry.add_recognizer(_proper_noun_recognizer(pa, scfg["proper_nouns"], words,
+                                                        frozenset(w.lower() for w in cfg["deny"]["eponym_followers"])))
     # context words count a little after a value too ("085 175 7641-Office"), and as whole
     # words only ("tel" must not match "platelets")
     enhancer = pa.context_aware_enhancers.LemmaContextAwareEnhancer(
@@ -242,7 +397,9 @@ def _load_spacy(model: str, exclude: tuple[str, ...]) -> Any:
         from .._exceptions import MissingExtraError
 
         raise MissingExtraError("anonymize", model.replace("_", "-"), "the spaCy model")
-    return spacy.load(model, exclude=list(exclude))
+    # the lemmatizer is loaded (its word lists tell common words from names), not run
+    return spacy.load(model, exclude=[e for e in exclude if e != "lemmatizer"],
+                      disable=["lemmatizer"])
 
 
 class PhiDetector:
@@ -261,6 +418,7 @@ class PhiDetector:
         self.batch_size = batch_size
         self.analyzer = build_analyzer(self.cfg, score_threshold=score_threshold)
         self.nlp_engine = self.analyzer.nlp_engine
+        self.english_words = english_words(self.nlp_engine.nlp["en"].get_pipe("lemmatizer"))
         self.type_of = dict(self.cfg["entity_types"])
         self.priority = {t: i for i, t in enumerate(self.cfg["priority"])}
         self.masks = re.compile("|".join(f"(?:{m})" for m in self.cfg["masks"]))
@@ -276,6 +434,11 @@ class PhiDetector:
         # pronouns, greetings' objects); and the shape of medical terms ("-itis", "-omegaly")
         self.not_name_words = frozenset(_norm(t) for t in deny.get("not_names", []))
         self.medical_word = re.compile(rf"(?i)^(?:{'|'.join(deny['medical_word_shapes'])})$")
+        word = expand("{{NAME_WORD}}", self.cfg["fragments"])
+        member = rf"{word}(?:\s+(?:[A-Z]\.?\s+)?{word})?"
+        self.list_member = re.compile(member)
+        # two or more capitalised names joined by commas, "and", "&" or "or"
+        self.name_list = re.compile(rf"(?<![\w-]){member}(?:(?:\s*,\s*(?:and\s+|&\s*)?|\s+(?:and|&|or)\s+){member})+(?![\w-])")
         self.address_part = re.compile(expand(self.cfg["address_block"]["part"],
                                               {k: expand(v, self.cfg["fragments"])
                                                for k, v in self.cfg["fragments"].items()}))
@@ -313,7 +476,8 @@ class PhiDetector:
             if end <= start:
                 continue
             name = (r.recognition_metadata or {}).get("recognizer_name", "")
-            if name == "SpacyRecognizer" and not self._plausible_ner(text, start, end, typ):
+            ner = name in _MODEL_RECOGNIZERS
+            if ner and not self._plausible_ner(text, start, end, typ):
                 continue
             if typ == "URL" and not _plausible_url(text[start:end]):
                 continue
@@ -323,7 +487,7 @@ class PhiDetector:
                 if end - start < 2 or not any(c.isalnum() for c in text[start:end]):
                     continue
                 # what is left beside a mask must still look like a name ("XXXX XXXX PM" -> "PM")
-                if (name == "SpacyRecognizer" and masked
+                if (ner and masked
                         and not self._plausible_ner(text, start, end, typ)):
                     continue
                 if typ in self.deny_types and self._is_medicine(text, start, end,
@@ -333,10 +497,39 @@ class PhiDetector:
                     continue  # Safe Harbor allows states and countries
                 found.append(Finding(start, end, typ, float(r.score), name))
         found = self._extend_address_blocks(text, found, masked)
+        # the tagger's candidates are a fallback: any other finding on the same words wins
+        # (its type is better: "Via Tasso 129, Sorrento" is a place)
+        found = [f for f in found if f.recognizer != "proper_noun" or all(
+            g.recognizer == "proper_noun" or g.end <= f.start or f.end <= g.start for g in found)]
         kept = _resolve_overlaps(found, self.priority)
         if "NAME" in self.entities:
+            kept = _resolve_overlaps(kept + self._coordinated_names(text, kept, masked), self.priority)
             kept = _resolve_overlaps(kept + self._repeat_names(text, kept, masked), self.priority)
         return kept
+
+    def _coordinated_names(self, text: str, found: list[Finding],
+                           masked: list[tuple[int, int]]) -> list[Finding]:
+        """Words coordinated with a name are names ("founders: Eklund, Michael and Hodge",
+        "Marrero and Murphy"): the model finds one member of a list and misses the others."""
+        names = [f for f in found if f.type == "NAME"]
+        if not names:
+            return []
+        out = []
+        for m in self.name_list.finditer(text):
+            members = [g.span() for g in self.list_member.finditer(text, m.start(), m.end())]
+            if not any(f.start < e and s < f.end for s, e in members for f in names):
+                continue
+            for s, e in members:
+                s, e = _trim(text, s, e)
+                # common words in a list are not made names by it ("Mineral and Bone Disorder")
+                if all(w in self.english_words for w in text[s:e].split()):
+                    continue
+                if (all(e <= f.start or f.end <= s for f in found)
+                        and not any(ms < e and s < me for ms, me in masked)
+                        and self._plausible_ner(text, s, e, "NAME")
+                        and not self._is_medicine(text, s, e)):
+                    out.append(Finding(s, e, "NAME", 0.6, "name_list"))
+        return out
 
     def _extend_address_blocks(self, text: str, found: list[Finding],
                                masked: list[tuple[int, int]]) -> list[Finding]:
@@ -412,8 +605,12 @@ class PhiDetector:
             return False
         if len(proper) == 1 and proper[0].isupper() and len(proper[0]) > 1 and typ == "NAME":
             return False  # an acronym ("SOB", "CTA")
+        if typ == "NAME" and len(proper) > 1 and self.eponym_after.match(" " + proper[-1]):
+            return False  # a term ending in "Disorder", "Syndrome" ("Bone Disorder")
         for w in proper:
             core = w.strip(".'\u2019()")
+            if len(core) == 1 and len(proper) > 1:
+                continue  # an initial ("Hanne I. Kreutzmann"), not the pronoun
             if (_norm(core) in self.not_name_words or self.medical_word.match(core)
                     or (len(proper) > 1 and self.is_medicine_word(core) and typ == "LOCATION")):
                 return False
@@ -446,6 +643,14 @@ class PhiDetector:
         return bool(self.eponym_before.search(text[max(0, start - 6):start]))
 
 
+_ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
+_ALPHA_RUN = re.compile(r"[^\W\d_]{2,}")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\"'>|\n])[ \t]*(?:[-*\u2022][ \t]*)?$")
+_PAREN_AFTER_WORD = re.compile(r"([A-Za-z]+)[ \t]+\((?:[^()]*,[ \t]*)?$")
+_PAREN_LOWER_AFTER = re.compile(r"[ \t]+\([a-z][a-z -]+\)")
+_NAME_PREFIX = re.compile(r"(?:Mc|Mac|O'|D'|De|Di|Da|Du|La|Le|Van|Von)[A-Z][a-z]+$")
+#: findings of the statistical model (NER, tagger), which need the plausibility checks
+_MODEL_RECOGNIZERS = frozenset({"SpacyRecognizer", "proper_noun"})
 _PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "del", "della", "le",
                         "la", "bin", "bint", "al", "el", "ibn", "y", "dos", "das", "ter", "ten"})
 _PLACE_BEFORE = re.compile(
