@@ -113,6 +113,16 @@ def _not_generic_facility(text: str, generic: frozenset[str]) -> bool:
     return any(w.lower() not in generic for w in words[:-1])
 
 
+def _result(pa: Any, recognizer: Any, entity: str, start: int, end: int, score: float) -> Any:
+    """A Presidio finding that names its recognizer (``_clean`` reads the name)."""
+    return pa.RecognizerResult(
+        entity, start, end, score,
+        analysis_explanation=pa.AnalysisExplanation(recognizer=recognizer.name,
+                                                    original_score=score),
+        recognition_metadata={pa.RecognizerResult.RECOGNIZER_NAME_KEY: recognizer.name,
+                              pa.RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id})
+
+
 def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
     """Presidio recognizers for the project's patterns (one per YAML entry)."""
     pa = require("presidio_analyzer", "anonymize", "PHI detection")
@@ -144,12 +154,7 @@ def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
                 start, end = m.span("phi") if "phi" in self.regex.groupindex else m.span()
                 if end <= start or (self.validator and not self.validator(text[start:end])):
                     continue
-                out.append(pa.RecognizerResult(entity, start, end, self.score,
-                                               analysis_explanation=pa.AnalysisExplanation(
-                                                   recognizer=self.name, original_score=self.score),
-                                               recognition_metadata={
-                                                   pa.RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                                                   pa.RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
+                out.append(_result(pa, self, entity, start, end, self.score))
             return out
 
     fragments = {k: expand(v, cfg["fragments"]) for k, v in cfg["fragments"].items()}
@@ -268,17 +273,11 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
                                         or (run and joins(doc, tok))):
                     run.append(tok)
                     continue
-                start = run[0].idx if run else 0
-                end = run[-1].idx + len(run[-1].text) if run else 0
-                if run and any(unknown(t) for t in run) and not term_like(text, start, end, len(run)):
-                    entity = "LOCATION" if any(t.i in place for t in run) else "PERSON"
-                    out.append(pa.RecognizerResult(
-                        entity, start, end, score,
-                        analysis_explanation=pa.AnalysisExplanation(
-                            recognizer=self.name, original_score=score),
-                        recognition_metadata={
-                            pa.RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                            pa.RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
+                if run and any(unknown(t) for t in run):
+                    start, end = run[0].idx, run[-1].idx + len(run[-1].text)
+                    if not term_like(text, start, end, len(run)):
+                        entity = "LOCATION" if any(t.i in place for t in run) else "PERSON"
+                        out.append(_result(pa, self, entity, start, end, score))
                 run = []
             return out
 
@@ -316,10 +315,10 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
             if as_tuples or self.needs_tags is None:
                 yield from super().process_batch(texts, language, batch_size, n_process, as_tuples)
                 return
-            texts = [str(t) for t in texts]
-            tagged = [t for t in texts if self.needs_tags(t)]
-            tagged_set = set(tagged)
-            plain = [t for t in texts if t not in tagged_set]
+            tagged: list[str] = []
+            plain: list[str] = []
+            for t in map(str, texts):
+                (tagged if self.needs_tags(t) else plain).append(t)
             nlp = self.nlp[language]
             for group, off in ((tagged, []), (plain, ["tok2vec", "tagger"])):
                 if group:
@@ -365,8 +364,8 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
     if scfg.get("proper_nouns"):
         words = english_words(nlp_engine.nlp["en"].get_pipe("lemmatizer"))
         nlp_engine.needs_tags = functools.partial(_may_hold_name, words=words)
-        registry.add_recognizer(_proper_noun_recognizer(pa, scfg["proper_nouns"], words,
-                                                        frozenset(w.lower() for w in cfg["deny"]["eponym_followers"])))
+        followers = frozenset(w.lower() for w in cfg["deny"]["eponym_followers"])
+        registry.add_recognizer(_proper_noun_recognizer(pa, scfg["proper_nouns"], words, followers))
     # context words count a little after a value too ("085 175 7641-Office"), and as whole
     # words only ("tel" must not match "platelets")
     enhancer = pa.context_aware_enhancers.LemmaContextAwareEnhancer(
@@ -398,8 +397,7 @@ def _load_spacy(model: str, exclude: tuple[str, ...]) -> Any:
 
         raise MissingExtraError("anonymize", model.replace("_", "-"), "the spaCy model")
     # the lemmatizer is loaded (its word lists tell common words from names), not run
-    return spacy.load(model, exclude=[e for e in exclude if e != "lemmatizer"],
-                      disable=["lemmatizer"])
+    return spacy.load(model, exclude=list(exclude), disable=["lemmatizer"])
 
 
 class PhiDetector:
