@@ -363,6 +363,10 @@ def test_names_the_ner_misses_are_found_by_the_tagger_and_the_dictionary(phi_det
     assert found.get("Jones's", found.get("Jones")) == "NAME", found
     assert any(v == "NAME" and "Szczepańska" in k for k, v in found.items()), found
     assert _found(phi_detector, "He has had Parkinson's for years.") == {}
+    # the possessive is not part of the name, so the replaced sentence still reads
+    anon = phi_detector.detect("Mrs. Jones's daughter called about Mary Johnson's results.")
+    text = "Mrs. Jones's daughter called about Mary Johnson's results."
+    assert {text[f.start:f.end] for f in anon if f.type == "NAME"} == {"Jones", "Mary Johnson"}
 
 
 def test_members_of_a_list_with_a_name_are_names(phi_detector):

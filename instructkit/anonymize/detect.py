@@ -712,6 +712,10 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     m = re.match(r"(?:The|the)\s+", text[start:end])
     if m and end - start > m.end():
         start += m.end()
+    # "Mary Johnson's results": the possessive stays, so the sentence survives the replacement
+    m = re.search(r"[a-z](['\u2019]s?)$", text[start:end])
+    if m:
+        end -= len(m.group(1))
     return start, end
 
 
