@@ -425,9 +425,13 @@ class PhiDetector:
                                                         *extra_deny])
         self.deny_types = frozenset(self.cfg["deny_checked_types"])
         followers = "|".join(re.escape(w) for w in sorted(deny["eponym_followers"], key=len, reverse=True))
-        self.eponym_after = re.compile(rf"^(?:'s|\u2019s|s')?[\s-]*(?:{followers})\b", re.IGNORECASE)
+        # a second eponym may be joined by a hyphen ("Kasabach-Merritt phenomenon")
+        self.eponym_after = re.compile(rf"^(?:'s|\u2019s|s')?(?:-[A-Z][\w'\u2019]*)*[\s-]*(?:{followers})\b",
+                                       re.IGNORECASE)
         leaders = "|".join(re.escape(w) for w in deny["eponym_leaders"])
-        self.eponym_before = re.compile(rf"(?:{leaders})[\s-]*$", re.IGNORECASE)
+        of_words = "|".join(re.escape(w) for w in deny["eponym_of"])
+        self.eponym_before = re.compile(rf"(?<!\w)(?:(?:{leaders})[\s-]*|(?:{of_words})\s+of\s+)$",
+                                        re.IGNORECASE)
         # words that are not names although spaCy often tags them so (clinical vocabulary,
         # pronouns, greetings' objects); and the shape of medical terms ("-itis", "-omegaly")
         self.not_name_words = frozenset(_norm(t) for t in deny.get("not_names", []))
@@ -638,12 +642,13 @@ class PhiDetector:
             return True
         if self.eponym_after.match(text[end:end + 40]):
             return True
-        return bool(self.eponym_before.search(text[max(0, start - 6):start]))
+        return bool(self.eponym_before.search(text, max(0, start - 30), start))
 
 
 _ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
 _ALPHA_RUN = re.compile(r"[^\W\d_]{2,}")
-_SENTENCE_START = re.compile(r"(?:^|[.!?:;\"'>|\n])[ \t]*(?:[-*\u2022][ \t]*)?$")
+# two spaces or more stand for a line break in flattened text ("Surgery     - Embolization")
+_SENTENCE_START = re.compile(r"(?:(?:^|[.!?:;\"'>|\n])[ \t]*|[ \t]{2,})(?:[-*\u2022][ \t]*)?$")
 _PAREN_AFTER_WORD = re.compile(r"([A-Za-z]+)[ \t]+\((?:[^()]*,[ \t]*)?$")
 _PAREN_LOWER_AFTER = re.compile(r"[ \t]+\([a-z][a-z -]+\)")
 _NAME_PREFIX = re.compile(r"(?:Mc|Mac|O'|D'|De|Di|Da|Du|La|Le|Van|Von)[A-Z][a-z]+$")
