@@ -11,10 +11,12 @@ __version__ = "0.1.0"
 
 from instructkit._exceptions import (
     BudgetExceeded,
+    EmptyDatasetError,
     GateError,
     InstructkitError,
     LLMError,
     MissingExtraError,
+    OutputError,
     PublishError,
     RecipeError,
     RecordError,
@@ -25,12 +27,13 @@ from instructkit.recordbuilders.base import Builder
 from instructkit.context import RunContext
 from instructkit.pipeline import Pipeline, RunResult
 from instructkit.records import make_record, record_id
-from instructkit.steps.base import Filter, Quarantine, Step
+from instructkit.steps.base import Filter, Quarantine, Step, StepStats
 from instructkit.recipe.load import Recipe, load_recipe
 from instructkit.recipe.sources import Source
 from instructkit.recordbuilders.template import TemplateBuilder
-from instructkit.dataset.writer import read_dataset
-from instructkit.api import build
+from instructkit.dataset.reader import DatasetFolder, open_dataset, read_dataset
+from instructkit.executors import LocalExecutor
+from instructkit.api import anonymize_file, build, dedup_file
 
 # name -> (module, attribute), imported on first access
 _LAZY = {
@@ -91,11 +94,15 @@ __all__ = [
     "__version__",
     "Builder",
     "BudgetExceeded",
+    "DatasetFolder",
+    "EmptyDatasetError",
     "Filter",
     "GateError",
     "InstructkitError",
     "LLMError",
+    "LocalExecutor",
     "MissingExtraError",
+    "OutputError",
     "Pipeline",
     "PublishError",
     "Quarantine",
@@ -105,13 +112,17 @@ __all__ = [
     "RunResult",
     "SourceError",
     "Step",
+    "StepStats",
     "TemplateError",
     "Recipe",
     "Source",
     "TemplateBuilder",
+    "anonymize_file",
     "build",
+    "dedup_file",
     "load_recipe",
     "make_record",
+    "open_dataset",
     "read_dataset",
     "record_id",
     *_LAZY,

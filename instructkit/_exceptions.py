@@ -10,6 +10,8 @@ field) and never contain record text, so they are safe to log (no PHI, no tokens
     ├── TemplateError        a prompt/instruction template is invalid (template, variable)
     ├── RecordError          a record does not match the record schema (JSONL input to a stage)
     ├── MissingExtraError    an optional dependency is not installed (names the extra)
+    ├── OutputError          the output folder cannot be written, or another build holds it
+    ├── EmptyDatasetError    a build wrote no record (names the main reason)
     ├── LLMError             the language-model endpoint failed beyond retries
     │   └── BudgetExceeded   a request or cost cap was reached
     └── PublishError         publishing was refused or failed
@@ -27,6 +29,8 @@ __all__ = [
     "TemplateError",
     "RecordError",
     "MissingExtraError",
+    "OutputError",
+    "EmptyDatasetError",
     "LLMError",
     "BudgetExceeded",
     "PublishError",
@@ -35,7 +39,10 @@ __all__ = [
 
 
 class InstructkitError(Exception):
-    """Base class of every error instructkit raises on purpose."""
+    """Base class of every error instructkit raises on purpose.
+
+    ``exit_code`` is 2 for errors in what the user gave (a recipe, a path, an option) and 1
+    for failures while running."""
 
     exit_code = 1
 
@@ -90,6 +97,24 @@ class MissingExtraError(InstructkitError, ImportError):
             f"the Python package '{module}' is needed{what}: "
             f"install it with  pip install 'instructkit[{extra}]'"
         )
+
+
+class OutputError(InstructkitError):
+    """The output folder cannot be used: it is a file, not writable, holds other files, or
+    another build is writing it (exit code 1 for the lock, 2 otherwise)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class EmptyDatasetError(InstructkitError):
+    """A build wrote 0 records (``--allow-empty`` lets it succeed)."""
+
+    exit_code = 1
 
 
 class LLMError(InstructkitError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,6 +52,24 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads((schemas_dir() / name).read_text(encoding="utf-8"))
 
 
+@functools.cache
+def _schema_defaults(name: str, section: str | None) -> dict[str, Any]:
+    node = load_schema(name)
+    if section:
+        node = node["properties"][section]
+    props = node.get("properties") or {}
+    return {k: v["default"] for k, v in props.items() if isinstance(v, dict) and "default" in v}
+
+
+def schema_defaults(name: str, section: str | None = None) -> dict[str, Any]:
+    """The ``default`` of each property of ``schemas/<name>`` (or of its property ``section``):
+    the one place a setting's default lives (code fills a config with these instead of
+    repeating them)."""
+    import copy
+
+    return copy.deepcopy(_schema_defaults(name, section))
+
+
 def require(module: str, extra: str, purpose: str = "") -> ModuleType:
     """Import an optional dependency, or raise an error that names the extra to install."""
     try:
@@ -59,18 +78,43 @@ def require(module: str, extra: str, purpose: str = "") -> ModuleType:
         raise MissingExtraError(extra, module.split(".")[0], purpose) from exc
 
 
+_PROMPT_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*$")
+
+
+def prompt_file(name: str | Path, folder: str, kind: str) -> Path:
+    """The file a prompt/template/rubric reference names.
+
+    An id (``consumer_health_qa``, ``judge/rubric``) resolves only inside ``prompts/<folder>/``:
+    no ``..``, no absolute path, no symlink out. A reference ending in ``.yaml``/``.yml`` is an
+    explicit file path the user chose (its templates are rendered sandboxed like any other).
+    """
+    from instructkit._exceptions import TemplateError
+
+    name = str(name)
+    if name.endswith((".yaml", ".yml")):
+        return Path(name)
+    if not _PROMPT_ID.match(name):
+        raise TemplateError(f"{kind} id '{name}' is not a plain id (letters, digits, _ - and /; "
+                            "give a path ending in .yaml for a file of your own)")
+    root = (prompts_dir() / folder).resolve()
+    path = (root / f"{name}.yaml").resolve()
+    if root not in path.parents:
+        raise TemplateError(f"{kind} id '{name}' points outside prompts/{folder}/")
+    return path
+
+
 def load_prompt_yaml(name: str | Path, kind: str, folder: str = "") -> tuple[Path, Any]:
     """Read a prompt file: ``name`` under ``prompts/<folder>/`` (``.yaml`` added), or a path
     to a YAML file. Errors name the ``kind`` of file and the path, never a traceback."""
     import yaml
 
     from instructkit._exceptions import TemplateError
+    from instructkit._yaml import safe_load
 
-    name = str(name)
-    path = Path(name) if name.endswith((".yaml", ".yml")) else prompts_dir() / folder / f"{name}.yaml"
+    path = prompt_file(name, folder, kind)
     if not path.is_file():
         raise TemplateError(f"no {kind} '{name}' (looked for {path})")
     try:
-        return path, yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path, safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise TemplateError(f"{kind} '{path.name}': not valid YAML ({exc})") from None

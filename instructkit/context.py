@@ -28,6 +28,16 @@ class RunContext:
     limit: int | None = None
     max_requests: int | None = None
     cache_dir: Path | None = None
+    #: the folder of the recipe file (source paths are resolved against it)
+    recipe_dir: Path | None = None
+    #: folders a recipe may read from besides the current directory and its own folder
+    allowed_paths: list[Path] = field(default_factory=list)
+    #: names of sources the recipe declares free of PHI (``phi: false``)
+    phi_free_sources: set[str] = field(default_factory=set)
+    #: executor settings from the command line (override the recipe's ``execution:``)
+    execution: dict[str, Any] = field(default_factory=dict)
+    #: facts a step or builder wants in the manifest (e.g. ``send_phi``), keyed by topic
+    manifest_notes: dict[str, Any] = field(default_factory=dict)
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
 

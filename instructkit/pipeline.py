@@ -1,4 +1,5 @@
-"""The pipeline: builders -> stages -> a dataset folder in Hugging Face Hub layout.
+"""The pipeline: a recipe's builders and steps, assembled; an executor runs them into a
+dataset folder.
 
 ``Pipeline.from_recipe(recipe)`` and a ``Pipeline`` assembled by hand in Python run the
 same code, so a recipe and the equivalent Python give the same records.
@@ -9,13 +10,14 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from instructkit.recordbuilders.base import Builder
+from instructkit._exceptions import EmptyDatasetError
 from instructkit.context import RunContext
+from instructkit.recordbuilders.base import Builder
 from instructkit.records import Record
 from instructkit.registry import BUILDERS, DEFAULT_STAGES, STAGE_ORDER, STAGES, resolve
 from instructkit.steps.base import Quarantine, Step
@@ -36,9 +38,12 @@ class RunResult:
 
 
 def stages_from_config(stages_cfg: dict[str, Any] | None, ctx: RunContext) -> list[Step]:
-    """Instantiate the recipe's stages in the fixed order; defaults on unless set to false."""
+    """Instantiate the recipe's stages in the fixed order; defaults on unless set to false.
+    A record-limits step always comes first (it keeps oversized texts out of the models)."""
+    from instructkit.steps.limits import RecordLimitsFilter
+
     stages_cfg = dict(stages_cfg or {})
-    steps: list[Step] = []
+    steps: list[Step] = [RecordLimitsFilter.from_config(stages_cfg.get("limits") or {}, ctx)]
     for name in STAGE_ORDER:
         cfg = stages_cfg.get(name, name in DEFAULT_STAGES)
         if cfg is False or cfg is None:
@@ -50,15 +55,16 @@ def stages_from_config(stages_cfg: dict[str, Any] | None, ctx: RunContext) -> li
 
 
 class Pipeline:
-    """Builders produce records; stages pass them on or drop them into the quarantine."""
+    """Builders produce records; steps pass them on or drop them into the quarantine."""
 
     def __init__(self, builders: Iterable[Builder], stages: Iterable[Step] = (), *,
-                 context: RunContext | None = None, sources: dict[str, Any] | None = None) -> None:
+                 context: RunContext | None = None, sources: dict[str, Any] | None = None,
+                 recipe: Any = None) -> None:
         self.builders = list(builders)
         self.stages = list(stages)
         self.context = context or RunContext()
         self.sources = dict(sources or {})
-        self.quarantine = Quarantine()
+        self.recipe = recipe
 
     # -- assembly ------------------------------------------------------------------------
     @classmethod
@@ -71,94 +77,125 @@ class Pipeline:
             recipe = load_recipe(recipe)
         ctx = context or RunContext()
         ctx.recipe = recipe.data
+        ctx.recipe_dir = recipe.path.parent if recipe.path is not None else None
         ctx.seed = recipe.data.get("seed", 0) if seed is None else seed
         ctx.limit = limit if limit is not None else ctx.limit
-        sources = sources_from_recipe(recipe.data)
+        sources = sources_from_recipe(recipe.data, ctx)
         builders = []
-        for i, bcfg in enumerate(recipe.data["builders"]):
+        for bcfg in recipe.data["builders"]:
             bcls = resolve(BUILDERS[bcfg["type"]])
             b = bcls.from_config(dict(bcfg), sources, ctx)
             if not getattr(b, "_named", False) and bcfg.get("name"):
                 b.name = bcfg["name"]
             builders.append(b)
         stages = stages_from_config(recipe.data.get("stages"), ctx)
-        pipe = cls(builders, stages, context=ctx, sources=sources)
-        pipe.recipe = recipe
-        return pipe
+        return cls(builders, stages, context=ctx, sources=sources, recipe=recipe)
+
+    @property
+    def steps(self) -> list[Step]:
+        return [*self.builders, *self.stages]
+
+    def quarantine_scrubber(self) -> Callable[[str], str] | None:
+        """The scrubber every quarantine entry of this run passes through (the first step
+        that offers one: the anonymizer), so a record dropped before anonymization does not
+        put PHI on disk."""
+        for step in self.stages:
+            scrub = step.quarantine_scrubber()
+            if scrub is not None:
+                return scrub
+        return None
 
     # -- running -------------------------------------------------------------------------
-    def bind(self, quarantine: Quarantine) -> None:
-        self.quarantine = quarantine
-        for step in (*self.builders, *self.stages):
-            step.bind(quarantine)
-        # stages that can scrub text (the anonymizer) protect the quarantine file itself
-        for step in self.stages:
-            scrub = getattr(step, "scrub_text", None)
-            if scrub is not None:
-                quarantine.scrub = scrub
-                break
-
-    def records(self, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        """Stream every record through builders and stages (lazy)."""
-        self.bind(quarantine if quarantine is not None else Quarantine())
+    def stream(self, quarantine: Quarantine) -> Iterator[Record]:
+        """Bind every step to ``quarantine`` and chain builders and steps (lazy)."""
+        scrub = self.quarantine_scrubber()
+        for step in self.steps:
+            step.bind(quarantine, scrub)
         limit = self.context.limit
-        stream: Iterable[Record] = itertools.chain.from_iterable(
-            b.build(limit) for b in self.builders)
+        stream: Iterable[Record] = itertools.chain.from_iterable(b.build(limit) for b in self.builders)
         for stage in self.stages:
             stream = stage(stream)
-        yield from stream
+        return iter(stream)
+
+    def records(self, quarantine: Quarantine | None = None) -> Iterator[Record]:
+        """Stream every record through builders and stages, in this process (lazy)."""
+        yield from self.stream(quarantine if quarantine is not None else Quarantine())
 
     def run(self, out_dir: str | Path | None = None, *, quiet: bool = False,
-            formats: Iterable[str] | None = None) -> RunResult:
-        """Run to the end. With ``out_dir``, write the dataset folder (see ``export``)."""
+            formats: Iterable[str] | None = None, executor: Any = None,
+            allow_empty: bool | None = None) -> RunResult:
+        """Run to the end. With ``out_dir``, write the dataset folder: into a staging folder
+        beside it, swapped into place only when every file is written."""
         from instructkit.dataset.writer import DatasetWriter
+        from instructkit.executors import executor_from_config
 
         started = time.time()
         ctx = self.context
+        from instructkit._resources import schema_defaults
+
+        recipe_data = getattr(self.recipe, "data", {}) or {}
+        output_cfg = {**schema_defaults("recipe.schema.json", "output"), **(recipe_data.get("output") or {})}
+        executor = executor or executor_from_config(recipe_data.get("execution"))
+        allow_empty = output_cfg["allow_empty"] if allow_empty is None else allow_empty
         try:
             if out_dir is None:
-                q = Quarantine()
-                recs = list(self.records(q))
-                return RunResult(None, len(recs), len(q), self.manifest(started, len(recs), q))
-            out = Path(out_dir)
-            writer = DatasetWriter(out, formats=formats or _recipe_formats(self))
-            writer.prepare()
-            q = Quarantine(out / "quarantine.jsonl")
-            from instructkit.progress import progress_iter
-
-            n = writer.write(progress_iter(self._until_budget(self.records(q)), "building records",
-                                           quiet=quiet))
-            q.close()
-            manifest = self.manifest(started, n, q, writer=writer)
-            if self.stopped_early:
-                manifest["stopped_early"] = self.stopped_early
-            writer.finish(self, manifest)
-            return RunResult(out, n, len(q), manifest)
+                ex = executor.run(self, None, quiet=quiet)
+                self._check_not_empty(ex, allow_empty)
+                return RunResult(None, ex.counts.records, ex.quarantined,
+                                 self._manifest(ex, started, [], None))
+            formats = list(formats or output_cfg.get("formats") or ["messages"])
+            with DatasetWriter(out_dir, formats=formats, shard_rows=output_cfg["shard_rows"]) as writer:
+                ex = executor.run(self, writer, quiet=quiet)
+                self._check_not_empty(ex, allow_empty)
+                hashes = writer.assemble()
+                manifest = self._manifest(ex, started, writer.formats, hashes)
+                writer.commit(manifest, recipe_text=getattr(self.recipe, "text", None),
+                              extras=self._extras(output_cfg))
+            return RunResult(Path(out_dir), ex.counts.records, ex.quarantined, manifest)
         finally:
             ctx.close()
 
-    stopped_early: str | None = None
-
-    def _until_budget(self, records: Iterable[Record]) -> Iterator[Record]:
-        """Stop cleanly at a request/cost cap: what was made so far is kept and reported."""
-        from instructkit._exceptions import BudgetExceeded
-
-        try:
-            yield from records
-        except BudgetExceeded as exc:
-            self.stopped_early = str(exc)
-            logger.warning("stopped early: %s", exc)
-
-    def manifest(self, started: float, n_records: int, quarantine: Quarantine,
-                 writer: Any = None) -> dict[str, Any]:
+    def _manifest(self, ex: Any, started: float, formats: list[str],
+                  data_files: dict[str, str] | None) -> dict[str, Any]:
         from instructkit.dataset.manifest import build_manifest
 
-        return build_manifest(self, started=started, n_records=n_records,
-                              quarantine=quarantine, writer=writer)
+        extra: dict[str, Any] = {}
+        if ex.stopped_early:
+            extra["stopped_early"] = ex.stopped_early
+        llm = self.context.get("llm")
+        if llm is not None and getattr(llm, "ledger", None) is not None:
+            extra["llm_usage"] = llm.ledger.as_dict()
+        extra.update(self.context.manifest_notes)
+        return build_manifest(recipe=self.recipe, seed=self.context.seed, limit=self.context.limit,
+                              sources=self.sources.values(), builders=ex.builders, stages=ex.stages,
+                              counts=ex.counts, quarantined=ex.quarantined, started=started,
+                              finished=time.time(), formats=formats, data_files=data_files,
+                              executor=ex.info, extra=extra)
+
+    def _extras(self, output_cfg: dict[str, Any]) -> list[Callable[[Path, dict], None]]:
+        """Files written into the folder after the card (report, phase exports)."""
+        return []
+
+    def _check_not_empty(self, ex: Any, allow_empty: bool) -> None:
+        if ex.counts.records or allow_empty:
+            return
+        raise EmptyDatasetError(empty_reason(ex))
 
 
-def _recipe_formats(pipe: Pipeline) -> list[str]:
-    recipe = getattr(pipe, "recipe", None)
-    if recipe is None:
-        return ["messages"]
-    return list(recipe.data.get("output", {}).get("formats", ["messages"]))
+def empty_reason(ex: Any) -> str:
+    """Why a run wrote nothing, from its figures: the builder or stage that dropped most."""
+    parts = []
+    for step, st in [*ex.builders, *ex.stages]:
+        if not st.dropped:
+            continue
+        reason, n = st.dropped.most_common(1)[0]
+        detail = ""
+        missing = (st.extra or {}).get("missing_fields") or {}
+        if reason == "missing_field" and missing:
+            col, k = max(missing.items(), key=lambda kv: kv[1])
+            detail = f": rows lacked column '{col}' ({k} rows); check the builder's `columns:` mapping"
+        parts.append(f"{st.name} dropped {sum(st.dropped.values())} ({reason} {n}){detail}")
+    if not parts:
+        builders = ", ".join(f"{st.name} made {st.n_out}" for _, st in ex.builders) or "no builders"
+        return f"the build wrote 0 records ({builders}); are the sources empty?"
+    return "the build wrote 0 records: " + "; ".join(parts)

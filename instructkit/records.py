@@ -26,6 +26,8 @@ __all__ = [
     "make_record",
     "record_validator",
     "to_messages",
+    "text_fields",
+    "set_path",
     "to_alpaca",
     "to_sharegpt",
     "read_jsonl",
@@ -70,6 +72,50 @@ def make_record(*, task: str, method: str, instruction: str, input: str, output:
     rec["meta"] = dict(meta or {})
     rec["messages"] = to_messages(rec, system_prompt=system_prompt)
     return rec
+
+
+@functools.cache
+def _schema_node() -> dict[str, Any]:
+    return load_schema("record.schema.json")
+
+
+def text_fields(record: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+    """Every string leaf of ``record`` that may hold source text, as ``(path, text)``.
+
+    Derived from ``schemas/record.schema.json``: every string is text except under a field the
+    schema marks ``x-phi-exempt`` (hashes, codes and identifiers the project makes). Free-form
+    parts (``meta``, ``params``) are walked whole, so a field a builder adds is covered too.
+    """
+    out: list[tuple[tuple, str]] = []
+    _walk(record, _schema_node(), (), out)
+    return out
+
+
+def _walk(value: Any, schema: Mapping[str, Any] | None, path: tuple, out: list) -> None:
+    if schema is not None and schema.get("x-phi-exempt"):
+        return
+    if isinstance(value, str):
+        if value:
+            out.append((path, value))
+    elif isinstance(value, Mapping):
+        props = (schema or {}).get("properties") or {}
+        for k, v in value.items():
+            _walk(v, props.get(k), (*path, k), out)
+    elif isinstance(value, (list, tuple)):
+        items = (schema or {}).get("items")
+        for i, v in enumerate(value):
+            _walk(v, items, (*path, i), out)
+
+
+def set_path(obj: Any, path: tuple, value: Any) -> None:
+    """Set ``obj[path[0]][path[1]]... = value``."""
+    for p in path[:-1]:
+        obj = obj[p]
+    obj[path[-1]] = value
+
+
+def path_label(path: tuple) -> str:
+    return ".".join(str(p) for p in path)
 
 
 def user_turn(record: Mapping[str, Any]) -> str:

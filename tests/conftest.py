@@ -11,6 +11,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("INSTRUCTKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
+# Recipes read only under the current directory, their own folder and folders the user allows:
+# the tests allow the real-data folder and the temporary folders they write recipes' sources in.
+import tempfile as _tempfile
+
+os.environ.setdefault("INSTRUCTKIT_ALLOW_PATHS", os.pathsep.join([str(SHARED_DATA), _tempfile.gettempdir()]))
+
 # Nothing may download weights or data at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -39,6 +45,18 @@ def shared_file(rel: str) -> Path:
     if not p.exists():
         pytest.skip(f"{p} is absent (real data from ../shared/data)")
     return p
+
+
+def figures(step) -> dict:
+    """A step's manifest row as a run writes it: merged figures, finalized, with its settings
+    and the card markdown rendered from them."""
+    from instructkit.dataset.manifest import step_entry
+
+    return step_entry(step, step.collect())
+
+
+def card_of(step) -> str:
+    return figures(step).get("card_section") or ""
 
 
 def template_quickstart() -> dict:

@@ -9,7 +9,7 @@ import re
 import socket
 
 
-from conftest import shared_file
+from conftest import card_of, figures, shared_file
 from fixtures_anonymize import make_phi_record
 
 NOTE = (
@@ -196,7 +196,7 @@ def test_canary_self_test_reports_every_canary_removed(phi_detector):
         canary = stage.summary()["anonymization"]["canary"]
         assert canary["passed"], canary
         assert canary["values"] >= 20 and canary["removed"] == canary["values"]
-        assert "Canary self-test passed" in stage.card_section()
+        assert "Canary self-test passed" in card_of(stage)
 
 
 def _builder(records, drop_first: bool = True):

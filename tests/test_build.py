@@ -9,7 +9,7 @@ import pytest
 
 from instructkit import Pipeline
 from instructkit.api import build
-from instructkit.dataset.writer import read_dataset
+from instructkit.dataset.reader import read_dataset
 from instructkit.pipeline import stages_from_config
 from instructkit.recipe.load import load_recipe
 from instructkit.recipe.sources import sources_from_recipe

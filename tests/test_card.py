@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from instructkit.dataset.card import (REQUIRED_SECTIONS, DatasetStats, build_card, card_for_folder,
-                              card_license, card_problems, scan_dataset)
+from instructkit.dataset.card import (REQUIRED_SECTIONS, build_card, card_for_folder, card_license,
+                                     card_problems)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +69,14 @@ def test_folder_loads_with_default_and_per_task_configs(quickstart, tmp_path):
 
 
 def test_card_for_folder_matches_the_data(quickstart):
-    st = scan_dataset(quickstart)
+    """The manifest's counts (merged while writing) are the data's; the card renders from them."""
+    from instructkit.dataset.reader import open_dataset
+
+    ds = open_dataset(quickstart)
     manifest = json.loads((quickstart / "manifest.json").read_text())
-    assert st.records == manifest["records"]
-    assert dict(st.tasks) == manifest["counts"]["task"]
+    tasks = Counter(r["task"] for r in ds.records())
+    assert sum(tasks.values()) == manifest["records"] == len(ds)
+    assert dict(tasks) == manifest["counts"]["task"]
     text = str(card_for_folder(quickstart, repo_id="org/qs"))
     assert card_problems(text) == []
     assert 'load_dataset("org/qs", ' in text
@@ -80,6 +84,8 @@ def test_card_for_folder_matches_the_data(quickstart):
 
 
 def _manifest_with_every_stage() -> dict:
+    """A manifest as a run writes it: merged figures per stage, with the markdown each step
+    rendered from them, and the counts of the written records."""
     return {
         "instructkit_version": "0.1.0", "recipe": {"name": "r", "sha256": "ab" * 32}, "seed": 1,
         "records": 3, "quarantined": 4, "finished_at": "2025-01-01T00:00:00+00:00",
@@ -89,39 +95,40 @@ def _manifest_with_every_stage() -> dict:
                      "license_declaration": "St Example Hospital holds the rights (board decision 2024-7)"}],
         "builders": [{"stage": "synthetic:qa", "method": "synthetic", "in": 5, "out": 3, "dropped": 2,
                       "dropped_by_reason": {"invalid_json": 2},
-                      "summary": {"prompt_id": "synthetic/qa", "prompt_hash": "deadbeef",
-                                  "model": "gpt-4o-mini", "provider": "api.openai.com",
-                                  "params": {"temperature": 0.7}}}],
+                      "card_section": "**synthetic:qa**: Self-Instruct from the seed pool."}],
         "stages": [
             {"stage": "anonymize", "in": 3, "out": 3, "dropped": 0, "dropped_by_reason": {},
-             "extra": {"anonymization": {"operator": "surrogate", "replaced": {"PHONE": 2, "NAME": 5},
-                                         "canary": {"enabled": True, "passed": True, "values": 21, "removed": 21}}}},
-            {"stage": "dedup", "in": 3, "out": 3, "dropped": 0, "dropped_by_reason": {},
-             "extra": {"duplicates": {"exact": 0, "near": 0, "semantic": 0}}},
+             "card_section": "### Anonymization\n\n| type | replaced |\n|---|---:|\n| PHONE | 2 |"},
             {"stage": "decontaminate", "in": 3, "out": 3, "dropped": 1,
-             "dropped_by_reason": {"contaminated": 1}, "extra": {"by_benchmark": {"medqa_usmle": 1, "pubmedqa": 0}}},
+             "dropped_by_reason": {"contaminated": 1},
+             "card_section": "| benchmark | test items | records removed |\n|---|---|---|\n| medqa_usmle | 9 | 1 |"},
+            {"stage": "dedup", "in": 3, "out": 3, "dropped": 0, "dropped_by_reason": {},
+             "card_section": "### Deduplication\n\n| kind | records removed |\n|---|---|\n| near | 0 |"},
             {"stage": "validate", "in": 3, "out": 3, "dropped": 0, "dropped_by_reason": {}},
             {"stage": "validate.length", "in": 3, "out": 3, "dropped": 1, "dropped_by_reason": {"too_short": 1}},
             {"stage": "judge", "in": 3, "out": 3, "dropped": 0, "dropped_by_reason": {},
-             "extra": {"score_distribution": {"1": 0, "4": 2, "5": 1}}},
+             "card_section": "### LLM judge scores\n\nOverall: mean 4.33."},
             {"stage": "audit", "in": 3, "out": 3, "dropped": 0, "dropped_by_reason": {},
-             "extra": {"audit": {"passed": False, "suspects_by_type": {"PHONE": 1}}}},
+             "extra": {"audit": {"passed": False, "suspects_by_type": {"PHONE": 1}}},
+             "card_section": "### Residual-PHI audit\n\n| suspect type | count | limit |\n|---|---:|---:|\n| PHONE | 1 | 0 |"},
             {"stage": "bias_report", "in": 3, "out": 3, "dropped": 0, "dropped_by_reason": {},
-             "extra": {"bias": {"method": "keyword mentions",
-                                "overall": {"records": 3, "sex": {"female": 2, "male": 1}},
-                                "by_task_method": {"qa/synthetic": {"records": 3, "sex": {"female": 2, "male": 1}}}}}},
+             "card_section": "### Demographic mentions\n\n| task | method | records | female |\n|---|---|---|---|\n| qa | synthetic | 3 | 2 (67%) |"},
+            {"stage": "ner_check", "in": 3, "out": 3, "dropped": 0, "dropped_by_reason": {},
+             "card_section": "### A step of our own\n\nIt counted things."},
         ],
         "llm_usage": {"model": "gpt-4o-mini", "provider": "api.openai.com", "calls": 5, "requests": 6,
                       "retries": 1, "prompt_tokens": 1234, "completion_tokens": 567, "cost": 0.0123},
-        "counts": {"task": {"qa": 3}, "method": {"synthetic": 3}},
+        "counts": {"records": 3, "task": {"qa": 3}, "method": {"synthetic": 3},
+                   "source_license": {"own-notes\x1fLicenseRef-StExample": 3},
+                   "model": {"api.openai.com\x1fgpt-4o-mini": 3},
+                   "model_by_builder": {"synthetic:qa\x1fapi.openai.com\x1fgpt-4o-mini": 3},
+                   "prompt_by_builder": {"synthetic:qa\x1fsynthetic/qa\x1fdeadbeef": 3},
+                   "params_by_builder": {"synthetic:qa": {"temperature": 0.7}}},
     }
 
 
 def test_every_section_is_filled_from_the_manifest():
-    stats = DatasetStats(records=3, tasks=Counter(qa=3), methods=Counter(synthetic=3),
-                         models=Counter({("api.openai.com", "gpt-4o-mini"): 3}),
-                         models_by_builder={"synthetic:qa": Counter({"gpt-4o-mini (api.openai.com)": 3})})
-    text = str(build_card(_manifest_with_every_stage(), stats=stats))
+    text = str(build_card(_manifest_with_every_stage()))
     from huggingface_hub import DatasetCard
 
     meta = DatasetCard(text).data.to_dict()
@@ -131,27 +138,42 @@ def test_every_section_is_filled_from_the_manifest():
     assert "St Example Hospital holds the rights" in text
     assert "Ben Abacha 2019" in text
     # how it was built: prompt id and hash, model, parameters, tokens and cost
-    assert "`synthetic/qa` (hash `deadbeef`)" in text and "gpt-4o-mini (api.openai.com) ×3" in text
+    assert "`synthetic/qa` (hash `deadbeef`) ×3" in text and "gpt-4o-mini (api.openai.com) ×3" in text
     assert '"temperature": 0.7' in text and "| prompt tokens | 1234 |" in text and "0.0123" in text
+    assert "Self-Instruct from the seed pool" in text
     # hosted-model terms flagged
-    hosted = text.split("## Hosted-model terms")[1].split("\n## ")[0]
+    hosted = text.split("## Hosted-model terms", 1)[1].split("\n## ")[0]
     assert "Flagged" in hosted and "gpt-4o-mini" in hosted and "OpenAI" in hosted
-    # anonymization: method, counts by type, audit and canary results
-    anon = text.split("## Anonymization")[1].split("\n## ")[0]
-    assert "surrogate" in anon and "| PHONE | 2 |" in anon and "Residual-PHI audit: **FAILED**" in anon
-    assert "| removed | 21 |" in anon
-    # dedup and decontamination per kind and per benchmark
-    dd = text.split("## Deduplication and decontamination")[1].split("\n## ")[0]
-    assert "duplicates.near" in dd and "| medqa_usmle | 1 |" in dd
-    # validation and judge: drops by reason (sub-steps too), score distribution
-    vj = text.split("## Validation and judge")[1].split("\n## ")[0]
-    assert "too_short" in vj and "| 4 | 2 |" in vj
-    # the bias table
-    bias = text.split("## Bias report")[1].split("\n## ")[0]
-    assert "female" in bias and "2 (67%)" in bias
-    # how to reproduce: package versions
+    # each stage's own markdown lands in its section, with the counts of the stage
+    anon = text.split("## Anonymization", 1)[1].split("\n## ")[0]
+    assert "| PHONE | 2 |" in anon and "Residual-PHI audit: **FAILED**" in anon and "| PHONE | 1 | 0 |" in anon
+    dd = text.split("## Deduplication and decontamination", 1)[1].split("\n## ")[0]
+    assert "| near | 0 |" in dd and "| medqa_usmle | 9 | 1 |" in dd and "contaminated | 1" in dd
+    vj = text.split("## Validation and judge", 1)[1].split("\n## ")[0]
+    assert "too_short" in vj and "mean 4.33" in vj
+    bias = text.split("## Bias report", 1)[1].split("\n## ")[0]
+    assert "2 (67%)" in bias
+    # a stage outside the topical sections still shows its markdown under processing stages
+    assert "### A step of our own" in text.split("## Processing stages", 1)[1].split("\n## ")[0]
     assert "| datasets | 9.9 |" in text
     assert card_problems(text) == []
+
+
+def test_step_card_sections_render_merged_figures():
+    """Two workers' figures add up, and the card markdown shows the merged totals."""
+    from instructkit.steps.base import StepStats
+    from instructkit.steps.quality.bias import BiasReportStep
+
+    a, b = BiasReportStep(), BiasReportStep()
+    a.bind(__import__("instructkit").Quarantine())
+    b.bind(__import__("instructkit").Quarantine())
+    rec = {"task": "qa", "method": "template", "instruction": "A woman asks.", "input": "", "output": "x"}
+    list(a([rec, rec]))
+    list(b([{**rec, "instruction": "A man asks."}]))
+    merged = a.collect() + b.collect()
+    assert isinstance(merged, StepStats) and merged.n_in == 3 and merged.n_out == 3
+    section = a.card_section(merged)
+    assert "| qa | template | 3 |" in section
 
 
 def test_card_license_most_restrictive_wins():

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from conftest import card_of, figures, shared_file
 from instructkit.context import RunContext
 from instructkit.steps.dedup import DedupStage, DedupStep, KeepRule, load_benchmark
 from instructkit.steps.dedup.text import normalize
@@ -97,7 +97,7 @@ def test_planted_duplicates_found_and_distinct_texts_kept(medquad_answers):
     dedup = steps[-1]
     assert dedup.stats.dropped == {"duplicate_exact": 1, "duplicate_near": 1}
     assert dedup.summary()["duplicates"] == {"exact": 1, "near": 1, "semantic": 0}
-    assert "| near | 1 |" in dedup.card_section()
+    assert "| near | 1 |" in card_of(dedup)
 
 
 BOILERPLATE = ("This information is not a substitute for professional medical advice. Consult your "
@@ -197,8 +197,8 @@ def test_record_copied_from_medqa_test_item_is_removed(medqa_items, medquad_answ
     assert by_id[embedded["id"]]["match"] == "ngram" and by_id[embedded["id"]]["ngram"] == 13
     decon = steps[0]
     assert decon.name == "decontaminate"
-    assert decon.summary()["benchmarks"]["medqa_usmle_4opt_test"]["removed"] == 2
-    assert "| medqa_usmle_4opt_test | 1273 | 2 |" in decon.card_section()
+    assert decon.summary()["removed_by_benchmark"]["medqa_usmle_4opt_test"]["removed"] == 2
+    assert "| medqa_usmle_4opt_test | 1273 | 2 |" in card_of(decon)
 
 
 def test_pubmedqa_test_questions_only(tmp_path):
@@ -227,7 +227,7 @@ def test_generic_jsonl_and_optional_absent_benchmark(tmp_path):
     config = {"decontaminate": [str(bench), {"path": str(tmp_path / "absent.jsonl"), "optional": True}]}
     kept, dropped, steps = _run(config, [rec])
     assert kept == [] and dropped[0]["benchmark"] == "my_bench"
-    assert "absent.jsonl" in steps[0].card_section()
+    assert "absent.jsonl" in card_of(steps[0])
     from instructkit._exceptions import SourceError
 
     with pytest.raises(SourceError, match="absent.jsonl"):
@@ -261,7 +261,7 @@ def test_semantic_duplicates_with_real_embedder_and_faiss(medquad_answers):
     exact_pairs, _ = semantic_pairs(vecs, members, 0.9)
     approx_pairs, _ = semantic_pairs(vecs, members, 0.9, approximate_after=5, nlist=2, nprobe=2)
     assert exact_pairs.tolist() == approx_pairs.tolist() == [[0, 1]]
-    assert "semantic" in steps[-1].card_section()
+    assert "semantic" in card_of(steps[-1])
 
 
 # -- CLI and schema ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from instructkit.pipeline import stages_from_config
 from instructkit.steps.quality.judge import JudgeStep, load_rubric
 from instructkit.records import make_record
 from instructkit.steps.base import Quarantine
+from conftest import card_of, figures
 
 _ids = itertools.count()
 CRITERIA = ["medical_correctness", "helpfulness", "faithfulness", "safety", "escalation"]
@@ -69,11 +70,12 @@ def test_scores_land_on_records_and_card():
     assert j["scores"] == dict(zip(CRITERIA, (5, 4, 5, 5, 5))) and j["overall"] == 4.8
     assert j["model"] == "fake-judge" and j["rubric"] == "judge/rubric"
     assert "judge" not in records[0]["meta"]  # the input record is not changed
-    s = stage.summary()
+    row = figures(stage)
+    s = row["extra"]
     assert s["scored"] == 2 and s["criteria"]["faithfulness"]["histogram"] == {"1": 0, "2": 1, "3": 0, "4": 0, "5": 1}
-    card = stage.card_section()
+    card = row["card_section"]
     assert "LLM judge scores" in card and "| faithfulness | 3.50 | 0 | 1 | 0 | 0 | 1 |" in card
-    assert stage.stats.extra["scored"] == 2  # summary() goes to the manifest
+    assert stage.collect().extra["scored"] == 2  # summary() goes to the manifest
 
 
 def test_requests_use_rubric_schema_prompt_id_and_truncate_long_fields():
@@ -176,7 +178,7 @@ def _llm_recipe(request) -> dict:
 @pytest.mark.llm
 @pytest.mark.timeout(600)
 def test_judge_with_real_local_model_scores_records_and_card(request, tmp_path):
-    from instructkit.dataset.writer import read_dataset
+    from instructkit.dataset.reader import read_dataset
     from instructkit.pipeline import Pipeline
 
     pytest.importorskip("llama_cpp")
@@ -189,7 +191,7 @@ def test_judge_with_real_local_model_scores_records_and_card(request, tmp_path):
     pipe = Pipeline.from_recipe(recipe, limit=2, context=ctx)
     result = pipe.run(tmp_path / "out", quiet=True)
     judge = next(s for s in pipe.stages if isinstance(s, JudgeStep))
-    summary = judge.summary()
+    summary = figures(judge)["extra"]
     assert summary["scored"] >= 1, (summary, [json.loads(x)["reason"] for x in
                                               (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()])
     recs = list(read_dataset(tmp_path / "out"))
@@ -200,4 +202,4 @@ def test_judge_with_real_local_model_scores_records_and_card(request, tmp_path):
         assert 1 <= j["overall"] <= 5 and j["model"]
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert "LLM judge scores" in card and "| safety |" in card
-    print(judge.card_section())
+    print(card_of(judge))

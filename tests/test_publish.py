@@ -64,11 +64,26 @@ def test_planted_phone_number_fails_gate_1(tmp_path):
     assert "gate 1" in str(exc.value) and PHONE not in str(exc.value)
 
 
-def test_missing_audit_report_fails_gate_1(tmp_path):
+def test_gate_1_audits_the_files_not_the_manifest(tmp_path):
+    """Gate 1 audits what it will upload: a build without the audit stage passes when its
+    files are clean, and a phone number written into the parquet after the build fails it,
+    for the changed file and for the identifier, though the record count is the same."""
+    import pyarrow.parquet as pq
+
     out = tmp_path / "noaudit"
     build(_recipe([_inline()], stages={"dedup": True, "validate": True, "audit": False}), out, quiet=True)
     g1 = _gates(publish(out, "org/x", dry_run=True))[1]
-    assert not g1.passed and "no residual-PHI audit report" in g1.details[0]
+    assert g1.passed, g1.details
+    data = next((out / "data").glob("*.parquet"))
+    table = pq.read_table(data)
+    rows = table.to_pylist()
+    rows[0]["output"] += " Call the clinic at (617) 724-3188."
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), data)
+    g1 = _gates(publish(out, "org/x", dry_run=True))[1]
+    assert not g1.passed
+    text = " ".join(g1.details)
+    assert "data/train-00000-of-00001.parquet changed since the build" in text
+    assert "PHONE" in text and "(617) 724-3188" not in text
 
 
 # -- gate 2: licences ----------------------------------------------------------------------
@@ -127,9 +142,11 @@ def test_rights_holder_declaration_passes_and_is_printed(tmp_path):
 
 # -- gate 3: hosted-model terms --------------------------------------------------------------
 def test_hosted_model_records_are_flagged(tmp_path):
-    from instructkit.dataset.card import scan_dataset
-    from instructkit.dataset.writer import DatasetWriter
+    import datasets
+
+    from instructkit.dataset.counts import DatasetCounts
     from instructkit.hub.gates import gate_hosted_models
+    from instructkit.hub.publisher import publish_dataset
     from instructkit.records import make_record
 
     recs = [make_record(task="consumer_health_qa", method="synthetic", instruction=f"Question {i}?",
@@ -139,16 +156,16 @@ def test_hosted_model_records_are_flagged(tmp_path):
                                     "prompt_hash": "abc", "model": model, "provider": provider})
             for i, (model, provider) in enumerate([("gpt-4o-mini", "api.openai.com"),
                                                    ("SmolLM2-135M-Instruct", "llama.cpp")])]
-    w = DatasetWriter(tmp_path / "ds")
-    w.prepare()
-    w.write(recs)
-    res = publish(tmp_path / "ds", "org/hosted", dry_run=True)
+    res = publish_dataset(datasets.Dataset.from_list(recs), "org/hosted", dry_run=True)
     g3 = _gates(res)[3]
     assert g3.passed and len(g3.warnings) == 1 and "gpt-4o-mini" in g3.warnings[0]
     assert "SmolLM2" not in " ".join(g3.warnings)  # a local model is not flagged
     # a card that does not flag them fails the gate
     unflagged = res.card.replace("**Flagged:**", "")
-    assert not gate_hosted_models(scan_dataset(tmp_path / "ds"), unflagged).passed
+    counts = DatasetCounts()
+    for r in recs:
+        counts.observe(r)
+    assert not gate_hosted_models(counts, unflagged).passed
 
 
 # -- gate 4 and the clean build ------------------------------------------------------------
@@ -204,7 +221,7 @@ def test_publish_dataset_in_memory_takes_the_same_path(medquad_build):
     assert res.passed, res.gates_report()
     assert "data/train-00000-of-00001.parquet" in res.files_report()  # valid after the temp folder went
     bare = publish_dataset(ds, "org/mem", dry_run=True)  # nothing shows the stages ran
-    assert {g.number for g in bare.failed_gates} == {1, 4}
+    assert {g.number for g in bare.failed_gates} == {4}
 
 
 def test_cli_dry_run_prints_gates_files_and_card(medquad_build):

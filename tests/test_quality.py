@@ -14,6 +14,7 @@ from instructkit.steps.quality.text import approx_tokens, containment, word_coun
 from instructkit.records import make_record
 from instructkit.steps.base import Quarantine
 from instructkit.steps.quality.validate import SchemaFilter, ValidateStage
+from conftest import card_of, figures
 
 _ids = itertools.count()
 
@@ -335,7 +336,7 @@ def test_bias_report_passes_everything_and_counts_by_task_and_method():
     assert s["by_task_method"]["consumer_health_qa/template"]["pregnancy"]["pregnancy"] == 1
     assert s["by_task_method"]["consumer_health_qa/synthetic"]["race_ethnicity"]["hispanic_latino"] == 1
     assert s["by_task_method"]["diagnosis/template"]["age"]["older_adult"] == 1  # 67-year-old in input
-    card = report.card_section()
+    card = card_of(report)
     assert "| consumer_health_qa | synthetic | 1 |" in card and "Caveat" in card
 
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import shared_file
+from conftest import card_of, figures, shared_file
 from instructkit import Quarantine, RunContext
 from instructkit.records import schema_errors
 
@@ -269,7 +269,7 @@ def test_builder_keeps_grounded_answers_with_context_and_scores(sample_index):
     # the request restricted citations to the labels shown
     schema = b._llm.requests[0].schema
     assert schema["properties"]["citations"]["items"]["enum"][0] == "P1"
-    card = b.card_section()
+    card = card_of(b)
     assert "Guideline documents cited" in card and "sample guideline" in card
     assert re.search(r"\| 20\d\d-\d\d-\d\d \|", card)
 

@@ -24,7 +24,8 @@ from instructkit.llm import JsonResult
 from instructkit.records import schema_errors
 from instructkit.steps.base import Quarantine
 from instructkit.recordbuilders.synthetic import (NoveltyFilter, SyntheticBuilder, load_prompt_set,
-                                   load_seed_pool)
+                                                  load_seed_pool)
+from conftest import card_of, figures
 
 ROOT = Path(__file__).resolve().parent.parent
 CATEGORIES = {"patient_question", "note_summary", "report_labeling", "impression_writing",
@@ -169,7 +170,7 @@ def test_self_instruct_records_are_valid_novel_and_traceable():
     # every attempt is a record or a quarantine line
     attempts = b.counts["self_instruct_attempts"]
     assert attempts == len(recs) + len(q.entries)
-    assert b.summary()["self_instruct_records"] == 10 and "Self-Instruct" in b.card_section()
+    assert b.summary()["self_instruct_records"] == 10 and "Self-Instruct" in card_of(b)
 
 
 def test_same_seed_same_records_other_seed_other_records():
@@ -202,7 +203,7 @@ def test_budget_stop_keeps_what_was_made():
     assert 1 <= len(recs) < 10
     assert b.stopped and "budget" in b.summary()["stopped_early"]
     assert any(e["reason"] == "budget_exceeded" for e in q.entries)
-    assert "Stopped early" in b.card_section()
+    assert "Stopped early" in card_of(b)
 
 
 def test_limit_caps_the_plan_before_any_request():

@@ -1,8 +1,12 @@
 """The ``instructkit`` command: a thin shell over the Python API.
 
 Each area adds its commands from its own module (``instructkit/cli/<area>.py`` with
-``register(app)``), so the commands live next to the code they drive. Errors the user
-can cause (``InstructkitError``) are printed as one clear message, never a traceback.
+``register(app)``); command modules only parse arguments and print.
+
+One error path: a user error (a bad recipe, path or option: ``InstructkitError`` with exit
+code 2, or a usage error from click, whichever copy of click typer uses) prints one line and
+exits 2; a failure while running prints one line and exits 1; ``--verbose`` adds the
+traceback. Every message passes through the secret scrubber.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from instructkit._exceptions import InstructkitError
+from instructkit._secrets import SecretFilter, scrub_secrets
 
 app = typer.Typer(
     name="instructkit",
@@ -27,18 +33,19 @@ app = typer.Typer(
 
 logger = logging.getLogger("instructkit")
 
-#: modules that add commands; a module not present yet is skipped
-COMMAND_MODULES = ["llm", "rag", "anonymize", "dedup", "quality", "publish"]
+#: modules that add commands
+COMMAND_MODULES = ["build", "llm", "rag", "anonymize", "dedup", "quality", "publish"]
 
-_state = {"quiet": False}
+_state = {"quiet": False, "verbose": False}
 
 
 @app.callback()
 def _root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars; only errors."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (no record text)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (no record text); show tracebacks."),
 ) -> None:
     _state["quiet"] = quiet
+    _state["verbose"] = verbose
     _setup_logging(logging.DEBUG if verbose else (logging.ERROR if quiet else logging.WARNING))
 
 
@@ -47,98 +54,96 @@ def quiet() -> bool:
     return _state["quiet"]
 
 
+def echo(message: str, err: bool = False) -> None:
+    typer.echo(scrub_secrets(message), err=err)
+
+
 def _setup_logging(level: int) -> None:
     # our logger only: never configure the root logger of the host application
     if not any(getattr(h, "_instructkit", False) for h in logger.handlers):
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(levelname)s instructkit: %(message)s"))
+        h.addFilter(SecretFilter())
         h._instructkit = True  # type: ignore[attr-defined]
         logger.addHandler(h)
     logger.setLevel(level)
     logger.propagate = False
 
 
-@app.command()
-def build(
-    recipe: str = typer.Argument(..., help="Recipe YAML file, or the name of a shipped recipe (e.g. quickstart)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (Hugging Face Hub layout)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="At most N records from each builder."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Override the recipe's seed."),
-    max_requests: Optional[int] = typer.Option(None, "--max-requests", help="Stop cleanly after N LLM requests."),
-) -> None:
-    """Build a dataset from a recipe into OUT: data/*.parquet, README.md card, manifest.json,
-    quarantine.jsonl and a copy of the recipe."""
-    from instructkit.api import build as build_api
-
-    result = build_api(recipe, out, limit=limit, seed=seed, quiet=quiet(),
-                       max_requests=max_requests)
-    if not quiet():
-        typer.echo(f"wrote {result.records} records to {result.out_dir} "
-                   f"({result.quarantined} quarantined, see quarantine.jsonl)")
-
-
-@app.command()
-def validate(
-    input: Path = typer.Argument(..., help="JSONL of instruction records."),
-    out: Path = typer.Option(..., "--out", "-o", help="JSONL of the records that pass."),
-    quarantine: Optional[Path] = typer.Option(None, "--quarantine", help="Where dropped records go (default: OUT's folder/quarantine.jsonl)."),
-) -> None:
-    """Run the validate stage alone on a JSONL of records."""
-    from instructkit.api import run_stage_file
-
-    kept, dropped = run_stage_file("validate", input, out, quarantine_path=quarantine, quiet=quiet())
-    if not quiet():
-        typer.echo(f"{kept} records kept, {dropped} quarantined")
-
-
-@app.command()
-def inspect(
-    dataset: Path = typer.Argument(..., help="A folder written by `instructkit build`."),
-    samples: int = typer.Option(3, "--samples", "-n", help="How many example records to print."),
-) -> None:
-    """Print counts by task, method and source, and a few sample records."""
-    from instructkit.dataset.inspect import inspect_dataset
-
-    inspect_dataset(dataset, samples=samples)
-
-
-def _register_plugins() -> None:
+def _register_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"instructkit.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"instructkit.cli.{name}":
-                continue
-            raise
-        mod.register(app)
+        importlib.import_module(f"instructkit.cli.{name}").register(app)
 
 
-_register_plugins()
+_register_commands()
+
+
+def _click_kind(exc: BaseException) -> str | None:
+    """'usage', 'abort' or 'exit' for click's exceptions, from the class names alone: typer
+    vendors its own copy of click (``typer._click``), so checking one module's classes misses
+    the other's."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    if "Exit" in names and hasattr(exc, "exit_code") and "ClickException" not in names:
+        return "exit"
+    if "Abort" in names:
+        return "abort"
+    if "ClickException" in names:
+        return "usage"
+    return None
+
+
+def _one_line(message: str) -> str:
+    lines = [ln for ln in str(message).strip().splitlines() if ln.strip()]
+    return scrub_secrets(" ".join(lines[:1]) if len(lines) <= 1 else "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; user errors exit with their code and one message."""
+    """Entry point: run the app; every error ends as one message and an exit code."""
     _setup_logging(logging.WARNING)
+    args = list(sys.argv[1:] if argv is None else argv)
+    _state["verbose"] = any(a in ("--verbose", "-v") for a in args)
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=args, prog_name="instructkit", standalone_mode=False)
     except InstructkitError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(exc.exit_code) from None
+        _fail(f"error: {_one_line(str(exc))}", exc.exit_code, exc)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise SystemExit(130) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # click usage errors and the like
-        import click
+        _fail("interrupted", 130, None)
+    except BaseException as exc:  # noqa: BLE001 - the one place every failure ends
+        kind = _click_kind(exc)
+        if kind == "exit":
+            raise SystemExit(getattr(exc, "exit_code", 0)) from None
+        if kind == "abort":
+            _fail("aborted", 1, None)
+        if kind == "usage":
+            msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            hint = " (see --help)"
+            _fail(f"error: {_one_line(msg)}{hint}", int(getattr(exc, "exit_code", 2) or 2), None)
+        if isinstance(exc, SystemExit):
+            raise
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            _fail(f"error: {exc.strerror or type(exc).__name__}{where}", 1, exc)
+        # the message of an unexpected exception may quote data: name the place, not the text
+        _fail(f"error: internal error ({type(exc).__name__} at {_where(exc)}); run with "
+              "--verbose for the traceback", 1, exc)
+    # without standalone mode, click returns the code of typer.Exit instead of raising it
+    raise SystemExit(code if isinstance(code, int) else 0)
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Abort):
-            raise SystemExit(1) from None
-        raise
-    raise SystemExit(0)
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "instructkit" in f.filename] or frames
+    if not ours:
+        return "?"
+    f = ours[-1]
+    return f"{Path(f.filename).name}:{f.lineno}"
+
+
+def _fail(message: str, code: int, exc: BaseException | None) -> None:
+    if exc is not None and _state["verbose"]:
+        sys.stderr.write(scrub_secrets("".join(traceback.format_exception(exc))))
+    typer.echo(message, err=True)
+    raise SystemExit(code) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

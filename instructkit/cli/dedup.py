@@ -7,28 +7,9 @@ from typing import Any, Optional
 
 import typer
 
-__all__ = ["register", "dedup_file"]
+from instructkit.cli.app import echo
 
-
-def dedup_file(input: str | Path, out: str | Path, *, config: dict[str, Any] | None = None,
-               quarantine_path: str | Path | None = None,
-               quiet: bool = False) -> tuple[int, int, dict[str, Any]]:
-    """Run the dedup stage (decontamination first, when configured) over a JSONL of records.
-
-    Returns (written, quarantined, {step name: summary}).
-    """
-    from instructkit.api import run_steps_file
-    from instructkit.context import RunContext
-    from instructkit.steps.dedup import DedupStage
-
-    ctx = RunContext(quiet=quiet)
-    try:
-        steps = DedupStage.from_config(config or {}, ctx)
-        written, dropped = run_steps_file(steps, input, out, quarantine_path=quarantine_path,
-                                          label="dedup", quiet=quiet)
-        return written, dropped, {s.name: {**s.stats.as_dict(), **s.summary()} for s in steps}
-    finally:
-        ctx.close()
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -62,14 +43,17 @@ def register(app: typer.Typer) -> None:
         if decontaminate:
             config["decontaminate"] = list(decontaminate)
             config["decontamination"] = {"ngram": ngram, "min_ngram": min(8, ngram)}
-        written, dropped, summaries = dedup_file(input, out, config=config,
-                                                 quarantine_path=quarantine, quiet=quiet())
+        from instructkit.api import dedup_file
+
+        r = dedup_file(input, out, config=config, quarantine_path=quarantine, quiet=quiet())
         if not quiet():
-            typer.echo(f"{written} records kept, {dropped} quarantined")
-            for name, s in summaries.items():
+            echo(f"{r.kept} records kept, {r.quarantined} quarantined")
+            for name, s in r["steps"].items():
                 reasons = ", ".join(f"{k}: {v}" for k, v in s.get("dropped_by_reason", {}).items())
-                typer.echo(f"  {name}: {reasons or 'nothing dropped'}")
-                for bench, b in (s.get("benchmarks") or {}).items():
-                    typer.echo(f"    {bench}: {b['removed']} removed ({b['items']} test items)")
-                for skipped in s.get("skipped_absent") or []:
-                    typer.echo(f"    {skipped}: absent, skipped")
+                echo(f"  {name}: {reasons or 'nothing dropped'}")
+                removed = (s.get("extra") or {}).get("removed_by_benchmark") or {}
+                for bench, b in ((s.get("settings") or {}).get("benchmarks") or {}).items():
+                    echo(f"    {bench}: {(removed.get(bench) or {}).get('removed', 0)} removed "
+                               f"({b['items']} test items)")
+                for skipped in (s.get("settings") or {}).get("skipped_absent") or []:
+                    echo(f"    {skipped}: absent, skipped")

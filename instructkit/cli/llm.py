@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from instructkit.cli.app import echo
+
 
 def register(app: typer.Typer) -> None:
     @app.command("llm-check")
@@ -33,11 +35,11 @@ def register(app: typer.Typer) -> None:
                 messages=[{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}],
                 schema=schema, params={"temperature": 0.0, "max_tokens": 16}, seed=0,
                 prompt_id="llm-check"))
-            typer.echo(f"endpoint: {client.base_url or '(embedded, not started: answered from cache)'}")
-            typer.echo(f"model: {client.model} ({client.provider})")
-            typer.echo(f"structured output: {'ok' if res.ok else 'FAILED: ' + str(res.error)}"
+            echo(f"endpoint: {client.base_url or '(embedded, not started: answered from cache)'}")
+            echo(f"model: {client.model} ({client.provider})")
+            echo(f"structured output: {'ok' if res.ok else 'FAILED: ' + str(res.error)}"
                        f"{' (cached)' if res.cached else ''}")
-            typer.echo(json.dumps(client.ledger.as_dict(), indent=2))
+            echo(json.dumps(client.ledger.as_dict(), indent=2))
             if not res.ok:
                 raise typer.Exit(1)
         finally:

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from instructkit.cli.app import echo
+
 from instructkit._exceptions import GateError, PublishError
 
 
@@ -48,21 +50,21 @@ def register(app: typer.Typer) -> None:
         except GateError as exc:
             res = getattr(exc, "result", None)
             if res is not None:
-                typer.echo(res.gates_report(), err=True)
+                echo(res.gates_report(), err=True)
             raise
         if dry_run:
-            typer.echo(f"dry run: would publish to {result.url} "
+            echo(f"dry run: would publish to {result.url} "
                        f"({'private' if result.private else 'PUBLIC'}); nothing was sent\n")
-            typer.echo("gates:\n" + result.gates_report() + "\n")
+            echo("gates:\n" + result.gates_report() + "\n")
             total = sum(f.size for f in result.files)
-            typer.echo(f"files ({len(result.files)}, {total} bytes):\n" + result.files_report() + "\n")
-            typer.echo("card (README.md):\n" + result.card)
+            echo(f"files ({len(result.files)}, {total} bytes):\n" + result.files_report() + "\n")
+            echo("card (README.md):\n" + result.card)
             if not result.passed:
                 raise GateError("publishing would be refused: gate(s) " + ", ".join(
                     str(g.number) for g in result.failed_gates) + " failed")
             return
         if not quiet():
-            typer.echo(result.gates_report())
-            typer.echo(f"published {len(result.files)} files "
+            echo(result.gates_report())
+            echo(f"published {len(result.files)} files "
                        f"({'private' if result.private else 'public'})")
-        typer.echo(result.url)
+        echo(result.url)

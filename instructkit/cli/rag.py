@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from instructkit.cli.app import echo
+
 from instructkit._exceptions import InstructkitError, SourceError
 
 
@@ -54,7 +56,7 @@ def index_command(
     index.save(out)
     if not quiet():
         rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds else 0.0
-        typer.echo(f"{out}: {len(index.documents)} documents, {len(index)} chunks "
+        echo(f"{out}: {len(index.documents)} documents, {len(index)} chunks "
                    f"({index.built_index_type} index, {index.model}); "
                    f"{len(report.added)} added, {len(report.changed)} changed, "
                    f"{len(report.unchanged)} unchanged, {len(report.removed)} removed; "
@@ -81,7 +83,7 @@ def search_command(
     hits = index.search(query, k)
     if as_json:
         for h in hits:
-            typer.echo(json.dumps({"rank": h.rank, "score": round(h.score, 4), **h.chunk.as_dict()},
+            echo(json.dumps({"rank": h.rank, "score": round(h.score, 4), **h.chunk.as_dict()},
                                   ensure_ascii=False))
         return
     from rich.console import Console

@@ -1,19 +1,27 @@
-"""The run manifest: what ran, on what, with which versions, and every stage's counts."""
+"""The run manifest: what ran, on what, with which versions, every stage's merged figures,
+the counts of the written records and the sha256 of every data file.
+
+It is rendered from merged values only (``StepStats`` and ``DatasetCounts`` added up
+across workers); the card and the report read it and nothing else about the run.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import platform
-import time
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
-__all__ = ["build_manifest", "package_versions"]
+from instructkit.dataset.counts import DatasetCounts
+from instructkit.steps.base import Step, StepStats
+
+__all__ = ["build_manifest", "package_versions", "step_entry"]
 
 _PACKAGES = ("instructkit", "datasets", "huggingface_hub", "pyarrow", "jsonschema", "jinja2",
              "openai", "llama_cpp_python", "sentence-transformers", "faiss-cpu",
              "langchain-text-splitters", "presidio-analyzer", "presidio-anonymizer", "spacy",
-             "torch", "numpy")
+             "torch", "numpy", "ray")
 
 
 def package_versions() -> dict[str, str]:
@@ -30,37 +38,48 @@ def _iso(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def build_manifest(pipeline: Any, *, started: float, n_records: int, quarantine: Any,
-                   writer: Any = None) -> dict[str, Any]:
+def step_entry(step: Step, stats: StepStats) -> dict[str, Any]:
+    """A step's manifest row: merged counts, finalized figures, settings and card markdown."""
+    stats = StepStats(stats.name, stats.n_in, stats.n_out, stats.dropped, stats.seconds,
+                      step.finalize(dict(stats.extra)))
+    entry = stats.as_dict()
+    settings = step.settings()
+    if settings:
+        entry["settings"] = settings
+    section = step.card_section(stats)
+    if section:
+        entry["card_section"] = str(section).strip()
+    return entry
+
+
+def build_manifest(*, recipe: Any, seed: int, limit: int | None, sources: Iterable[Any],
+                   builders: Iterable[tuple[Step, StepStats]], stages: Iterable[tuple[Step, StepStats]],
+                   counts: DatasetCounts, quarantined: int, started: float, finished: float,
+                   formats: list[str], data_files: Mapping[str, str] | None = None,
+                   executor: Mapping[str, Any] | None = None,
+                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     from instructkit import __version__
 
-    ctx = pipeline.context
-    recipe = getattr(pipeline, "recipe", None)
-    finished = time.time()
     m: dict[str, Any] = {
         "instructkit_version": __version__,
         "recipe": ({"name": recipe.name, "sha256": recipe.sha256, "file": "recipe.yaml"}
                    if recipe is not None else None),
-        "seed": ctx.seed,
-        "limit": ctx.limit,
+        "seed": seed,
+        "limit": limit,
         "started_at": _iso(started),
         "finished_at": _iso(finished),
         "seconds": round(finished - started, 3),
         "python": platform.python_version(),
         "packages": package_versions(),
-        "sources": [s.info() for s in pipeline.sources.values()],
-        # card sections travel in the manifest so `publish` can re-render the card from the folder
-        "builders": [{**b.stats.as_dict(), "method": b.method, "summary": b.summary(),
-                      "card_section": b.card_section()} for b in pipeline.builders],
-        "stages": [{**s.stats.as_dict(), "card_section": s.card_section()} for s in pipeline.stages],
-        "records": n_records,
-        "quarantined": len(quarantine),
+        "executor": dict(executor or {"name": "local", "workers": 1}),
+        "sources": [s.info() for s in sources],
+        "builders": [{**step_entry(b, st), "method": b.method} for b, st in builders],
+        "stages": [step_entry(s, st) for s, st in stages],
+        "records": counts.records,
+        "quarantined": quarantined,
+        "counts": counts.as_dict(),
+        "formats": list(formats),
+        "data_files": dict(data_files or {}),
     }
-    if writer is not None:
-        m["counts"] = {k: dict(sorted(v.items())) for k, v in writer.counts.items()}
-        m["formats"] = writer.formats
-    # the LLM usage ledger, when any builder or stage used the model
-    llm = ctx.get("llm")
-    if llm is not None and getattr(llm, "ledger", None) is not None:
-        m["llm_usage"] = llm.ledger.as_dict()
+    m.update(extra or {})
     return m

@@ -1,143 +1,39 @@
-"""Write a dataset folder in Hugging Face Hub layout, and read it back.
+"""Writing a dataset folder: shards while streaming, then everything else, then the swap.
 
-    DIR/
-      data/train-00000-of-00001.parquet   loadable with datasets.load_dataset(DIR)
-      README.md                           the dataset card (YAML metadata + sections)
-      manifest.json                       recipe hash, versions, per-stage counts, timings
-      quarantine.jsonl                    every dropped record with its stage and reason
-      recipe.yaml                         the recipe, so it travels with the data
-      exports/{alpaca,sharegpt,messages}.jsonl   training formats chosen in the recipe
-
-Free-form parts of a record (``provenance``, ``meta``, ``context``) are stored as JSON
-strings so that every row has the same Parquet schema whatever the builder put there.
+- ``ShardWriter`` streams one worker's records into Parquet shards (a new file every
+  ``shard_rows`` rows) and into the training exports, counting as it goes. Nothing holds
+  the whole dataset in memory.
+- ``DatasetWriter`` owns one build's output folder: it takes the lock, makes the staging
+  folder, hands out shard writers (one per worker), and on ``commit`` names the shards
+  ``train-0000N-of-0000M``, joins the export and quarantine parts, writes the manifest
+  (with each data file's sha256), recipe, card and report, the completion marker last, and
+  swaps the folder into place. On any failure ``abort`` leaves the previous dataset as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from instructkit.dataset.counts import DatasetCounts
+from instructkit.dataset.layout import (COMPLETE_MARKER, DATA_DIR, EXPORTS_DIR, FORMATS, MANIFEST,
+                                        QUARANTINE, RECIPE, arrow_schema, record_to_row, shard_name)
+from instructkit.dataset.staging import OutputLock, StagedFolder, check_output_dir
 from instructkit.records import Record, to_alpaca, to_sharegpt
 
-__all__ = ["DatasetWriter", "read_dataset", "DATA_FILE", "FORMATS"]
+logger = logging.getLogger("instructkit")
 
-DATA_FILE = "data/train-00000-of-00001.parquet"
-FORMATS = ("messages", "alpaca", "sharegpt")
-JSON_COLUMNS = ("provenance", "meta", "context")
+__all__ = ["DatasetWriter", "ShardWriter", "export_row", "file_sha256"]
 
-
-def arrow_schema():
-    import pyarrow as pa
-
-    msg = pa.struct([("role", pa.string()), ("content", pa.string())])
-    return pa.schema([
-        ("id", pa.string()), ("task", pa.string()), ("method", pa.string()),
-        ("instruction", pa.string()), ("input", pa.string()), ("output", pa.string()),
-        ("messages", pa.list_(msg)),
-        ("source", pa.struct([(k, pa.string()) for k in
-                              ("name", "license", "record_id", "url", "location", "citation")])),
-        ("provenance", pa.string()), ("meta", pa.string()), ("context", pa.string()),
-    ])
+PARTS_DIR = ".parts"
 
 
-def _row(rec: Mapping[str, Any]) -> dict[str, Any]:
-    src = rec.get("source") or {}
-    row = {k: rec.get(k) for k in ("id", "task", "method", "instruction", "input", "output")}
-    row["messages"] = rec.get("messages") or []
-    row["source"] = {k: (None if src.get(k) is None else str(src.get(k)))
-                     for k in ("name", "license", "record_id", "url", "location", "citation")}
-    for k in JSON_COLUMNS:
-        v = rec.get(k)
-        row[k] = None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=True)
-    return row
-
-
-class DatasetWriter:
-    """Streams records into Parquet (in batches) and the chosen export formats."""
-
-    def __init__(self, out_dir: str | Path, formats: Iterable[str] = ("messages",),
-                 batch_size: int = 1000) -> None:
-        self.out = Path(out_dir)
-        self.formats = [f for f in formats if f in FORMATS]
-        self.batch_size = batch_size
-        self.counts: dict[str, Counter[str]] = {"task": Counter(), "method": Counter(),
-                                                "source": Counter(), "license": Counter()}
-        self.samples: list[Record] = []
-        self.n = 0
-
-    def prepare(self) -> None:
-        """Empty the files this writer owns, so a rerun into the same folder starts clean."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        for rel in (DATA_FILE, "quarantine.jsonl", "manifest.json", "README.md", "recipe.yaml"):
-            p = self.out / rel
-            if p.exists():
-                p.unlink()
-        for f in FORMATS:
-            p = self.out / "exports" / f"{f}.jsonl"
-            if p.exists():
-                p.unlink()
-
-    def write(self, records: Iterable[Record]) -> int:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        data_path = self.out / DATA_FILE
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        schema = arrow_schema()
-        tmp = data_path.with_suffix(".parquet.partial")
-        exports = {}
-        if self.formats:
-            (self.out / "exports").mkdir(exist_ok=True)
-            exports = {f: (self.out / "exports" / f"{f}.jsonl").open("w", encoding="utf-8")
-                       for f in self.formats}
-        writer = pq.ParquetWriter(tmp, schema)
-        batch: list[dict[str, Any]] = []
-        try:
-            for rec in records:
-                batch.append(_row(rec))
-                self._count(rec)
-                for f, fh in exports.items():
-                    fh.write(json.dumps(_export(f, rec), ensure_ascii=False) + "\n")
-                if len(batch) >= self.batch_size:
-                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                    batch = []
-            if batch or self.n == 0:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-        finally:
-            writer.close()
-            for fh in exports.values():
-                fh.close()
-        tmp.replace(data_path)  # a crashed run never leaves a half-written data file behind
-        return self.n
-
-    def _count(self, rec: Record) -> None:
-        self.n += 1
-        self.counts["task"][rec.get("task", "?")] += 1
-        self.counts["method"][rec.get("method", "?")] += 1
-        src = rec.get("source") or {}
-        self.counts["source"][src.get("name", "?")] += 1
-        self.counts["license"][src.get("license", "unknown")] += 1
-        # a few examples per task for the card, chosen by arrival (records are already seeded)
-        if sum(1 for s in self.samples if s.get("task") == rec.get("task")) < 1 and len(self.samples) < 8:
-            self.samples.append(rec)
-
-    def finish(self, pipeline: Any, manifest: dict[str, Any]) -> None:
-        """Write manifest.json, the recipe copy and the card."""
-        from instructkit.dataset.card import build_card
-
-        (self.out / "manifest.json").write_text(
-            json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-        recipe = getattr(pipeline, "recipe", None)
-        if recipe is not None:
-            (self.out / "recipe.yaml").write_text(recipe.text, encoding="utf-8")
-        card = build_card(manifest, pipeline=pipeline, samples=self.samples, data_dir=self.out)
-        card.save(str(self.out / "README.md"))
-
-
-def _export(fmt: str, rec: Record) -> dict[str, Any]:
+def export_row(fmt: str, rec: Record) -> dict[str, Any]:
     if fmt == "alpaca":
         return {"id": rec["id"], **to_alpaca(rec)}
     if fmt == "sharegpt":
@@ -145,18 +41,197 @@ def _export(fmt: str, rec: Record) -> dict[str, Any]:
     return {"id": rec["id"], "messages": rec.get("messages") or []}
 
 
-def read_dataset(path: str | Path) -> Iterator[Record]:
-    """Read back the records of a dataset folder (or a Parquet file) as record dicts."""
-    import pyarrow.parquet as pq
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
-    path = Path(path)
-    files = [path] if path.is_file() else sorted((path / "data").rglob("*.parquet"))
-    for f in files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=1000):
-            for row in batch.to_pylist():
-                rec = {k: v for k, v in row.items() if k not in JSON_COLUMNS}
-                rec["source"] = {k: v for k, v in (row.get("source") or {}).items() if v is not None}
-                for k in JSON_COLUMNS:
-                    if row.get(k) is not None:
-                        rec[k] = json.loads(row[k])
-                yield rec
+
+class ShardWriter:
+    """One worker's Parquet shards and export parts in the staging folder."""
+
+    def __init__(self, staging: Path, worker: int = 0, formats: Iterable[str] = ("messages",),
+                 shard_rows: int = 200_000, batch_rows: int = 1000) -> None:
+        self.parts = staging / PARTS_DIR
+        self.worker = worker
+        self.formats = [f for f in formats if f in FORMATS]
+        self.shard_rows = max(1, int(shard_rows))
+        self.batch_rows = max(1, int(batch_rows))
+        self.counts = DatasetCounts()
+        self.shards: list[Path] = []
+        self._pq = None
+        self._rows_in_shard = 0
+        self._batch: list[dict[str, Any]] = []
+        self.parts.mkdir(parents=True, exist_ok=True)
+        self._exports = {f: (self.parts / f"{f}-{worker:05d}.jsonl").open("w", encoding="utf-8")
+                         for f in self.formats}
+
+    def write(self, records: Iterable[Record]) -> int:
+        n = 0
+        for rec in records:
+            self.add(rec)
+            n += 1
+        return n
+
+    def add(self, rec: Record) -> None:
+        self._batch.append(record_to_row(rec))
+        self.counts.observe(rec)
+        for f, fh in self._exports.items():
+            fh.write(json.dumps(export_row(f, rec), ensure_ascii=False) + "\n")
+        if len(self._batch) >= self.batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        while self._batch:
+            if self._pq is None:
+                path = self.parts / f"data-{self.worker:05d}-{len(self.shards):05d}.parquet"
+                self._pq = pq.ParquetWriter(path, arrow_schema())
+                self.shards.append(path)
+                self._rows_in_shard = 0
+            room = self.shard_rows - self._rows_in_shard
+            take, self._batch = self._batch[:room], self._batch[room:]
+            self._pq.write_table(pa.Table.from_pylist(take, schema=arrow_schema()))
+            self._rows_in_shard += len(take)
+            if self._rows_in_shard >= self.shard_rows:
+                self._pq.close()
+                self._pq = None
+
+    def close(self) -> None:
+        self._flush()
+        if self._pq is not None:
+            self._pq.close()
+            self._pq = None
+        for fh in self._exports.values():
+            fh.close()
+        self._exports = {}
+
+
+class DatasetWriter:
+    """One build's output folder, written whole or not at all."""
+
+    def __init__(self, out_dir: str | Path, formats: Iterable[str] = ("messages",),
+                 shard_rows: int = 200_000) -> None:
+        self.out = Path(out_dir)
+        self.formats = [f for f in formats if f in FORMATS]
+        self.shard_rows = shard_rows
+        self.lock = OutputLock(self.out)
+        self.staged = StagedFolder(self.out)
+        self.staging: Path | None = None
+        self.shard_writers: list[ShardWriter] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def open(self) -> "DatasetWriter":
+        from instructkit.dataset.reader import is_dataset_folder
+
+        check_output_dir(self.out, is_dataset_folder)
+        self.lock.acquire()
+        try:
+            self.staging = self.staged.create()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __enter__(self) -> "DatasetWriter":
+        return self.open()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self.staging is not None:
+            self.abort()
+
+    def shard_writer(self, worker: int | None = None) -> ShardWriter:
+        assert self.staging is not None, "open() the writer first"
+        w = ShardWriter(self.staging, len(self.shard_writers) if worker is None else worker,
+                        self.formats, self.shard_rows)
+        self.shard_writers.append(w)
+        return w
+
+    def quarantine_path(self, worker: int = 0) -> Path:
+        assert self.staging is not None, "open() the writer first"
+        p = self.staging / PARTS_DIR / f"quarantine-{worker:05d}.jsonl"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def abort(self) -> None:
+        """Throw the staging folder away; the previous dataset stays as it was."""
+        for w in self.shard_writers:
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the first failure
+                pass
+        if self.staging is not None:
+            self.staged.abort()
+            self.staging = None
+        self.lock.release()
+
+    # -- finishing ----------------------------------------------------------------------------
+    def assemble(self) -> dict[str, str]:
+        """Name the shards, join export and quarantine parts. Returns {data file: sha256}."""
+        assert self.staging is not None
+        for w in self.shard_writers:
+            w.close()
+        shards = [p for w in self.shard_writers for p in w.shards]
+        # every worker's leftovers (a worker that wrote nothing still has an empty part)
+        data = self.staging / DATA_DIR
+        data.mkdir(exist_ok=True)
+        if not shards:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            empty = self.staging / PARTS_DIR / "data-empty.parquet"
+            pq.write_table(pa.Table.from_pylist([], schema=arrow_schema()), empty)
+            shards = [empty]
+        hashes = {}
+        for i, p in enumerate(shards):
+            dest = self.staging / shard_name(i, len(shards))
+            p.replace(dest)
+            hashes[shard_name(i, len(shards))] = file_sha256(dest)
+        parts = self.staging / PARTS_DIR
+        if self.formats:
+            (self.staging / EXPORTS_DIR).mkdir(exist_ok=True)
+        for f in self.formats:
+            rel = f"{EXPORTS_DIR}/{f}.jsonl"
+            _concat(sorted(parts.glob(f"{f}-*.jsonl")), self.staging / rel)
+            hashes[rel] = file_sha256(self.staging / rel)
+        _concat(sorted(parts.glob("quarantine-*.jsonl")), self.staging / QUARANTINE)
+        return hashes
+
+    @property
+    def counts(self) -> DatasetCounts:
+        return sum((w.counts for w in self.shard_writers), DatasetCounts())
+
+    def commit(self, manifest: Mapping[str, Any], *, recipe_text: str | None = None,
+               extras: Iterable[Callable[[Path, Mapping[str, Any]], None]] = (),
+               write_manifest: bool = True) -> None:
+        """Write manifest, recipe, card and extra files, the completion marker last, then
+        swap the staging folder into place and release the lock."""
+        assert self.staging is not None
+        from instructkit.dataset.card import card_for_folder
+
+        staging = self.staging
+        if write_manifest:
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
+                                            encoding="utf-8")
+        if recipe_text is not None:
+            (staging / RECIPE).write_text(recipe_text, encoding="utf-8")
+        card_for_folder(staging, manifest, complete=False).save(str(staging / "README.md"))
+        for extra in extras:
+            extra(staging, manifest)
+        shutil.rmtree(staging / PARTS_DIR, ignore_errors=True)
+        marker = {"manifest_sha256": file_sha256(staging / MANIFEST)} if write_manifest else {}
+        (staging / COMPLETE_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
+        self.staged.commit()
+        self.staging = None
+        self.lock.release()
+
+
+def _concat(parts: list[Path], dest: Path) -> None:
+    with dest.open("wb") as out:
+        for p in parts:
+            with p.open("rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 20)

@@ -1,6 +1,7 @@
 """The five publish gates. Each is reported; publishing refuses on any failure.
 
-1. the residual-PHI audit passed (``manifest["stages"][audit]["extra"]["audit"]``);
+1. the residual-PHI audit, run at publish over the exact files to be sent, passed; and
+   every data and export file is the one the build wrote (its sha256 is in the manifest);
 2. every source's licence allows publishing a derivative, under the card's licence;
 3. records from hosted models whose terms limit training on outputs are flagged in the card;
 4. the manifest shows anonymize, dedup (or decontaminate) and validate ran, with counts;
@@ -15,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from instructkit.dataset.card import DatasetStats, card_problems
+from instructkit.dataset.card import card_problems
+from instructkit.dataset.counts import DatasetCounts
 from instructkit.hub.licenses import check_card_license, classify_source
 from instructkit.hub.model_terms import flag_models
 
@@ -53,41 +55,47 @@ def _stages(manifest: Mapping[str, Any], *names: str) -> list[dict[str, Any]]:
         s.get("stage") == n or str(s.get("stage", "")).startswith(n + ".") for n in names)]
 
 
-def gate_audit(manifest: Mapping[str, Any] | None, stats: DatasetStats) -> GateResult:
+def gate_audit(manifest: Mapping[str, Any] | None, changed: list[str],
+               report: Mapping[str, Any] | None) -> GateResult:
+    """``changed``: files whose sha256 differs from the manifest's (or that it does not list);
+    ``report``: the audit run just now over the files to be uploaded."""
     g = GateResult(1, GATE_NAMES[1], False)
     if manifest is None:
-        g.details.append("manifest.json is missing, so there is no residual-PHI audit report")
+        g.details.append("manifest.json is missing: the files cannot be checked against the build")
         return g
-    audit = next((s for s in _stages(manifest, "audit") if s.get("stage") == "audit"), None)
-    report = ((audit or {}).get("extra") or {}).get("audit")
-    if not isinstance(report, Mapping) or not isinstance(report.get("passed"), bool):
-        g.details.append("no residual-PHI audit report in manifest.json (stage 'audit', "
-                         "extra.audit.passed): enable the audit stage in the recipe and rebuild")
+    if not manifest.get("data_files"):
+        g.details.append("manifest.json lists no data-file hashes (built by an older instructkit): "
+                         "rebuild the dataset")
+        return g
+    if changed:
+        g.details.append(f"{', '.join(changed)} changed since the build (sha256 differs from "
+                         "manifest.json); rebuild instead of editing the data")
+    if report is None:
         return g
     suspects = report.get("suspects_by_type") or {}
-    found = ", ".join(f"{k}: {v}" for k, v in sorted(suspects.items())) or "none listed"
-    if not report["passed"]:
-        g.details.append(f"the audit found suspected identifiers ({found}); see the audit "
-                         "stage's quarantine entries, fix the anonymizer settings and rebuild")
-        return g
-    audited = audit.get("out")
-    if isinstance(audited, int) and stats.records and audited != stats.records:
-        g.details.append(f"the audit report covers {audited} records but the data holds "
-                         f"{stats.records}: the data changed after the audit; rebuild")
+    found = ", ".join(f"{k}: {v}" for k, v in sorted(suspects.items())) or "none"
+    if report.get("failed_types"):
+        g.details.append(f"the audit of the files to upload found suspected identifiers "
+                         f"({found}); fix the anonymizer settings and rebuild")
+    bad_exports = [f for f, v in (report.get("exports") or {}).items() if v != "matches"]
+    if bad_exports:
+        g.details.append(f"{', '.join(bad_exports)} do not match the audited records")
+    if g.details:
         return g
     g.passed = True
-    g.details.append(f"audit passed over {audit.get('in', '?')} records (suspects: {found})")
+    g.details.append(f"audit passed over the {report.get('records_scanned', 0)} records to upload "
+                     f"(suspects: {found}); every file matches its build-time sha256")
     return g
 
 
-def gate_licenses(manifest: Mapping[str, Any] | None, stats: DatasetStats,
+def gate_licenses(manifest: Mapping[str, Any] | None, counts: DatasetCounts,
                   card_meta: Mapping[str, Any]) -> GateResult:
     g = GateResult(2, GATE_NAMES[2], False)
     sources = list((manifest or {}).get("sources") or [])
     by_name = {s.get("name"): s for s in sources}
     classified = [classify_source(s) for s in sources]
     # licences written on records that the manifest does not list (or lists differently)
-    for (name, lic) in sorted(stats.source_licenses):
+    for (name, lic) in sorted(counts.split("source_license")):
         m = by_name.get(name)
         if m is None or str(m.get("license")) != str(lic):
             classified.append(classify_source({"name": name, "license": lic}))
@@ -113,11 +121,12 @@ def gate_licenses(manifest: Mapping[str, Any] | None, stats: DatasetStats,
     return g
 
 
-def gate_hosted_models(stats: DatasetStats, card_text: str) -> GateResult:
+def gate_hosted_models(counts: DatasetCounts, card_text: str) -> GateResult:
     g = GateResult(3, GATE_NAMES[3], False)
-    flags = flag_models(stats.models)
+    models = counts.split("model")
+    flags = flag_models(models)
     if not flags:
-        used = ", ".join(sorted(f"{m or '?'} ({p or '?'})" for p, m in stats.models)) or "none"
+        used = ", ".join(sorted(f"{m or '?'} ({p or '?'})" for p, m in models)) or "none"
         g.passed = True
         g.details.append(f"no record from a hosted model whose terms limit training (models: {used})")
         return g
@@ -175,7 +184,8 @@ def gate_card(card_text: str) -> GateResult:
     return g
 
 
-def run_gates(manifest: Mapping[str, Any] | None, stats: DatasetStats, card_text: str) -> list[GateResult]:
+def run_gates(manifest: Mapping[str, Any] | None, card_text: str, *, changed: list[str],
+              audit: Mapping[str, Any] | None) -> list[GateResult]:
     """All five gates, in order (each runs whatever the others found)."""
     from huggingface_hub import DatasetCard
 
@@ -183,5 +193,6 @@ def run_gates(manifest: Mapping[str, Any] | None, stats: DatasetStats, card_text
         meta = DatasetCard(card_text).data.to_dict()
     except Exception:
         meta = {}
-    return [gate_audit(manifest, stats), gate_licenses(manifest, stats, meta),
-            gate_hosted_models(stats, card_text), gate_stages(manifest), gate_card(card_text)]
+    counts = DatasetCounts.from_dict((manifest or {}).get("counts") or {})
+    return [gate_audit(manifest, changed, audit), gate_licenses(manifest, counts, meta),
+            gate_hosted_models(counts, card_text), gate_stages(manifest), gate_card(card_text)]

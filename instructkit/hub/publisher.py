@@ -20,7 +20,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from instructkit._exceptions import GateError, PublishError
-from instructkit.dataset.card import card_for_folder, scan_dataset
+from instructkit.dataset.card import card_for_folder
+from instructkit.dataset.layout import row_to_record
 from instructkit.hub.gates import GateResult, run_gates
 from instructkit.hub.upload import push_files, resolve_token, secret_values
 
@@ -143,6 +144,28 @@ def collect_files(folder: str | Path, card_text: str,
     return files
 
 
+def changed_files(files: Iterable[UploadFile], manifest: Mapping[str, Any] | None) -> list[str]:
+    """Data and export files to upload whose sha256 is not the one the build recorded."""
+    recorded = (manifest or {}).get("data_files") or {}
+    out = []
+    for f in files:
+        if f.path.startswith(("data/", "exports/")) and recorded.get(f.path) != f.sha256:
+            out.append(f.path)
+    return out
+
+
+def publish_audit(folder: Path) -> dict[str, Any]:
+    """The residual-PHI audit over what will be uploaded: every record of the Parquet files
+    (the card's examples are among them), and the exports checked to be exactly those
+    records. Names are looked for with spaCy only when the recipe limits them (they are
+    reported, not limited, by default, and NER over a large dataset takes a while)."""
+    from instructkit.steps.audit import _recipe_audit_config, audit_dataset
+
+    config = _recipe_audit_config(folder)
+    names = (config.get("limits") or {}).get("NAME") is not None
+    return audit_dataset(folder, config, names=names)
+
+
 def _check_no_secrets(files: Iterable[UploadFile], secrets: list[str]) -> None:
     if not secrets:
         return
@@ -170,13 +193,17 @@ def publish(dir: str | Path, repo_id: str, *, private: bool = True, dry_run: boo
         raise PublishError(f"{folder}: no such dataset folder")
     if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
         raise PublishError(f"repo id '{repo_id}' is not of the form ORG/NAME")
+    from instructkit.dataset.reader import open_dataset
+
+    open_dataset(folder)  # refuses a folder whose build did not finish
     manifest = _load_manifest(folder)
-    stats = scan_dataset(folder)
     card_text = str(card_for_folder(folder, manifest or {}, repo_id=repo_id))
     files = collect_files(folder, card_text, manifest)
     for f in files:  # fixed now: the result stays valid if the folder goes (publish_dataset)
         f.size, f.sha256  # noqa: B018
-    gates = run_gates(manifest, stats, card_text)
+    changed = changed_files(files, manifest)
+    audit = publish_audit(folder) if manifest is not None else None
+    gates = run_gates(manifest, card_text, changed=changed, audit=audit)
     _check_no_secrets(files, secret_values(token))
     from huggingface_hub import constants
 
@@ -212,23 +239,6 @@ def _commit_message(manifest: Mapping[str, Any] | None) -> str:
 
 
 # -- an in-memory datasets.Dataset ----------------------------------------------------------
-def _row_to_record(row: Mapping[str, Any]) -> dict[str, Any]:
-    from instructkit.dataset.writer import JSON_COLUMNS
-
-    rec = dict(row)
-    for k in JSON_COLUMNS:
-        if isinstance(rec.get(k), str):
-            try:
-                rec[k] = json.loads(rec[k])
-            except json.JSONDecodeError:
-                pass
-        elif k in rec and rec[k] is None:
-            del rec[k]
-    if isinstance(rec.get("source"), Mapping):
-        rec["source"] = {k: v for k, v in rec["source"].items() if v is not None}
-    return rec
-
-
 def publish_dataset(dataset: Any, repo_id: str, *, manifest: Mapping[str, Any] | None = None,
                     recipe: Any = None, private: bool = True, dry_run: bool = False,
                     token: str | None = None, endpoint: str | None = None,
@@ -237,12 +247,12 @@ def publish_dataset(dataset: Any, repo_id: str, *, manifest: Mapping[str, Any] |
 
     The records are written to a temporary folder in the same layout (Parquet, card,
     manifest, recipe) and go through the same gates. ``manifest`` is the run's manifest
-    (e.g. ``RunResult.manifest``): without one, the audit and stage gates fail, because
-    nothing shows the records were anonymized, deduplicated and validated.
+    (e.g. ``RunResult.manifest``): without one, the stage gate fails, because nothing shows
+    the records were anonymized, deduplicated and validated (the audit gate audits the
+    records themselves either way).
     """
     import yaml
 
-    from instructkit.dataset.card import build_card
     from instructkit.dataset.writer import DatasetWriter
 
     for col in ("instruction", "output", "task", "source"):
@@ -251,25 +261,20 @@ def publish_dataset(dataset: Any, repo_id: str, *, manifest: Mapping[str, Any] |
                                "instructkit records (see schemas/record.schema.json)")
     recipe_data = getattr(recipe, "data", recipe) if recipe is not None else None
     with tempfile.TemporaryDirectory(prefix="instructkit-publish-") as tmp:
-        out = Path(tmp)
-        man = dict(manifest) if manifest is not None else None
-        writer = DatasetWriter(out, formats=(man or {}).get("formats") or ["messages"])
-        writer.prepare()
-        n = writer.write(_row_to_record(r) for r in dataset)
-        counts = {k: dict(sorted(v.items())) for k, v in writer.counts.items()}
-        if man is not None:
-            man["counts"] = counts
+        out = Path(tmp) / "dataset"
+        man = dict(manifest) if manifest is not None else {}
+        with DatasetWriter(out, formats=man.get("formats") or ["messages"]) as writer:
+            shard = writer.shard_writer()
+            n = shard.write(row_to_record(r) for r in dataset)
+            hashes = writer.assemble()
             if man.get("records") not in (None, n):
                 logger.warning("the Dataset holds %d records, the manifest %s", n, man.get("records"))
-            man["records"] = n
-            (out / "manifest.json").write_text(json.dumps(man, indent=2, ensure_ascii=False) + "\n",
-                                               encoding="utf-8")
-        if recipe_data:
-            text = getattr(recipe, "text", None) or yaml.safe_dump(dict(recipe_data), sort_keys=False)
-            (out / "recipe.yaml").write_text(text, encoding="utf-8")
-        card = build_card(man or {"records": n, "counts": counts}, samples=writer.samples,
-                          recipe=recipe_data or {}, data_dir=out, repo_id=repo_id)
-        card.save(str(out / "README.md"))
+            # the counts and file hashes are the written records'; the stages are the run's,
+            # so without the run's manifest nothing shows they ran (gate 4 fails)
+            man.update(records=n, counts=shard.counts.as_dict(), data_files=hashes)
+            text = None
+            if recipe_data:
+                text = getattr(recipe, "text", None) or yaml.safe_dump(dict(recipe_data), sort_keys=False)
+            writer.commit(man, recipe_text=text)
         return publish(out, repo_id, private=private, dry_run=dry_run, token=token,
                        endpoint=endpoint, retries=retries, backoff=backoff)
-

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from instructkit._exceptions import PublishError
+from instructkit._secrets import scrub_secrets
+from instructkit._secrets import secret_values as _secret_values
 
 __all__ = ["resolve_token", "secret_values", "scrub", "push_files", "TRANSIENT_STATUS"]
 
@@ -24,9 +26,6 @@ T = TypeVar("T")
 
 #: HTTP statuses worth another try
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-#: environment variables that hold credentials (never to be published or printed)
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
-_TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")
 
 
 def resolve_token(token: str | None = None) -> str:
@@ -44,15 +43,11 @@ def resolve_token(token: str | None = None) -> str:
 
 def secret_values(token: str | None = None) -> list[str]:
     """Credential values that must never appear in published files or messages."""
-    vals = [token] + [os.environ.get(k) for k in SECRET_ENV]
-    return sorted({v for v in vals if v and len(v) >= 6}, key=len, reverse=True)
+    return _secret_values([token])
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return _TOKEN_SHAPE.sub("hf_***", text)
+    return scrub_secrets(text, list(secrets))
 
 
 def _is_transient(exc: BaseException) -> bool:

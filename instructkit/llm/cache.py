@@ -9,17 +9,23 @@ holds request headers, so no API key can end up in it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
+from instructkit._exceptions import LLMError
 from instructkit.records import content_hash
+
+logger = logging.getLogger("instructkit")
 
 __all__ = ["ResponseCache", "request_key"]
 
 CACHE_VERSION = 1
+#: seconds to wait for another process that holds the cache database
+LOCK_TIMEOUT = 30.0
 
 
 def request_key(*, model: str, messages: list[dict], params: dict[str, Any], seed: int | None,
@@ -45,31 +51,49 @@ class ResponseCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "llm-responses.sqlite3"
         self._lock = threading.Lock()
+        self._warned = False
         new = not self.path.exists()
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
-                                   isolation_level=None)
-        if new:
-            # model answers may echo what they were shown: owner-only
-            try:
-                os.chmod(self.path, 0o600)
-            except OSError:  # pragma: no cover - e.g. some network filesystems
-                pass
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL survives a killed process (not necessarily a power cut), and is fast
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses ("
-                         "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=LOCK_TIMEOUT, check_same_thread=False,
+                                       isolation_level=None)
+            if new:
+                # model answers may echo what they were shown: owner-only
+                try:
+                    os.chmod(self.path, 0o600)
+                except OSError:  # pragma: no cover - e.g. some network filesystems
+                    pass
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives a killed process (not necessarily a power cut), and is fast
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses ("
+                             "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+        except sqlite3.Error as exc:
+            raise LLMError(f"the response cache {self.path} cannot be used ({_why(exc)}); wait for "
+                           "the other process, point llm.cache_dir or INSTRUCTKIT_CACHE_DIR "
+                           "elsewhere, or set llm.cache: false") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        try:
+            with self._lock:
+                row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError as exc:  # locked past the timeout: ask the model instead
+            self._warn(exc)
+            return None
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         blob = json.dumps(value, ensure_ascii=False, sort_keys=True)
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses (key, value, created) "
-                             "VALUES (?, ?, strftime('%s','now'))", (key, blob))
+        try:
+            with self._lock:
+                self._db.execute("INSERT OR REPLACE INTO responses (key, value, created) "
+                                 "VALUES (?, ?, strftime('%s','now'))", (key, blob))
+        except sqlite3.OperationalError as exc:  # the answer is used; only its caching is lost
+            self._warn(exc)
+
+    def _warn(self, exc: sqlite3.Error) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning("the response cache %s is busy (%s): going on without it", self.path, _why(exc))
 
     def __len__(self) -> int:
         with self._lock:
@@ -81,3 +105,8 @@ class ResponseCache:
                 self._db.close()
             except sqlite3.Error:  # pragma: no cover
                 pass
+
+
+def _why(exc: sqlite3.Error) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return msg[:120]

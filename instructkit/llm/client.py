@@ -237,6 +237,9 @@ class LLMClient:
         name = s.api_key_env or "OPENAI_API_KEY"
         key = os.environ.get(name)
         if key:
+            from instructkit._secrets import register_secret
+
+            register_secret(key)  # an endpoint may echo it back in an error
             return key
         if s.api_key_env and not _is_loopback(s.base_url):
             raise LLMError(f"the environment variable {name} (llm.api_key_env) is not set: "
@@ -359,10 +362,8 @@ class LLMClient:
                                             body={"model": self.model, "messages": messages, **kwargs},
                                             options={"timeout": s.timeout})
                     return self._read_response(json.loads(raw.content))
-                except openai.APITimeoutError:
-                    kind = "timeout"
-                except openai.APIConnectionError:
-                    kind = "connection"
+                except openai.APIConnectionError as exc:  # APITimeoutError is one of these
+                    kind = connection_failure_kind(exc)
                 except (openai.AuthenticationError, openai.PermissionDeniedError,
                         openai.NotFoundError) as exc:
                     self.ledger.error(str(exc.status_code))
@@ -412,6 +413,27 @@ class LLMClient:
         self.ledger.usage(self.model, pt, ct)
         return {"text": text, "finish_reason": choice.get("finish_reason"),
                 "prompt_tokens": pt, "completion_tokens": ct}
+
+
+_DROPPED = ("disconnect", "connectionreset", "connectionaborted", "remoteprotocol", "brokenpipe",
+            "connectionrefused", "clientconnector", "serverdisconnected", "incompleteread",
+            "clientpayload", "connectionerror")
+
+
+def connection_failure_kind(exc: BaseException) -> str:
+    """'connection' for a dropped or refused connection, 'timeout' for a real timeout. The
+    transports do not agree: aiohttp's dropped connections can reach openai as timeouts, so
+    the cause chain decides."""
+    seen, cur = 0, exc
+    while cur is not None and seen < 8:
+        name = type(cur).__name__.lower()
+        if any(k in name for k in _DROPPED) and "timeout" not in name:
+            return "connection"
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    import openai
+
+    return "timeout" if isinstance(exc, openai.APITimeoutError) else "connection"
 
 
 def _http_client(settings: LLMSettings):

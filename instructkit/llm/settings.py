@@ -44,6 +44,8 @@ class LLMSettings:
     structured_output: str = "auto"
     json_retries: int = 2
     params: dict[str, Any] = field(default_factory=dict)
+    allow_non_llm_key: bool = False
+    send_phi: bool = False
     cache: bool = True
     cache_dir: str | None = None
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -67,6 +69,13 @@ class LLMSettings:
         known = {f for f in cls.__dataclass_fields__ if f != "embedded"}
         kwargs = {k: v for k, v in config.items() if k in known}
         s = cls(embedded=emb, **kwargs)
+        from instructkit._secrets import is_non_llm_secret
+
+        if s.api_key_env and is_non_llm_secret(s.api_key_env) and not s.allow_non_llm_key:
+            raise RecipeError([f"llm.api_key_env: {s.api_key_env} holds a credential that is not a "
+                               "language-model key; a recipe naming it would send it to the endpoint "
+                               "in llm.base_url. Name the model's own key variable, or set "
+                               "llm.allow_non_llm_key: true if you mean it"])
         if s.is_embedded:
             # llama.cpp's server answers one request at a time: more in flight only queue
             # (and run into the per-request timeout), so keep a small window by default.

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from instructkit._exceptions import RecipeError
+from instructkit._yaml import MAX_BYTES, YAMLLimitError, safe_load, shorten
 from instructkit._resources import builders_dir, load_schema, samples_dir, schemas_dir
 
 __all__ = ["Recipe", "load_recipe", "validate_recipe", "resolve_path", "find_recipe"]
@@ -77,13 +78,19 @@ def load_recipe(source: str | Path | dict[str, Any]) -> Recipe:
     else:
         path = find_recipe(source)
         label = str(path)
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise RecipeError([f"(file): the recipe is {size:,} bytes, over the {MAX_BYTES:,}-byte limit"],
+                              recipe=label)
         raw = path.read_bytes()
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RecipeError([f"(file): not valid UTF-8 at byte {exc.start}"], recipe=label) from None
         try:
-            data = yaml.safe_load(text)
+            data = safe_load(text)
+        except YAMLLimitError as exc:
+            raise RecipeError([f"(file): {exc}"], recipe=label) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -119,18 +126,31 @@ def _flatten(err) -> list[str]:
 
 
 def _message(err) -> str:
+    """jsonschema's message, with the offending value cut short (a recipe value can be huge)."""
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        return "unknown field(s): " + ", ".join(extra)
+        return "unknown field(s): " + ", ".join(str(e)[:60] for e in extra[:20])
     if err.validator == "required":
-        return err.message.replace(" is a required property", " is required")
+        missing = [p for p in err.validator_value if isinstance(err.instance, dict) and p not in err.instance]
+        return ", ".join(repr(m) for m in missing) + " is required"
     if err.validator == "enum":
-        return f"{err.instance!r} is not one of {err.validator_value}"
-    return err.message
+        return f"{shorten(err.instance)} is not one of {err.validator_value}"
+    if err.validator == "type":
+        return f"{shorten(err.instance)} is not of type {err.validator_value!r}"
+    msg = err.message
+    return msg if len(msg) <= 300 else msg[:280] + f"... ({len(msg):,} chars)"
 
 
 def _semantic_errors(data: dict[str, Any]) -> list[str]:
+    from instructkit._secrets import is_non_llm_secret
+
     errors = []
+    llm = data.get("llm") or {}
+    key_env = llm.get("api_key_env")
+    if key_env and is_non_llm_secret(key_env) and not llm.get("allow_non_llm_key"):
+        errors.append(f"llm.api_key_env: {key_env} holds a credential that is not a language-model "
+                      "key; a recipe naming it would send it to the endpoint in llm.base_url. Name "
+                      "the model's own key variable, or set llm.allow_non_llm_key: true if you mean it")
     names = [s["name"] for s in data.get("sources", [])]
     seen = set()
     for i, n in enumerate(names):
@@ -144,8 +164,15 @@ def _semantic_errors(data: dict[str, Any]) -> list[str]:
         if b.get("type") == "template":
             from instructkit.recordbuilders.template import template_path
 
+            from instructkit._exceptions import TemplateError
+
             tid = b.get("templates") or b.get("task")
-            if tid and not template_path(tid).is_file():
+            try:
+                found = bool(tid) and template_path(tid).is_file()
+            except TemplateError as exc:
+                errors.append(f"builders.{i}.templates: {exc}")
+                continue
+            if tid and not found:
                 errors.append(f"builders.{i}.templates: no template set '{tid}' in prompts/templates/")
     return errors
 

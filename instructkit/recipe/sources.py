@@ -54,6 +54,8 @@ class Source:
     license_declaration: str | None = None
     where: dict[str, str] = field(default_factory=dict)
     limit: int | None = None
+    #: whether rows may hold PHI (undeclared: assume they may)
+    phi: bool = True
     # counts for the manifest
     n_read: int = 0
     n_skipped_where: int = 0
@@ -74,7 +76,7 @@ class Source:
              "url": self.url, "citation": self.citation, "description": self.description,
              "location": str(self.path) if self.path else self.dataset,
              "rows_read": self.n_read, "rows_skipped_by_where": self.n_skipped_where,
-             "rows_unreadable": self.n_unreadable}
+             "rows_unreadable": self.n_unreadable, "phi": self.phi}
         if self.license_declaration:
             d["license_declaration"] = self.license_declaration
         return {k: v for k, v in d.items() if v is not None}
@@ -129,26 +131,39 @@ class Source:
         path = self.path
         assert path is not None
         with path.open("rb") as fh:
-            any_line = False
-            for n, raw in enumerate(fh, 1):
+            any_line = good = 0
+            first_error = None
+            for n, raw in _bounded_lines(fh, MAX_LINE_BYTES):
+                if raw is None:
+                    yield SourceRow({}, f"line-{n}", f"{path.name}:{n}",
+                                    f"line longer than {MAX_LINE_BYTES:,} bytes")
+                    continue
                 if not raw.strip():
                     continue
-                any_line = True
+                any_line += 1
                 loc = f"{path.name}:{n}"
                 try:
                     obj = json.loads(raw.decode("utf-8"))
                 except UnicodeDecodeError as exc:
+                    first_error = first_error or (n, f"not valid UTF-8 (byte {exc.start})")
                     yield SourceRow({}, f"line-{n}", loc, f"not valid UTF-8 (byte {exc.start})")
                     continue
                 except json.JSONDecodeError as exc:
+                    first_error = first_error or (n, f"not valid JSON ({exc.msg})")
                     yield SourceRow({}, f"line-{n}", loc, f"not valid JSON ({exc.msg})")
                     continue
                 if not isinstance(obj, dict):
+                    first_error = first_error or (n, f"expected a JSON object, got {type(obj).__name__}")
                     yield SourceRow({}, f"line-{n}", loc, f"expected a JSON object, got {type(obj).__name__}")
                     continue
+                good += 1
                 yield SourceRow(obj, self._rid(obj, f"line-{n}"), loc)
             if not any_line:
                 raise SourceError(f"source '{self.name}': file is empty", file=str(path))
+            if not good and first_error:
+                raise SourceError(f"source '{self.name}': no line is a JSON object ({first_error[1]} "
+                                  "at the first); is this a JSONL file?", file=str(path),
+                                  line=first_error[0])
 
     def _read_json(self) -> Iterator[SourceRow]:
         path = self.path
@@ -176,6 +191,8 @@ class Source:
                 else:
                     yield SourceRow({"_key": key, "value": val}, str(key), loc)
         elif isinstance(obj, list):
+            if not obj:
+                raise SourceError(f"source '{self.name}': the JSON list has no rows", file=str(path))
             for i, val in enumerate(obj):
                 loc = f"{path.name}:[{i}]"
                 if isinstance(val, dict):
@@ -199,7 +216,9 @@ class Source:
         if not reader.fieldnames:
             raise SourceError("no header row", file=str(path), line=1)
         start = 2
+        rows = 0
         for row in reader:
+            rows += 1
             loc = f"{path.name}:{start}"
             start = reader.line_num + 1
             if None in row:  # more cells than header columns
@@ -208,6 +227,9 @@ class Source:
                 continue
             data = {k: v for k, v in row.items()}
             yield SourceRow(data, self._rid(data, f"line-{loc.rsplit(':', 1)[1]}"), loc)
+        if not rows:
+            raise SourceError(f"source '{self.name}': the CSV has a header row but no data rows",
+                              file=str(path), line=2)
 
     def _read_parquet(self) -> Iterator[SourceRow]:
         import pyarrow.parquet as pq
@@ -272,10 +294,11 @@ class Source:
                 yield SourceRow(data, qid, f"{f.name}:{qid}")
 
 
-def source_from_config(cfg: dict[str, Any]) -> Source:
-    from instructkit.recipe.load import resolve_path
+def source_from_config(cfg: dict[str, Any], ctx: Any = None, index: int | None = None) -> Source:
+    from instructkit.recipe.paths import checked_source_path
 
-    path = resolve_path(cfg["path"]) if cfg.get("path") else None
+    where = f"sources.{index}" if index is not None else f"source '{cfg.get('name')}'"
+    path = checked_source_path(cfg["path"], ctx, f"{where}.path") if cfg.get("path") else None
     return Source(name=cfg["name"], type=cfg["type"], license=cfg.get("license") or "unknown",
                   path=path, dataset=cfg.get("dataset"), config=cfg.get("config"),
                   split=cfg.get("split", "train"), rows_inline=cfg.get("rows"),
@@ -283,8 +306,33 @@ def source_from_config(cfg: dict[str, Any]) -> Source:
                   url=cfg.get("url"), citation=cfg.get("citation"),
                   description=cfg.get("description"),
                   license_declaration=cfg.get("license_declaration"),
-                  where=dict(cfg.get("where") or {}), limit=cfg.get("limit"))
+                  where=dict(cfg.get("where") or {}), limit=cfg.get("limit"),
+                  phi=cfg.get("phi", True))
 
 
-def sources_from_recipe(recipe: dict[str, Any]) -> dict[str, Source]:
-    return {s["name"]: source_from_config(s) for s in recipe.get("sources", [])}
+def sources_from_recipe(recipe: dict[str, Any], ctx: Any = None) -> dict[str, Source]:
+    sources = {s["name"]: source_from_config(s, ctx, i) for i, s in enumerate(recipe.get("sources", []))}
+    if ctx is not None:
+        ctx.phi_free_sources = {n for n, s in sources.items() if not s.phi}
+    return sources
+
+
+#: a JSONL line longer than this is quarantined (``line longer than``), not read into memory
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+def _bounded_lines(fh: Any, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(line number, bytes)`` per line; ``None`` for a line over ``limit`` bytes (skipped
+    without holding it)."""
+    n = 0
+    while True:
+        raw = fh.readline(limit + 1)
+        if not raw:
+            return
+        n += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # drain the rest of the line
+                raw = fh.readline(1 << 20)
+            yield n, None
+            continue
+        yield n, raw

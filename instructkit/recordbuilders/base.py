@@ -39,6 +39,6 @@ class Builder(Step):
         if hasattr(it, "close"):
             it.close()
 
-    def card_section(self) -> str | None:
+    def card_section(self, stats: Any) -> str | None:
         """Markdown for the card's construction section (templates, prompts, models)."""
         return None

@@ -33,7 +33,10 @@ _TYPES = {"str": str, "list": list, "mapping": dict}
 
 
 def template_path(template_id: str) -> Path:
-    return prompts_dir() / "templates" / f"{template_id}.yaml"
+    """A template set id names a file inside ``prompts/templates/``, never outside it."""
+    from instructkit._resources import prompt_file
+
+    return prompt_file(template_id, "templates", "template set")
 
 
 def _clean(value: Any) -> str:
@@ -41,12 +44,10 @@ def _clean(value: Any) -> str:
     return re.sub(r"[ \t\r\f\v]*\n[ \t\r\f\v\n]*", "\n", re.sub(r"[ \t]+", " ", str(value))).strip()
 
 
-@functools.cache
-def _env() -> jinja2.Environment:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                             autoescape=False)
-    env.filters["clean"] = _clean
-    return env
+def _env():
+    from instructkit._templating import sandboxed_env
+
+    return sandboxed_env(trim=False, filters={"clean": _clean})
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,10 @@ class TemplateBuilder(Builder):
         self._rules = [(re.compile(r["pattern"], re.IGNORECASE), r["label"])
                        for r in (mapping or {}).get("rules", [])]
         self.used: Counter[str] = Counter()
+        self.missing: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        self.used, self.missing = Counter(), Counter()
 
     @classmethod
     def from_config(cls, config: dict[str, Any], sources: dict[str, Source], ctx: RunContext) -> "TemplateBuilder":
@@ -221,7 +226,11 @@ class TemplateBuilder(Builder):
 
     def process(self, inputs: Iterable[tuple[Source, SourceRow]]) -> Iterator[Record]:
         for src, row in inputs:
-            rec = self.make(src, row)
+            try:
+                rec = self.make(src, row)
+            except Exception as exc:  # noqa: BLE001 - one bad row must not end the build
+                self._quarantine_row(src, row, "build_failed", error=type(exc).__name__)
+                continue
             if rec is not None:
                 yield rec
 
@@ -245,6 +254,8 @@ class TemplateBuilder(Builder):
             data = {**data, self.mapping["to"]: label}
         values, problem, field_name = self.tset.bind(data, self.columns)
         if problem:
+            if problem == "missing_field":
+                self.missing[str(field_name)] += 1
             self._quarantine_row(src, row, problem, field=field_name)
             return None
         if self.mapping:
@@ -276,12 +287,18 @@ class TemplateBuilder(Builder):
             system_prompt=self.system_prompt, meta=parts["meta"])
 
     def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"phrasings_used": dict(sorted(self.used.items()))}
+        if self.missing:
+            out["missing_fields"] = dict(sorted(self.missing.items()))
+        return out
+
+    def settings(self) -> dict[str, Any]:
         return {"task": self.task, "template_id": self.tset.id, "template_hash": self.tset.hash,
-                "phrasings_used": dict(sorted(self.used.items())),
                 "sources": [s.name for s in self.sources]}
 
-    def card_section(self) -> str:
-        used = ", ".join(f"`{k}` ×{v}" for k, v in sorted(self.used.items())) or "none"
+    def card_section(self, stats: Any) -> str:
+        used = ", ".join(f"`{k}` ×{v}" for k, v in sorted(
+            ((stats.extra or {}).get("phrasings_used") or {}).items())) or "none"
         return (f"**{self.name}** (template builder): task `{self.task}`, template set "
                 f"`{self.tset.id}` (hash `{self.tset.hash}`), {len(self.phrasings)} phrasings; "
                 f"phrasing/variant use: {used}.")

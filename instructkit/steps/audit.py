@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from instructkit._exceptions import SourceError
-from instructkit.records import Record
+from instructkit.records import Record, path_label, text_fields
 from instructkit.steps.base import Step
 
 logger = logging.getLogger("instructkit")
@@ -101,13 +101,9 @@ class AuditDetector:
 
 
 def _texts(rec: Record) -> list[tuple[str, str]]:
-    """(path, text) of every free text of a record (same paths as surrogate_spans)."""
-    out = [(k, rec.get(k)) for k in ("instruction", "input", "output")]
-    out += [(f"messages.{j}.content", m.get("content")) for j, m in enumerate(rec.get("messages") or [])
-            if isinstance(m, dict)]
-    out += [(f"context.{j}.text", c.get("text")) for j, c in enumerate(rec.get("context") or [])
-            if isinstance(c, dict)]
-    return [(p, t) for p, t in out if isinstance(t, str) and t]
+    """(path, text) of every text of a record (from the record schema; the same path labels
+    as ``surrogate_spans``)."""
+    return [(path_label(p), t) for p, t in text_fields(rec)]
 
 
 class AuditReport:
@@ -140,12 +136,25 @@ class AuditReport:
     def passed(self) -> bool:
         return not self.failed_types()
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "failed_types": self.failed_types(),
-                "records_scanned": self.records, "records_with_suspects": self.records_with_suspects,
+    def counts(self) -> dict[str, Any]:
+        """The additive part (what workers' reports add up to)."""
+        return {"records_scanned": self.records, "records_with_suspects": self.records_with_suspects,
                 "suspects_by_type": dict(sorted(self.suspects.items())),
                 "record_ids_by_type": {t: list(v) for t, v in sorted(self.ids.items())},
-                "limits": dict(sorted(self.limits.items())), "names_checked": self.names}
+                "names_checked": self.names}
+
+    def as_dict(self) -> dict[str, Any]:
+        return finalize_report(self.counts(), self.limits, self.max_record_ids)
+
+
+def finalize_report(counts: dict[str, Any], limits: dict[str, int | None],
+                    max_record_ids: int = 50) -> dict[str, Any]:
+    """The audit's verdict from (merged) counts: failed types and passed."""
+    suspects = counts.get("suspects_by_type") or {}
+    failed = sorted(t for t, n in suspects.items() if limits.get(t) is not None and n > limits[t])
+    ids = {t: list(v)[:max_record_ids] for t, v in (counts.get("record_ids_by_type") or {}).items()}
+    return {**counts, "record_ids_by_type": ids, "passed": not failed, "failed_types": failed,
+            "limits": dict(sorted(limits.items()))}
 
 
 def _limits(config: dict[str, Any]) -> dict[str, int | None]:
@@ -209,10 +218,8 @@ class AuditStep(Step):
                    drop_suspects=bool(config.get("drop_suspects", False)),
                    max_record_ids=int(config.get("max_record_ids", 50)), detector=detector)
 
-    def bind(self, quarantine: Any) -> "AuditStep":
-        super().bind(quarantine)
+    def reset(self) -> None:
         self.report = AuditReport(self.limits, self.max_record_ids, self.names)
-        return self
 
     def process(self, records: Iterable[Record]) -> Iterator[Record]:
         for rec, counts in audit_records(records, self.detector, self.report):
@@ -223,71 +230,90 @@ class AuditStep(Step):
             yield rec
 
     def summary(self) -> dict[str, Any]:
-        return {"audit": self.report.as_dict()}
+        return {"audit": self.report.counts()}
 
-    def card_section(self) -> str:
-        r = self.report.as_dict()
+    def finalize(self, summary: dict[str, Any]) -> dict[str, Any]:
+        return {**summary, "audit": finalize_report(summary.get("audit") or {}, self.limits,
+                                                    self.max_record_ids)}
+
+    def settings(self) -> dict[str, Any]:
+        return {"limits": dict(sorted(self.limits.items())), "names": self.names,
+                "drop_suspects": self.drop_suspects}
+
+    def card_section(self, stats: Any) -> str:
+        r = (stats.extra or {}).get("audit") or {}
         lines = ["### Residual-PHI audit", "",
-                 f"An independent detector (pattern battery{' + spaCy NER for names' if r['names_checked'] else ''}) "
-                 f"scanned {r['records_scanned']} records: **{'passed' if r['passed'] else 'FAILED'}**."]
-        if r["suspects_by_type"]:
+                 f"An independent detector (pattern battery{' + spaCy NER for names' if r.get('names_checked') else ''}) "
+                 f"scanned every text field of {r.get('records_scanned', 0)} records: "
+                 f"**{'passed' if r.get('passed') else 'FAILED'}**."]
+        if r.get("suspects_by_type"):
+            limits = r.get("limits") or {}
             lines += ["", "| suspect type | count | limit |", "|---|---:|---:|"]
-            lines += [f"| {t} | {n} | {r['limits'].get(t) if r['limits'].get(t) is not None else 'report only'} |"
+            lines += [f"| {t} | {n} | {limits.get(t) if limits.get(t) is not None else 'report only'} |"
                       for t, n in r["suspects_by_type"].items()]
+        else:
+            lines += ["", "No suspected identifier was found."]
         return "\n".join(lines) + "\n"
 
 
 def audit_dataset(directory: str | Path, config: dict[str, Any] | None = None, *,
-                  names: bool | None = None) -> dict[str, Any]:
-    """Audit a dataset folder written by ``instructkit build`` (its ``data/*.parquet``).
+                  names: bool | None = None, check_exports: bool = True,
+                  require_complete: bool = True) -> dict[str, Any]:
+    """Audit a dataset folder as it is on disk: every text field of every record in its
+    Parquet files, and (``check_exports``) that each training export is exactly what those
+    audited records give, byte for byte, so nothing else can ride along in it.
 
     Settings come from ``config`` or else from the recipe copy in the folder
-    (``stages.audit``). Returns the report dict (``passed``, ``suspects_by_type``, ...)."""
-    directory = Path(directory)
-    files = sorted((directory / "data").rglob("*.parquet")) if (directory / "data").is_dir() else []
-    if not files:
+    (``stages.audit``). Returns the report dict (``passed``, ``suspects_by_type``, ...,
+    ``exports``: {file: "matches" | reason})."""
+    import hashlib
+
+    from instructkit.dataset.layout import EXPORTS_DIR
+    from instructkit.dataset.reader import DatasetFolder
+    from instructkit.dataset.writer import export_row, file_sha256
+
+    folder = DatasetFolder(directory, require_complete=require_complete)
+    if not folder.data_files:
         raise SourceError("no data/*.parquet files: not a dataset folder written by `instructkit build`",
                           file=str(directory))
     if config is None:
-        config = _recipe_audit_config(directory)
+        config = _recipe_audit_config(Path(directory))
     if names is not None:
         config = {**config, "names": names}
     use_names = bool(config.get("names", True))
     report = AuditReport(_limits(config), int(config.get("max_record_ids", 50)), use_names)
     detector = AuditDetector(names=use_names)
-    for _ in audit_records(_read_parquet_records(files), detector, report):
-        pass
-    return report.as_dict()
+    exports = {}
+    if check_exports:
+        for f in sorted((Path(directory) / EXPORTS_DIR).glob("*.jsonl")):
+            exports[f.stem] = (f, hashlib.sha256())
+    for rec, _ in audit_records(folder.records(), detector, report):
+        for fmt, (_, h) in exports.items():
+            try:
+                line = json.dumps(export_row(fmt, rec), ensure_ascii=False) + "\n"
+            except (KeyError, TypeError):
+                line = ""
+            h.update(line.encode("utf-8"))
+    out = report.as_dict()
+    if check_exports:
+        out["exports"] = {f"{EXPORTS_DIR}/{f.name}": (
+            "matches" if h.hexdigest() == file_sha256(f) else
+            "does not match the records (edited, or not made from this data)")
+            for fmt, (f, h) in exports.items()}
+        if any(v != "matches" for v in out["exports"].values()):
+            out["passed"] = False
+    return out
 
 
 def _recipe_audit_config(directory: Path) -> dict[str, Any]:
+    from instructkit._yaml import safe_load
+
     for p in sorted(directory.glob("recipe*.y*ml")):
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            data = safe_load(p.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):
             continue
-        cfg = (data.get("stages") or {}).get("audit")
+        cfg = (data.get("stages") or {}).get("audit") if isinstance(data, dict) else None
         if isinstance(cfg, dict):
             return cfg
     return {}
-
-
-_JSON_COLUMNS = ("provenance", "meta", "context", "source")
-
-
-def _read_parquet_records(files: list[Path]) -> Iterator[Record]:
-    import pyarrow.parquet as pq
-
-    for f in files:
-        pf = pq.ParquetFile(f)
-        for batch in pf.iter_batches(batch_size=256):
-            for n, row in enumerate(batch.to_pylist()):
-                for col in _JSON_COLUMNS:
-                    val = row.get(col)
-                    if isinstance(val, str):
-                        try:
-                            row[col] = json.loads(val)
-                        except json.JSONDecodeError:
-                            raise SourceError(f"column '{col}' is not valid JSON", file=str(f),
-                                              line=n + 1) from None
-                yield row

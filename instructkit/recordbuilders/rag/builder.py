@@ -77,7 +77,7 @@ class RagBuilder(Builder):
         self.queries = list(queries or [])
         self.n = n if n is not None else (len(self.queries) or 20)
         self.top_k = top_k
-        self.settings = ChunkSettings(chunk_size, chunk_overlap)
+        self.chunking = ChunkSettings(chunk_size, chunk_overlap)
         self.index_type = index_type
         self.index_dir = Path(index_dir) if index_dir else None
         self.embedder_name = embedder
@@ -149,16 +149,16 @@ class RagBuilder(Builder):
 
     def _build_index(self) -> RagIndex:
         docs = iter_documents(self.document_specs)
-        key = content_hash(sorted(d.doc_id for d in docs), self.settings.size,
-                           self.settings.overlap, self.embedder_name, length=16)
+        key = content_hash(sorted(d.doc_id for d in docs), self.chunking.size,
+                           self.chunking.overlap, self.embedder_name, length=16)
         folder = self.index_dir or (Path(self.ctx.cache_dir) / "rag" / key if self.ctx.cache_dir else None)
 
         def make() -> RagIndex:
             emb = self.embedder
             if folder and RagIndex.exists(folder):
-                idx = RagIndex.open(folder, emb, settings=self.settings, index_type=self.index_type)
+                idx = RagIndex.open(folder, emb, settings=self.chunking, index_type=self.index_type)
             else:
-                idx = RagIndex(emb, self.settings, self.index_type, folder)
+                idx = RagIndex(emb, self.chunking, self.index_type, folder)
             report = idx.update(docs, prune=True, quiet=self.ctx.quiet)
             if folder:
                 idx.save(folder)
@@ -373,7 +373,7 @@ class RagBuilder(Builder):
             out["index_update"] = self.index_report
         return out
 
-    def card_section(self) -> str | None:
+    def card_section(self, stats: Any) -> str | None:
         """Markdown for the card (rendered as a list item: continuation lines are indented)."""
         th = self.support_thresholds
         rule = {"embedding": f"embedding similarity >= {th['embedding']}",
@@ -381,13 +381,13 @@ class RagBuilder(Builder):
                 "either": f"embedding similarity >= {th['embedding']} or lexical support >= {th['lexical']}",
                 "both": f"embedding similarity >= {th['embedding']} and lexical support >= {th['lexical']}",
                 }[self.support_method]
-        ungrounded = self.stats.dropped.get("ungrounded", 0)
-        other = sum(self.stats.dropped.values()) - ungrounded
+        ungrounded = stats.dropped.get("ungrounded", 0)
+        other = sum(stats.dropped.values()) - ungrounded
         head = f"**`{self.name}`** (rag): "
         if self._index is not None:
             idx = self._index
             head += (f"retrieval over {len(idx.documents)} guideline documents ({len(idx)} chunks of "
-                     f"up to {self.settings.size} characters, overlap {self.settings.overlap}), "
+                     f"up to {self.chunking.size} characters, overlap {self.chunking.overlap}), "
                      f"embedder `{idx.model}`, FAISS `{idx.built_index_type}` index, "
                      f"top-{self.top_k} passages per item. ")
         head += (f"Citation check: every cited passage must have been retrieved and every answer "

@@ -59,13 +59,10 @@ class RagPrompt:
                 else _render(v, variables, self.id).strip() for k, v in self.record.items()}
 
 
-@functools.cache
 def _env():
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    from instructkit._templating import sandboxed_env
 
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True,
-                                lstrip_blocks=True, keep_trailing_newline=True)
+    return sandboxed_env(keep_trailing_newline=True)
 
 
 def _render(template: str, variables: dict[str, Any], prompt_id: str) -> str:

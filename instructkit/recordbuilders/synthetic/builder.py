@@ -414,7 +414,7 @@ class SyntheticBuilder(Builder):
             d["llm"] = {"model": self._client.model, "provider": self._client.provider}
         return d
 
-    def card_section(self) -> str | None:
+    def card_section(self, stats: Any) -> str | None:
         lines = ["### Synthetic records", "",
                  f"Seed pool: `{self.pool.name}` ({len(self.pool.tasks)} clinician-style tasks written "
                  f"by the project, licence {self.pool.license}, hash `{self.pool.hash}`); categories: "

@@ -16,13 +16,10 @@ __all__ = ["Prompt", "PromptSet", "load_prompt_set"]
 HASH_LENGTH = 16
 
 
-@functools.cache
 def _env():
-    import jinja2
+    from instructkit._templating import sandboxed_env
 
-    # StrictUndefined: a template that uses a variable we do not pass is an error, not ""
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+    return sandboxed_env()
 
 
 @dataclass(frozen=True)

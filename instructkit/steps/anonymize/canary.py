@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from instructkit._resources import require
-from instructkit.records import to_messages
+from instructkit.records import set_path, text_fields, to_messages
 
 __all__ = ["canary_values", "canary_text", "canary_check"]
 
@@ -79,9 +79,10 @@ def canary_check(stage: Any, sample: list[dict], seed: int = 0) -> dict[str, Any
         c["instruction"] = f"{c.get('instruction') or 'Summarize the note.'}\n{text}"
         c["input"] = f"{c.get('input') or ''}\n{text}".strip()
         c["output"] = f"{c.get('output') or 'Summary.'}\n{text}"
-        for ctx in c.get("context") or []:
-            if isinstance(ctx, dict):
-                ctx["text"] = f"{ctx.get('text') or ''}\n{text}"
+        # every other text field the record has (meta, context, provenance, source)
+        for path, val in text_fields(c):
+            if path[0] not in ("instruction", "input", "output", "messages"):
+                set_path(c, path, f"{val}\n{text}")
         if "messages" in c:
             system = [m["content"] for m in c["messages"] if m.get("role") == "system"]
             c["messages"] = to_messages(c, system_prompt=system[0] if system else None)
@@ -106,10 +107,7 @@ def canary_check(stage: Any, sample: list[dict], seed: int = 0) -> dict[str, Any
 
 
 def _strings(rec: dict) -> list[str]:
-    out = [rec.get(k) or "" for k in ("instruction", "input", "output")]
-    out += [m.get("content") or "" for m in rec.get("messages") or []]
-    out += [c.get("text") or "" for c in rec.get("context") or [] if isinstance(c, dict)]
-    return out
+    return [t for _, t in text_fields(rec)]
 
 
 def _blank_record() -> dict:

@@ -1,10 +1,12 @@
 """The anonymize stage: every text of a record, PHI replaced, counts (never values) kept.
 
-Texts of a batch of records go through the detector together (one ``nlp.pipe``); each
-record gets its own operator instance so surrogates are consistent across its instruction,
-input, output, messages and context. A canary self-test runs on copies of the first
-records: synthetic PHI is injected, anonymized the same way, and every canary value must
-be gone (the copies are then thrown away).
+"Every text" is every string the record schema does not mark as the project's own
+(``records.text_fields``): instruction, input, output, messages, meta, context, source and
+provenance alike. Texts of a batch of records go through the detector together (one
+``nlp.pipe``; a text repeated within a record is detected once); each record gets its own
+operator instance so surrogates are consistent across its fields. A canary self-test runs on
+copies of the first records: synthetic PHI is planted in every text field, anonymized the
+same way, and every canary value must be gone (the copies are then thrown away).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from instructkit.records import Record, user_turn
+from instructkit.records import Record, path_label, set_path, text_fields, user_turn
 from instructkit.steps.base import Step
 from instructkit.steps.anonymize.detect import PHI_TYPES, Finding, PhiDetector
 from instructkit.steps.anonymize.operators import OPERATORS, apply_findings, make_operator
@@ -24,21 +26,6 @@ from instructkit.steps.anonymize.operators import OPERATORS, apply_findings, mak
 logger = logging.getLogger("instructkit")
 
 __all__ = ["AnonymizeStep"]
-
-DEFAULTS: dict[str, Any] = {
-    "operator": "placeholder",
-    "entities": None,
-    "score_threshold": 0.5,
-    "n_process": 1,
-    "batch_size": 32,
-    "batch_records": 64,
-    "keep_states_and_countries": True,
-    "deny_terms": [],
-    "max_shift_days": 365,
-    "hash_salt": None,
-    "canary": {"enabled": True, "records": 2},
-}
-
 
 class AnonymizeStep(Step):
     """Replace PHI in instruction, input, output, messages and context texts."""
@@ -50,7 +37,8 @@ class AnonymizeStep(Step):
                  score_threshold: float = 0.5, n_process: int = 1, batch_size: int = 32,
                  batch_records: int = 64, keep_states_and_countries: bool = True,
                  deny_terms: Iterable[str] = (), max_shift_days: int = 365,
-                 hash_salt: str | None = None, canary: bool = True, canary_records: int = 2) -> None:
+                 hash_salt: str | None = None, canary: bool = True, canary_records: int = 2,
+                 skip_sources: Iterable[str] = ()) -> None:
         super().__init__()
         if operator not in OPERATORS:
             raise ValueError(f"unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}")
@@ -65,25 +53,28 @@ class AnonymizeStep(Step):
         self.batch_records = max(1, int(batch_records))
         self.canary_enabled = canary
         self.canary_records = max(1, int(canary_records))
+        #: sources declared PHI-free (``phi: false``): their template records pass unchanged
+        self.skip_sources = frozenset(skip_sources)
         self._reset()
 
     def _reset(self) -> None:
         self.replaced: Counter[str] = Counter()
         self.records_changed = 0
+        self.records_skipped = 0
         self.canary_result: dict[str, Any] | None = None
 
-    def bind(self, quarantine: Any) -> "AnonymizeStep":
-        super().bind(quarantine)
+    def reset(self) -> None:
         self._reset()
-        return self
 
     @classmethod
     def from_config(cls, config: dict[str, Any], ctx: Any) -> "AnonymizeStep":
-        cfg = {**DEFAULTS, **(config or {})}
-        canary = cfg.get("canary", True)
+        from instructkit._resources import schema_defaults
+
+        cfg = {**schema_defaults("stages/anonymize.schema.json"), **(config or {})}
+        canary = cfg["canary"]
         if isinstance(canary, bool):
             canary = {"enabled": canary}
-        canary = {**DEFAULTS["canary"], **canary}
+        canary = {"enabled": True, "records": 2, **canary}
         det_key = ("anonymize.detector", tuple(sorted(cfg["entities"] or PHI_TYPES)),
                    float(cfg["score_threshold"]), int(cfg["n_process"]), int(cfg["batch_size"]),
                    bool(cfg["keep_states_and_countries"]), tuple(cfg["deny_terms"]))
@@ -95,7 +86,8 @@ class AnonymizeStep(Step):
         return cls(cfg["operator"], detector=detector, seed=int(getattr(ctx, "seed", 0) or 0),
                    batch_records=int(cfg["batch_records"]), max_shift_days=int(cfg["max_shift_days"]),
                    hash_salt=cfg["hash_salt"], canary=bool(canary["enabled"]),
-                   canary_records=int(canary["records"]))
+                   canary_records=int(canary["records"]),
+                   skip_sources=getattr(ctx, "phi_free_sources", ()) or ())
 
     # -- the stream --------------------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Iterator[Record]:
@@ -113,7 +105,14 @@ class AnonymizeStep(Step):
     def _process_batch(self, batch: list[Record]) -> Iterator[Record]:
         if self.canary_enabled and self.canary_result is None:
             self.canary_result = self.run_canary(batch[: self.canary_records])
-        for rec, result in zip(batch, self.anonymize_records(batch)):
+        todo = [r for r in batch if not self._phi_free(r)]
+        results = iter(self.anonymize_records(todo))
+        for rec in batch:
+            if self._phi_free(rec):
+                self.records_skipped += 1
+                yield rec
+                continue
+            result = next(results)
             if isinstance(result, Exception):
                 # the quarantine scrubs every string it writes, so the record lands redacted
                 self.drop(rec, "anonymize_failed", error=type(result).__name__)
@@ -124,10 +123,17 @@ class AnonymizeStep(Step):
                 self.replaced.update(counts)
             yield result
 
+    def _phi_free(self, rec: Record) -> bool:
+        """A template record of a source declared PHI-free. Records a language model wrote are
+        always anonymized: a model can write identifiers no source held."""
+        return (bool(self.skip_sources) and rec.get("method") == "template"
+                and (rec.get("source") or {}).get("name") in self.skip_sources)
+
     def anonymize_records(self, records: list[Record]) -> list[Record | Exception]:
         """Anonymized copies of ``records`` (an exception in place of a record that failed)."""
         plans: list[list[tuple[tuple, str]] | Exception] = []
         texts: list[str] = []
+        index: dict[str, int] = {}
         for rec in records:
             try:
                 plan = _texts_of(rec)
@@ -135,16 +141,17 @@ class AnonymizeStep(Step):
                 plans.append(exc)
                 continue
             plans.append(plan)
-            texts.extend(t for _, t in plan)
-        findings = self.detector.detect_many(texts)
+            for _, t in plan:
+                if t not in index:  # the same text in two fields (output and meta.answer) once
+                    index[t] = len(texts)
+                    texts.append(t)
+        found_all = self.detector.detect_many(texts)
         out: list[Record | Exception] = []
-        i = 0
         for rec, plan in zip(records, plans):
             if isinstance(plan, Exception):
                 out.append(plan)
                 continue
-            found = findings[i:i + len(plan)]
-            i += len(plan)
+            found = [list(found_all[index[t]]) for _, t in plan]
             try:
                 out.append(self._rewrite(rec, plan, found))
             except Exception as exc:  # noqa: BLE001
@@ -161,9 +168,9 @@ class AnonymizeStep(Step):
             if not fnd:
                 continue
             new_text, repl = apply_findings(text, fnd, op)
-            _set(new, path, new_text)
+            set_path(new, path, new_text)
             counts.update(t for _, _, t in repl)
-            spans[".".join(map(str, path))] = [[s, e] for s, e, _ in repl]
+            spans[path_label(path)] = [[s, e] for s, e, _ in repl]
         # chat messages made from the record are rebuilt from the anonymized fields
         for j, msg in enumerate(rec.get("messages") or []):
             content = msg.get("content")
@@ -192,6 +199,17 @@ class AnonymizeStep(Step):
         return new
 
     # -- quarantine scrubber -----------------------------------------------------------------
+    def quarantine_scrubber(self):
+        return self.scrub_texts
+
+    def scrub_texts(self, texts: list[str]) -> list[str]:
+        """Placeholder redaction of many strings in one detector pass (fails closed)."""
+        try:
+            found = self.detector.detect_many(list(texts))
+        except Exception:  # noqa: BLE001 - fail closed: nothing unscrubbed reaches disk
+            return ["[REDACTED]" for _ in texts]
+        return [apply_findings(t, f, lambda _o, x: f"[{x.type}]")[0] for t, f in zip(texts, found)]
+
     def scrub_text(self, text: str) -> str:
         """Placeholder redaction of one string (the quarantine writes only scrubbed text)."""
         if not isinstance(text, str) or not text:
@@ -217,50 +235,60 @@ class AnonymizeStep(Step):
     def summary(self) -> dict[str, Any]:
         canary = self.canary_result or {"enabled": False}
         return {"anonymization": {
-            "operator": self.operator_name,
             "replaced": dict(sorted(self.replaced.items())),
             "replaced_total": sum(self.replaced.values()),
             "records_changed": self.records_changed,
-            "canary": canary,
+            "records_skipped_phi_free": self.records_skipped,
+            "canary": {k: v for k, v in canary.items() if k != "missed_types"},
+            "canary_missed_types": list(canary.get("missed_types") or []),
         }}
 
-    def card_section(self) -> str:
-        s = self.summary()["anonymization"]
+    def finalize(self, summary: dict[str, Any]) -> dict[str, Any]:
+        a = summary.get("anonymization") or {}
+        a["canary_missed_types"] = sorted(set(a.get("canary_missed_types") or []))
+        return summary
+
+    def settings(self) -> dict[str, Any]:
+        return {"operator": self.operator_name, "entities": sorted(self.detector.entities),
+                "score_threshold": self.detector.score_threshold}
+
+    def card_section(self, stats: Any) -> str:
+        s = (stats.extra or {}).get("anonymization") or {}
         lines = ["### Anonymization", "",
-                 f"PHI was replaced with the **{s['operator']}** operator "
-                 "(Presidio on spaCy with clinical recognizers for the HIPAA Safe Harbor identifiers).",
-                 f"{s['replaced_total']} spans were replaced in {s['records_changed']} records."]
-        if s["replaced"]:
+                 f"PHI was replaced with the **{self.operator_name}** operator "
+                 "(Presidio on spaCy with clinical recognizers for the HIPAA Safe Harbor identifiers) "
+                 "in every text field of each record: instruction, input, output, messages, "
+                 "meta, context, source and provenance.",
+                 f"{s.get('replaced_total', 0)} spans were replaced in {s.get('records_changed', 0)} records."]
+        if s.get("records_skipped_phi_free"):
+            lines.append(f"{s['records_skipped_phi_free']} template records of sources declared free of "
+                         f"PHI ({', '.join(sorted(self.skip_sources))}) were passed on unchanged; "
+                         "the residual-PHI audit still read them.")
+        if s.get("replaced"):
             lines += ["", "| type | replaced |", "|---|---:|"]
             lines += [f"| {t} | {n} |" for t, n in s["replaced"].items()]
-        c = s["canary"]
+        c = s.get("canary") or {}
         if c.get("enabled"):
             verdict = "passed" if c.get("passed") else "FAILED"
             lines += ["", f"Canary self-test {verdict}: {c.get('removed', 0)} of {c.get('values', 0)} "
                           "injected synthetic identifiers were removed."]
+        else:
+            lines += ["", "Canary self-test: not run."]
         return "\n".join(lines) + "\n"
 
 
 def _texts_of(rec: Record) -> list[tuple[tuple, str]]:
-    """(path, text) of every free text of a record the stage anonymizes."""
+    """(path, text) of every text of a record the stage anonymizes (from the record schema),
+    except chat messages made from the record's own fields: those are rebuilt from the
+    anonymized fields instead."""
     if not isinstance(rec, dict):
         raise TypeError("record is not an object")
-    plan: list[tuple[tuple, str]] = []
     for key in ("instruction", "input", "output"):
-        val = rec.get(key)
-        if val is None:
-            continue
-        if not isinstance(val, str):
+        if rec.get(key) is not None and not isinstance(rec.get(key), str):
             raise TypeError(f"field '{key}' is not a string")
-        plan.append(((key,), val))
-    for j, msg in enumerate(rec.get("messages") or []):
-        content = msg.get("content") if isinstance(msg, dict) else None
-        if isinstance(content, str) and content not in (user_turn(rec), rec.get("output")):
-            plan.append((("messages", j, "content"), content))
-    for j, ctx in enumerate(rec.get("context") or []):
-        if isinstance(ctx, dict) and isinstance(ctx.get("text"), str):
-            plan.append((("context", j, "text"), ctx["text"]))
-    return plan
+    made = {user_turn(rec), rec.get("output")} if isinstance(rec.get("instruction"), str) else set()
+    return [(path, text) for path, text in text_fields(rec)
+            if not (path[0] == "messages" and path[-1] == "content" and text in made)]
 
 
 def _propagate_names(plan: list[tuple[tuple, str]], found: list[list[Finding]],
@@ -285,9 +313,3 @@ def _propagate_names(plan: list[tuple[tuple, str]], found: list[list[Finding]],
                  if all(m.end() <= f.start or f.end <= m.start() for f in fnd)]
         out.append(sorted(fnd + extra, key=lambda f: f.start) if extra else fnd)
     return out
-
-
-def _set(obj: Any, path: tuple, value: str) -> None:
-    for p in path[:-1]:
-        obj = obj[p]
-    obj[path[-1]] = value

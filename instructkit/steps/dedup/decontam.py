@@ -446,20 +446,24 @@ class DecontaminateStep(Step):
         return result
 
     def summary(self) -> dict[str, Any]:
-        return {"benchmarks": {r.name: {"items": r.items, "removed": r.removed, "origin": r.origin,
-                                        "by_match": dict(r.by_match)} for r in self.reports},
-                "skipped_absent": self.skipped,
-                "settings": {"ngram": self.ngram, "min_ngram": self.min_ngram,
-                             "min_exact_words": self.min_exact_words, "fields": list(self.fields)}}
+        return {"removed_by_benchmark": {r.name: {"removed": r.removed, "by_match": dict(r.by_match)}
+                                         for r in self.reports}}
 
-    def card_section(self) -> str:
+    def settings(self) -> dict[str, Any]:
+        return {"benchmarks": {r.name: {"items": r.items, "origin": r.origin} for r in self.reports},
+                "skipped_absent": self.skipped, "ngram": self.ngram, "min_ngram": self.min_ngram,
+                "min_exact_words": self.min_exact_words, "fields": list(self.fields)}
+
+    def card_section(self, stats: Any) -> str:
+        removed = (stats.extra or {}).get("removed_by_benchmark") or {}
         lines = ["### Benchmark decontamination", "",
                  f"Records whose {', '.join(self.fields)} share a {self.ngram}-word sequence with a "
                  f"benchmark test item (or contain a whole shorter benchmark text of at least "
                  f"{self.min_ngram} words), or equal one after normalisation, were removed.", ""]
         if self.reports:
             lines += ["| benchmark | test items | records removed |", "|---|---|---|"]
-            lines += [f"| {r.name} | {r.items} | {r.removed} |" for r in self.reports]
+            lines += [f"| {r.name} | {r.items} | {(removed.get(r.name) or {}).get('removed', 0)} |"
+                      for r in self.reports]
         if self.skipped:
             lines += ["", "Not checked (benchmark file absent): " + ", ".join(self.skipped) + "."]
         return "\n".join(lines) + "\n"

@@ -531,11 +531,11 @@ class DedupStep(Step):
     def summary(self) -> dict[str, Any]:
         return {"duplicates": {k: self.counts.get(k, 0) for k in ("exact", "near", "semantic")},
                 "seed_task_duplicates": {k[5:]: v for k, v in self.counts.items() if k.startswith("seed_")},
-                "clusters_with_duplicates": self.clusters,
-                "settings": self.settings()}
+                "clusters_with_duplicates": self.clusters}
 
-    def card_section(self) -> str:
+    def card_section(self, stats: Any) -> str:
         s = self.settings()
+        dup = (stats.extra or {}).get("duplicates") or {}
         kinds = []
         if s["exact"]:
             kinds.append(f"exact (normalised text of {', '.join(self.exact_fields)})")
@@ -551,8 +551,8 @@ class DedupStep(Step):
                  f"{self.keep.describe()}.", "",
                  "| kind | records removed |", "|---|---|"]
         for k in ("exact", "near", "semantic"):
-            lines.append(f"| {k} | {self.counts.get(k, 0)} |")
-        seed_total = sum(v for k, v in self.counts.items() if k.startswith("seed_"))
+            lines.append(f"| {k} | {dup.get(k, 0)} |")
         if self.seed_tasks:
+            seed_total = sum(((stats.extra or {}).get("seed_task_duplicates") or {}).values())
             lines.append(f"| repeats of own seed task | {seed_total} |")
         return "\n".join(lines) + "\n"

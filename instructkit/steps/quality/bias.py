@@ -93,9 +93,8 @@ class BiasReportStep(Step):
     def from_config(cls, config: dict[str, Any] | None = None, ctx: Any = None) -> "BiasReportStep":
         return cls()
 
-    def bind(self, quarantine):  # a new run starts new counts
+    def reset(self) -> None:  # a new run starts new counts
         self._reset()
-        return super().bind(quarantine)
 
     def observe(self, record: Mapping[str, Any]) -> None:
         key = (str(record.get("task")), str(record.get("method")))
@@ -122,13 +121,14 @@ class BiasReportStep(Step):
 
         n, total = self.totals()
         return {"bias": {
-            "method": "keyword mentions per record (instructkit/steps/quality/bias_terms.yaml)",
             "overall": block(n, total),
             "by_task_method": {f"{t}/{m}": block(self.records[(t, m)], self.mentions[(t, m)])
                                for t, m in sorted(self.records)}}}
 
-    def card_section(self) -> str:
-        n, total = self.totals()
+    def card_section(self, stats: Any) -> str:
+        bias = (stats.extra or {}).get("bias") or {}
+        overall = bias.get("overall") or {}
+        n = overall.get("records", 0)
         if not n:
             return ""
         groups = bias_groups()
@@ -140,14 +140,17 @@ class BiasReportStep(Step):
 
         head = "| task | method | records | " + " | ".join(g.replace("_", " ") for _, g in cols) + " |"
         rows = [head, "|" + "---|" * (3 + len(cols))]
-        for t, m in sorted(self.records):
-            k = self.records[(t, m)]
+        for key, block in sorted((bias.get("by_task_method") or {}).items()):
+            t, _, m = key.partition("/")
+            k = block.get("records", 0)
             rows.append(f"| {t} | {m} | {k} | " + " | ".join(
-                cell(self.mentions[(t, m)].get(c, 0), k) for c in cols) + " |")
-        rows.append("| **all** | | " + f"{n} | " + " | ".join(cell(total.get(c, 0), n) for c in cols) + " |")
+                cell((block.get(c) or {}).get(g, 0), k) for c, g in cols) + " |")
+        rows.append("| **all** | | " + f"{n} | " + " | ".join(
+            cell((overall.get(c) or {}).get(g, 0), n) for c, g in cols) + " |")
         legend = "; ".join(f"{labels[cat]}: " + ", ".join(g.replace("_", " ") for g in gs)
                            for cat, gs in groups.items())
         return ("### Demographic mentions\n\n"
                 "Records that mention each group at least once (share of the row's records). "
-                f"Columns by category — {legend}.\n\n" + "\n".join(rows) +
+                f"Columns by category — {legend}. Method: keyword mentions per record "
+                "(instructkit/steps/quality/bias_terms.yaml).\n\n" + "\n".join(rows) +
                 f"\n\n*Caveat:* {CAVEAT}\n")

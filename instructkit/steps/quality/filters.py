@@ -34,7 +34,7 @@ class QualityFilter(Filter):
     def __init__(self, settings: QualitySettings | None = None) -> None:
         self.name = f"validate.{self.key}"
         super().__init__()
-        self.settings = settings or QualitySettings()
+        self.quality = settings or QualitySettings()
         self._prepared: dict[str, Any] = {}
 
     def prepare(self, opts: dict[str, Any]) -> Any:
@@ -44,7 +44,7 @@ class QualityFilter(Filter):
     def options(self, task: str | None) -> Any:
         t = task or ""
         if t not in self._prepared:
-            opts = self.settings.for_task(self.key, task)
+            opts = self.quality.for_task(self.key, task)
             self._prepared[t] = None if opts is None else self.prepare(opts)
         return self._prepared[t]
 

@@ -37,8 +37,9 @@ class Rubric:
             self.criteria: list[dict[str, Any]] = [dict(c) for c in data["criteria"]]
             self.weights = {c["name"]: float(c.get("weight", 1.0)) for c in self.criteria}
             self.params: dict[str, Any] = dict(data.get("params") or {})
-            env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                     trim_blocks=True, lstrip_blocks=True)
+            from instructkit._templating import sandboxed_env
+
+            env = sandboxed_env()
             self._system = env.from_string(data["system"])
             self._user = env.from_string(data["user"])
         except (KeyError, TypeError) as exc:
@@ -128,9 +129,8 @@ class JudgeStep(Step):
         self.models: Counter[str] = Counter()
         self.failed = 0
 
-    def bind(self, quarantine: Quarantine) -> "JudgeStep":
+    def reset(self) -> None:
         self._reset()
-        return super().bind(quarantine)
 
     @property
     def client(self) -> Any:
@@ -144,9 +144,23 @@ class JudgeStep(Step):
     def request(self, record: Record):
         from instructkit.llm import JsonRequest
 
+        record = self._guarded(record)
         return JsonRequest(messages=self.rubric.messages(record, self.max_chars),
                            schema=self.rubric.schema, params=dict(self.params), seed=self.seed,
                            prompt_id=self.rubric.id, prompt_hash=self.rubric.hash)
+
+    def _guarded(self, record: Record) -> Record:
+        """What the judge may show the model: a record the anonymize stage did not rewrite
+        (it was off) and whose source may hold PHI has its texts replaced first."""
+        from instructkit.steps.anonymize.guard import phi_guard
+
+        prov = record.get("provenance") or {}
+        src = (record.get("source") or {}).get("name")
+        if "anonymization" in prov or src in getattr(self.ctx, "phi_free_sources", set()):
+            return record
+        keys = [k for k in ("instruction", "input", "output") if isinstance(record.get(k), str)]
+        clean = phi_guard(self.ctx).scrub_many([record[k] for k in keys])
+        return {**record, **dict(zip(keys, clean))}
 
     def process(self, records: Iterable[Record]) -> Iterator[Record]:
         batch: list[Record] = []
@@ -202,26 +216,36 @@ class JudgeStep(Step):
 
     # -- reporting -----------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        n = len(self.overall_scores)
-        out: dict[str, Any] = {"rubric": self.rubric.id, "rubric_hash": self.rubric.hash,
-                               "scored": n, "failed": self.failed,
-                               "min_score": self.min_score, "min_scores": self.min_scores,
-                               "models": dict(self.models)}
-        if n:
-            out["overall"] = {"mean": round(statistics.fmean(self.overall_scores), 2),
-                              "median": round(statistics.median(self.overall_scores), 2),
-                              "min": min(self.overall_scores), "max": max(self.overall_scores)}
+        overall: Counter[str] = Counter(f"{x:.2f}" for x in self.overall_scores)
+        return {"scored": len(self.overall_scores), "failed": self.failed,
+                "overall_sum": round(sum(self.overall_scores), 4),
+                "overall_histogram": dict(overall), "models": dict(self.models),
+                "criteria_histograms": {c: {str(k): v for k, v in h.items()}
+                                        for c, h in self.histograms.items()}}
+
+    def finalize(self, summary: dict[str, Any]) -> dict[str, Any]:
+        out = dict(summary)
+        n = out.get("scored", 0)
+        hist = {float(k): v for k, v in (out.get("overall_histogram") or {}).items()}
+        if n and hist:
+            values = sorted(hist)
+            out["overall"] = {"mean": round(out["overall_sum"] / n, 2), "min": values[0],
+                              "max": values[-1], "median": _median(hist)}
             out["criteria"] = {
-                c: {"mean": round(sum(k * v for k, v in h.items()) / max(1, sum(h.values())), 2),
-                    "histogram": {str(s): h.get(s, 0) for s in range(self.rubric.min, self.rubric.max + 1)}}
-                for c, h in self.histograms.items()}
+                c: {"mean": round(sum(int(k) * v for k, v in h.items()) / max(1, sum(h.values())), 2),
+                    "histogram": {str(x): h.get(str(x), 0) for x in range(self.rubric.min, self.rubric.max + 1)}}
+                for c, h in (out.get("criteria_histograms") or {}).items()}
         return out
 
-    def card_section(self) -> str:
-        s = self.summary()
-        if not s["scored"] and not s["failed"]:
+    def settings(self) -> dict[str, Any]:
+        return {"rubric": self.rubric.id, "rubric_hash": self.rubric.hash,
+                "min_score": self.min_score, "min_scores": self.min_scores}
+
+    def card_section(self, stats: Any) -> str:
+        s = stats.extra or {}
+        if not s.get("scored") and not s.get("failed"):
             return ""
-        models = ", ".join(f"`{m}`" for m in s["models"]) or "-"
+        models = ", ".join(f"`{m}`" for m in s.get("models") or {}) or "-"
         gate = []
         if self.min_score is not None:
             gate.append(f"overall ≥ {self.min_score}")
@@ -229,14 +253,14 @@ class JudgeStep(Step):
         lines = [
             "### LLM judge scores",
             "",
-            f"Each record was scored 1-5 by {models} on the rubric `{s['rubric']}` "
-            f"(hash `{s['rubric_hash']}`); the overall score is the weighted mean. "
-            f"{s['scored']} records scored, {s['failed']} could not be scored"
+            f"Each record was scored 1-5 by {models} on the rubric `{self.rubric.id}` "
+            f"(hash `{self.rubric.hash}`); the overall score is the weighted mean. "
+            f"{s.get('scored', 0)} records scored, {s.get('failed', 0)} could not be scored"
             + (f"; kept only {', '.join(gate)}." if gate else "; no minimum was set.")
             + " Scores from a small model are a rough signal, not a clinical review.",
             "",
         ]
-        if s["scored"]:
+        if s.get("criteria"):
             scale = list(range(self.rubric.min, self.rubric.max + 1))
             lines.append("| criterion | mean | " + " | ".join(str(x) for x in scale) + " |")
             lines.append("|---|---|" + "---|" * len(scale))
@@ -247,6 +271,16 @@ class JudgeStep(Step):
             lines += ["", f"Overall: mean {o['mean']:.2f}, median {o['median']:.2f}, "
                           f"range {o['min']:.2f}-{o['max']:.2f}."]
         return "\n".join(lines) + "\n"
+
+
+def _median(hist: dict[float, int]) -> float:
+    total = sum(hist.values())
+    seen = 0
+    for value in sorted(hist):
+        seen += hist[value]
+        if seen * 2 >= total:
+            return value
+    return 0.0
 
 
 def _scores(res: Any, rubric: Rubric) -> dict[str, int] | None:

@@ -1,0 +1,79 @@
+"""Anonymize before generation: no raw PHI in a language-model request.
+
+Rows of sources that may hold PHI (``phi: true``, the default) are replaced with placeholders
+before they go into any request (synthetic seed tasks, RAG documents, judge inputs), so
+neither the endpoint nor the response cache ever sees raw PHI from them. A recipe may send
+raw text with ``llm.send_phi: true``; the manifest and the card then say so.
+
+One guard per run (``phi_guard(ctx)``); it shares the anonymize stage's detector and counts
+what it replaced for the manifest (``llm_phi``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["PhiGuard", "phi_guard"]
+
+
+class PhiGuard:
+    def __init__(self, send_phi: bool = False, detector: Any = None, ctx: Any = None) -> None:
+        self.send_phi = bool(send_phi)
+        self._detector = detector
+        self._ctx = ctx
+        self._lock = threading.Lock()
+        self.texts = 0
+        self.replaced: Counter[str] = Counter()
+
+    @property
+    def detector(self) -> Any:
+        if self._detector is None:
+            from instructkit.steps.anonymize.detect import PhiDetector
+
+            make = PhiDetector
+            self._detector = (self._ctx.shared("anonymize.detector.guard", make)
+                              if self._ctx is not None else make())
+        return self._detector
+
+    def scrub(self, text: str, *, phi: bool = True) -> str:
+        return self.scrub_many([text], phi=phi)[0]
+
+    def scrub_many(self, texts: Sequence[str], *, phi: bool = True) -> list[str]:
+        """``texts`` with PHI replaced by ``[TYPE]`` placeholders (unchanged when the source is
+        declared PHI-free, or the recipe sends PHI on purpose)."""
+        texts = list(texts)
+        if self.send_phi or not phi or not texts:
+            return texts
+        from instructkit.steps.anonymize.operators import apply_findings
+
+        out = []
+        for text, found in zip(texts, self.detector.detect_many(texts)):
+            new, repl = apply_findings(text, found, lambda _o, f: f"[{f.type}]")
+            out.append(new)
+            with self._lock:
+                self.texts += 1
+                self.replaced.update(t for _, _, t in repl)
+        self._note()
+        return out
+
+    def _note(self) -> None:
+        if self._ctx is not None:
+            self._ctx.manifest_notes["llm_phi"] = self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        return {"send_phi": self.send_phi, "texts_anonymized_before_requests": self.texts,
+                "replaced": dict(sorted(self.replaced.items()))}
+
+
+def phi_guard(ctx: Any) -> PhiGuard:
+    """The run's guard (from the recipe's ``llm.send_phi``)."""
+    def make() -> PhiGuard:
+        send = bool(((getattr(ctx, "recipe", None) or {}).get("llm") or {}).get("send_phi", False))
+        guard = PhiGuard(send_phi=send, ctx=ctx)
+        guard._note()
+        return guard
+
+    return ctx.shared("anonymize.phi_guard", make, close=lambda _g: None)
