@@ -379,9 +379,12 @@ class DecontaminateStep(Step):
     def n_items(self) -> int:
         return len(self._items)
 
-    def process(self, records: Iterable[Record]) -> Iterator[Record]:
+    def reset(self) -> None:
+        # per run (bind), not per call of process: an executor may call it once per batch
         for r in self.reports:
             r.removed, r.by_match = 0, Counter()
+
+    def process(self, records: Iterable[Record]) -> Iterator[Record]:
         batch: list[Record] = []
         for rec in records:
             batch.append(rec)

@@ -14,7 +14,8 @@ import numpy as np
 
 from instructkit.steps.dedup.text import mix64, ngram_hashes
 
-__all__ = ["MinHasher", "optimal_bands", "band_keys", "lsh_candidate_pairs", "signature_similarity"]
+__all__ = ["MinHasher", "optimal_bands", "band_keys", "lsh_candidate_pairs", "bucket_run_pairs",
+           "signature_similarity"]
 
 _MAX32 = np.uint32(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
@@ -107,32 +108,44 @@ def lsh_candidate_pairs(keys: np.ndarray, members: np.ndarray, max_bucket: int =
         order = np.argsort(col, kind="stable")
         sk = col[order]
         same = sk[1:] == sk[:-1]
-        if not same.any():
-            continue
-        ids = members[order]
-        pos = np.arange(len(sk))
-        new_run = np.r_[True, ~same]
-        run_start = np.maximum.accumulate(np.where(new_run, pos, 0))
-        run_id = np.cumsum(new_run) - 1
-        run_len = np.bincount(run_id)[run_id]
-        before = pos - run_start  # members earlier in the same bucket
-        small = (run_len <= max_bucket) & (before > 0)
-        k = before[small]
-        if len(k):
-            right = np.repeat(ids[small], k)
-            offset = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
-            left = ids[np.repeat(run_start[small], k) + offset]
-            out.append(np.stack([left, right], axis=1))
-        big = (run_len > max_bucket) & (before > 0)
-        if big.any():
-            p = pos[big]
-            out.append(np.stack([ids[p - 1], ids[p]], axis=1))
-            star = before[big] > 1
-            out.append(np.stack([ids[run_start[p[star]]], ids[p[star]]], axis=1))
+        if same.any():
+            out.append(bucket_run_pairs(same, members[order], max_bucket))
     if not out:
         return np.zeros((0, 2), np.int64)
     pairs = np.sort(np.concatenate(out).astype(np.int64), axis=1)
     return np.unique(pairs, axis=0)
+
+
+def bucket_run_pairs(same: np.ndarray, ids: np.ndarray, max_bucket: int = 64) -> np.ndarray:
+    """Pairs within runs of equal keys: ``same[i]`` says row ``i + 1`` is in row ``i``'s
+    bucket; ``ids`` are the rows' record numbers in bucket order (see
+    ``lsh_candidate_pairs`` for which pairs a bucket gives)."""
+    n = len(ids)
+    if n < 2 or not same.any():
+        return np.zeros((0, 2), np.int64)
+    out = []
+    pos = np.arange(n)
+    new_run = np.r_[True, ~same]
+    run_start = np.maximum.accumulate(np.where(new_run, pos, 0))
+    run_id = np.cumsum(new_run) - 1
+    run_len = np.bincount(run_id)[run_id]
+    before = pos - run_start  # members earlier in the same bucket
+    small = (run_len <= max_bucket) & (before > 0)
+    k = before[small]
+    if len(k):
+        right = np.repeat(ids[small], k)
+        offset = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
+        left = ids[np.repeat(run_start[small], k) + offset]
+        out.append(np.stack([left, right], axis=1))
+    big = (run_len > max_bucket) & (before > 0)
+    if big.any():
+        p = pos[big]
+        out.append(np.stack([ids[p - 1], ids[p]], axis=1))
+        star = before[big] > 1
+        out.append(np.stack([ids[run_start[p[star]]], ids[p[star]]], axis=1))
+    if not out:
+        return np.zeros((0, 2), np.int64)
+    return np.concatenate(out).astype(np.int64)
 
 
 def signature_similarity(sig: np.ndarray, pairs: np.ndarray, chunk: int = 65536) -> np.ndarray:
