@@ -147,11 +147,11 @@ def test_phases_on_hash_partitions_equal_one_block(corpus):
            for p, r in zip(b[phases.POS], phases.exact_representatives(b, step.keep))}
     assert [rep[int(p)] for p in block[phases.POS]] == whole.tolist()
 
-    rows = phases.band_rows(block[phases.POS], block[phases.BANDS])
-    all_pairs = phases.bucket_pairs(rows["band"], rows["key"], rows["pos"])
+    rows = phases.band_rows(block[phases.POS], block[phases.BANDS], block[phases.EXACT])
+    all_pairs = phases.bucket_pairs(rows["band"], rows["key"], rows["pos"], rows["order"])
     combined = rows["key"] ^ rows["band"].astype(np.uint64)
     parts = _partition(rows, combined, 4)
-    split = np.unique(np.concatenate([phases.bucket_pairs(b["band"], b["key"], b["pos"]) for b in parts]), axis=0)
+    split = np.unique(np.concatenate([phases.bucket_pairs(b["band"], b["key"], b["pos"], b["order"]) for b in parts]), axis=0)
     assert np.array_equal(split, all_pairs) and len(all_pairs) > 100
 
 

@@ -139,26 +139,32 @@ def exact_representatives(block: Block, keep: KeepRule) -> np.ndarray:
 
 
 # -- 3. band buckets ----------------------------------------------------------------------------
-def band_rows(pos: np.ndarray, keys: np.ndarray) -> Block:
-    """One row per (record, band): ``band``, ``key``, ``pos``."""
+def band_rows(pos: np.ndarray, keys: np.ndarray, order: np.ndarray | None = None) -> Block:
+    """One row per (record, band): ``band``, ``key``, ``pos`` and ``order``, the record's
+    place in its buckets (its exact hash when exact dedup ran, else its position: the order
+    in which the step has always listed a bucket's members, which decides the pairs of
+    buckets over the size limit)."""
     n, bands = keys.shape
+    order = pos if order is None else order
     return {"band": np.tile(np.arange(bands, dtype=np.int16), n),
-            "key": np.ascontiguousarray(keys).reshape(-1), POS: np.repeat(pos, bands)}
+            "key": np.ascontiguousarray(keys).reshape(-1), POS: np.repeat(pos, bands),
+            "order": np.repeat(np.asarray(order, np.int64), bands)}
 
 
-def bucket_pairs(band: np.ndarray, key: np.ndarray, pos: np.ndarray,
+def bucket_pairs(band: np.ndarray, key: np.ndarray, pos: np.ndarray, order: np.ndarray | None = None,
                  max_bucket: int = 64) -> np.ndarray:
     """Candidate pairs (u < v positions, unique, sorted) of rows sharing a (band, key) bucket.
 
-    Buckets are ordered by position, then buckets up to ``max_bucket`` give all their pairs
-    and larger ones a star plus a chain (``minhash.lsh_candidate_pairs``). ``band``/``key``
-    must hold whole buckets."""
+    A bucket's members are listed by ``order`` (then position); buckets up to ``max_bucket``
+    give all their pairs and larger ones a star plus a chain in that order
+    (``minhash.lsh_candidate_pairs``). ``band``/``key`` must hold whole buckets."""
     if len(pos) < 2:
         return np.zeros((0, 2), np.int64)
-    order = np.lexsort((pos, key, band))
-    b, k = band[order], key[order]
+    order = pos if order is None else order
+    idx = np.lexsort((pos, order, key, band))
+    b, k = band[idx], key[idx]
     same = (b[1:] == b[:-1]) & (k[1:] == k[:-1])
-    pairs = bucket_run_pairs(same, pos[order], max_bucket)
+    pairs = bucket_run_pairs(same, pos[idx], max_bucket)
     if len(pairs) == 0:
         return np.zeros((0, 2), np.int64)
     return np.unique(np.sort(pairs.astype(np.int64), axis=1), axis=0)
@@ -310,8 +316,8 @@ def decide_in_memory(step: "DedupStep", block: Block) -> tuple[dict[int, tuple[s
     edges: list[Edges] = []
     if step.near and len(reps[POS]) > 1:
         members = take(reps, np.flatnonzero(reps[WORDS]))
-        rows = band_rows(members[POS], members[BANDS])
-        cand = bucket_pairs(rows["band"], rows["key"], rows[POS])
+        rows = band_rows(members[POS], members[BANDS], members[EXACT] if step.exact else None)
+        cand = bucket_pairs(rows["band"], rows["key"], rows[POS], rows["order"])
         figures["candidate_pairs"] = int(len(cand))
         ui, vi = np.searchsorted(block[POS], cand[:, 0]), np.searchsorted(block[POS], cand[:, 1])
         scoped = step.scope == "task"
