@@ -24,7 +24,7 @@ from instructkit.steps.base import Quarantine, Step
 
 logger = logging.getLogger("instructkit")
 
-__all__ = ["Pipeline", "RunResult", "stages_from_config"]
+__all__ = ["Pipeline", "RunResult", "stages_from_config", "stage_steps"]
 
 
 @dataclass
@@ -40,17 +40,28 @@ class RunResult:
 def stages_from_config(stages_cfg: dict[str, Any] | None, ctx: RunContext) -> list[Step]:
     """Instantiate the recipe's stages in the fixed order; defaults on unless set to false.
     A record-limits step always comes first (it keeps oversized texts out of the models)."""
-    from instructkit.steps.limits import RecordLimitsFilter
+    steps: list[Step] = []
+    for name in ["limits", *STAGE_ORDER]:
+        steps.extend(stage_steps(name, stages_cfg, ctx))
+    return steps
 
+
+def stage_steps(name: str, stages_cfg: dict[str, Any] | None, ctx: RunContext) -> list[Step]:
+    """The steps the stage ``name`` makes from the recipe's ``stages:`` ([] when it is off),
+    each marked with ``step.stage = name`` (an executor rebuilds steps in its workers so)."""
     stages_cfg = dict(stages_cfg or {})
-    steps: list[Step] = [RecordLimitsFilter.from_config(stages_cfg.get("limits") or {}, ctx)]
-    for name in STAGE_ORDER:
+    if name == "limits":
+        from instructkit.steps.limits import RecordLimitsFilter
+
+        made: Any = RecordLimitsFilter.from_config(stages_cfg.get("limits") or {}, ctx)
+    else:
         cfg = stages_cfg.get(name, name in DEFAULT_STAGES)
         if cfg is False or cfg is None:
-            continue
-        cls = resolve(STAGES[name])
-        made = cls.from_config({} if cfg is True else dict(cfg), ctx)
-        steps.extend(made if isinstance(made, list) else [made])
+            return []
+        made = resolve(STAGES[name]).from_config({} if cfg is True else dict(cfg), ctx)
+    steps = made if isinstance(made, list) else [made]
+    for step in steps:
+        step.stage = name
     return steps
 
 

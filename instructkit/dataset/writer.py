@@ -28,9 +28,22 @@ from instructkit.records import Record, to_alpaca, to_sharegpt
 
 logger = logging.getLogger("instructkit")
 
-__all__ = ["DatasetWriter", "ShardWriter", "export_row", "file_sha256"]
+__all__ = ["DatasetWriter", "ShardWriter", "export_row", "file_sha256", "part_path", "worker_tag"]
 
 PARTS_DIR = ".parts"
+
+
+def worker_tag(worker: int | str) -> str:
+    """How a worker is named in part files: a number (``00003``) or an executor's own tag."""
+    return f"{worker:05d}" if isinstance(worker, int) else str(worker)
+
+
+def part_path(staging: str | Path, kind: str, worker: int | str, suffix: str = ".jsonl") -> Path:
+    """A worker's part file in the staging folder (``.parts/<kind>-<worker><suffix>``); the
+    same path whichever process writes it."""
+    p = Path(staging) / PARTS_DIR / f"{kind}-{worker_tag(worker)}{suffix}"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
 
 
 def export_row(fmt: str, rec: Record) -> dict[str, Any]:
@@ -52,9 +65,9 @@ def file_sha256(path: Path) -> str:
 class ShardWriter:
     """One worker's Parquet shards and export parts in the staging folder."""
 
-    def __init__(self, staging: Path, worker: int = 0, formats: Iterable[str] = ("messages",),
+    def __init__(self, staging: Path, worker: int | str = 0, formats: Iterable[str] = ("messages",),
                  shard_rows: int = 200_000, batch_rows: int = 1000) -> None:
-        self.parts = staging / PARTS_DIR
+        self.parts = Path(staging) / PARTS_DIR
         self.worker = worker
         self.formats = [f for f in formats if f in FORMATS]
         self.shard_rows = max(1, int(shard_rows))
@@ -65,7 +78,7 @@ class ShardWriter:
         self._rows_in_shard = 0
         self._batch: list[dict[str, Any]] = []
         self.parts.mkdir(parents=True, exist_ok=True)
-        self._exports = {f: (self.parts / f"{f}-{worker:05d}.jsonl").open("w", encoding="utf-8")
+        self._exports = {f: (self.parts / f"{f}-{worker_tag(worker)}.jsonl").open("w", encoding="utf-8")
                          for f in self.formats}
 
     def write(self, records: Iterable[Record]) -> int:
@@ -89,7 +102,7 @@ class ShardWriter:
 
         while self._batch:
             if self._pq is None:
-                path = self.parts / f"data-{self.worker:05d}-{len(self.shards):05d}.parquet"
+                path = self.parts / f"data-{worker_tag(self.worker)}-{len(self.shards):05d}.parquet"
                 self._pq = pq.ParquetWriter(path, arrow_schema())
                 self.shards.append(path)
                 self._rows_in_shard = 0
@@ -151,11 +164,9 @@ class DatasetWriter:
         self.shard_writers.append(w)
         return w
 
-    def quarantine_path(self, worker: int = 0) -> Path:
+    def quarantine_path(self, worker: int | str = 0) -> Path:
         assert self.staging is not None, "open() the writer first"
-        p = self.staging / PARTS_DIR / f"quarantine-{worker:05d}.jsonl"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
+        return part_path(self.staging, "quarantine", worker)
 
     def abort(self) -> None:
         """Throw the staging folder away; the previous dataset stays as it was."""
@@ -175,7 +186,10 @@ class DatasetWriter:
         assert self.staging is not None
         for w in self.shard_writers:
             w.close()
+        # shards of this process's writers, then those other processes wrote into the parts
         shards = [p for w in self.shard_writers for p in w.shards]
+        known = set(shards)
+        shards += [p for p in sorted((self.staging / PARTS_DIR).glob("data-*.parquet")) if p not in known]
         # every worker's leftovers (a worker that wrote nothing still has an empty part)
         data = self.staging / DATA_DIR
         data.mkdir(exist_ok=True)

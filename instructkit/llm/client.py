@@ -110,6 +110,9 @@ class LLMClient:
         self._openai = None
         self._sem: asyncio.Semaphore | None = None
         self._limiter: RateLimiter | None = None
+        #: set before the first request to share RPM/TPM limits with other processes (the
+        #: Ray executor's limiter actor); anything with ``async acquire(tokens)``
+        self.rate_limiter: Any = None
         self._start_lock: asyncio.Lock | None = None
         self._closed = False
 
@@ -215,7 +218,7 @@ class LLMClient:
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
             self._sem = asyncio.Semaphore(self.settings.concurrency)
-            self._limiter = RateLimiter(self.settings.rpm, self.settings.tpm)
+            self._limiter = self.rate_limiter or RateLimiter(self.settings.rpm, self.settings.tpm)
         async with self._start_lock:
             if self._openai is None:
                 import openai

@@ -17,8 +17,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,12 @@ import yaml
 from instructkit._exceptions import SourceError
 from instructkit.records import Record, path_label, text_fields
 from instructkit.steps.base import Step
+from instructkit.steps.ner_pool import NerPool, auto_processes, person_counts
 
 logger = logging.getLogger("instructkit")
 
-__all__ = ["AuditDetector", "AuditStep", "audit_dataset", "audit_records", "default_limits"]
+__all__ = ["AuditDetector", "AuditStep", "audit_dataset", "audit_records", "default_limits",
+           "auto_processes"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,34 +50,86 @@ def default_limits() -> dict[str, int | None]:
 
 
 class AuditDetector:
-    """Finds suspects in text: {type: count}, skipping masks and exempt spans."""
+    """Finds suspects in text: {type: count}, skipping masks and exempt spans.
 
-    def __init__(self, *, names: bool = True, ner_model: str | None = None) -> None:
+    Each distinct text is scanned once: a record repeats its texts (``output`` is also the
+    assistant message) and records share theirs (instructions, source fields), so texts are
+    de-duplicated within a call and short ones remembered across calls (a bounded LRU
+    cache in memory, never on disk). spaCy runs only its NER component, over batches.
+    """
+
+    #: texts up to this many characters are remembered (long texts rarely recur verbatim)
+    CACHE_TEXT_CHARS = 2000
+
+    def __init__(self, *, names: bool = True, ner_model: str | None = None,
+                 batch_size: int = 64, cache_size: int = 8192, n_process: int = 1) -> None:
         b = _battery()
         self.patterns = {t: re.compile("|".join(f"(?:{p})" for p in spec["patterns"]),
                                        re.IGNORECASE | re.MULTILINE)
                          for t, spec in b["types"].items()}
         self.masks = re.compile("|".join(f"(?:{m})" for m in b["masks"]))
         self.names = names
+        self.batch_size = max(1, int(batch_size))
+        self.cache_size = max(0, int(cache_size))
+        self._cache: OrderedDict[str, Counter[str]] = OrderedDict()
         self._nlp = None
         self._ner_model = ner_model
+        #: NER processes: this one plus ``n_process - 1`` spawned workers (each loads the model
+        #: once) sharing every batch of texts by length
+        self.n_process = max(1, int(n_process))
+        self._pool: Any = None
+
+    def _spacy_args(self) -> tuple[str, tuple[str, ...]]:
+        from instructkit.steps.anonymize.detect import load_recognizer_config
+
+        scfg = load_recognizer_config()["spacy"]
+        # NER alone (it has its own tok2vec): the audit is a second opinion, without the
+        # detector's tagger rules
+        return self._ner_model or scfg["model"], tuple(scfg["exclude"]) + ("tok2vec", "tagger")
 
     @property
     def nlp(self) -> Any:
         if self._nlp is None:
-            from instructkit.steps.anonymize.detect import _load_spacy, load_recognizer_config
+            from instructkit.steps.anonymize.detect import _load_spacy
 
-            scfg = load_recognizer_config()["spacy"]
-            # NER alone: the audit is a second opinion, without the detector's tagger rules
-            self._nlp = _load_spacy(self._ner_model or scfg["model"],
-                                    tuple(scfg["exclude"]) + ("tok2vec", "tagger"))
+            self._nlp = _load_spacy(*self._spacy_args())
         return self._nlp
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _person_counts(self, texts: list[str]) -> list[int]:
+        if self.n_process > 1 and self._pool is None:
+            self._pool = NerPool(*self._spacy_args(), processes=self.n_process)
+        if self._pool is not None:
+            return self._pool.person_counts(self.nlp, texts, self.batch_size)
+        return person_counts(self.nlp, texts, self.batch_size)
 
     def scan_many(self, items: list[tuple[str, list[list[int]]]]) -> list[Counter[str]]:
         """``items``: (text, exempt spans). Returns suspect counts per text."""
         blanked = [self._blank(t, ex) for t, ex in items]
+        found: dict[str, Counter[str]] = {}
+        todo = []
+        for text in dict.fromkeys(blanked):
+            hit = self._cache.get(text)
+            if hit is None:
+                todo.append(text)
+            else:
+                self._cache.move_to_end(text)
+                found[text] = hit
+        for text, counts in zip(todo, self._scan(todo)):
+            found[text] = counts
+            if self.cache_size and len(text) <= self.CACHE_TEXT_CHARS:
+                self._cache[text] = counts
+                if len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return [Counter(found[t]) for t in blanked]
+
+    def _scan(self, texts: list[str]) -> list[Counter[str]]:
         out = []
-        for text in blanked:
+        for text in texts:
             c: Counter[str] = Counter()
             for typ, rx in self.patterns.items():
                 n = sum(1 for _ in rx.finditer(text))
@@ -82,9 +137,8 @@ class AuditDetector:
                     c[typ] += n
             out.append(c)
         if self.names:
-            todo = [(i, t) for i, t in enumerate(blanked) if any(ch.isalpha() for ch in t)]
-            for (i, _), doc in zip(todo, self.nlp.pipe([t for _, t in todo], batch_size=32)):
-                n = sum(1 for e in doc.ents if e.label_ == "PERSON" and any(ch.isalpha() for ch in e.text))
+            todo = [(i, t) for i, t in enumerate(texts) if any(ch.isalpha() for ch in t)]
+            for (i, _), n in zip(todo, self._person_counts([t for _, t in todo])):
                 if n:
                     out[i]["NAME"] += n
         return out
@@ -165,7 +219,7 @@ def _limits(config: dict[str, Any]) -> dict[str, int | None]:
 
 
 def audit_records(records: Iterable[Record], detector: AuditDetector, report: AuditReport,
-                  batch: int = 64) -> Iterator[tuple[Record, Counter[str]]]:
+                  batch: int = 128) -> Iterator[tuple[Record, Counter[str]]]:
     """Scan records in batches; yield each with its suspect counts (added to ``report``)."""
     buf: list[Record] = []
 
@@ -200,20 +254,25 @@ class AuditStep(Step):
 
     def __init__(self, *, limits: dict[str, int | None] | None = None, names: bool = True,
                  drop_suspects: bool = False, max_record_ids: int = 50,
-                 detector: AuditDetector | None = None) -> None:
+                 detector: AuditDetector | None = None, n_process: int = 1) -> None:
         super().__init__()
         self.limits = limits if limits is not None else default_limits()
         self.names = names
         self.drop_suspects = drop_suspects
         self.max_record_ids = max_record_ids
-        self.detector = detector or AuditDetector(names=names)
+        self.detector = detector or AuditDetector(names=names, n_process=n_process)
         self.report = AuditReport(self.limits, max_record_ids, names)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], ctx: Any) -> "AuditStep":
         config = dict(config or {})
         names = bool(config.get("names", True))
-        detector = ctx.shared(f"audit.detector.names={names}", lambda: AuditDetector(names=names))
+        n_process = config.get("n_process")
+        if n_process is None:
+            # a Ray worker is one of many already: its NER stays in its own process
+            n_process = 1 if (getattr(ctx, "execution", None) or {}).get("worker") else auto_processes()
+        detector = ctx.shared(f"audit.detector.names={names}.n_process={n_process}",
+                              lambda: AuditDetector(names=names, n_process=int(n_process)))
         return cls(limits=_limits(config), names=names,
                    drop_suspects=bool(config.get("drop_suspects", False)),
                    max_record_ids=int(config.get("max_record_ids", 50)), detector=detector)
@@ -266,11 +325,7 @@ def audit_dataset(directory: str | Path, config: dict[str, Any] | None = None, *
     Settings come from ``config`` or else from the recipe copy in the folder
     (``stages.audit``). Returns the report dict (``passed``, ``suspects_by_type``, ...,
     ``exports``: {file: "matches" | reason})."""
-    import hashlib
-
-    from instructkit.dataset.layout import EXPORTS_DIR
     from instructkit.dataset.reader import DatasetFolder
-    from instructkit.dataset.writer import export_row, file_sha256
 
     folder = DatasetFolder(directory, require_complete=require_complete)
     if not folder.data_files:
@@ -282,7 +337,20 @@ def audit_dataset(directory: str | Path, config: dict[str, Any] | None = None, *
         config = {**config, "names": names}
     use_names = bool(config.get("names", True))
     report = AuditReport(_limits(config), int(config.get("max_record_ids", 50)), use_names)
-    detector = AuditDetector(names=use_names)
+    detector = AuditDetector(names=use_names, n_process=int(config.get("n_process") or auto_processes()))
+    try:
+        return _audit_folder(folder, detector, report, directory, check_exports)
+    finally:
+        detector.close()
+
+
+def _audit_folder(folder: Any, detector: AuditDetector, report: AuditReport, directory: str | Path,
+                  check_exports: bool) -> dict[str, Any]:
+    import hashlib
+
+    from instructkit.dataset.layout import EXPORTS_DIR
+    from instructkit.dataset.writer import export_row, file_sha256
+
     exports = {}
     if check_exports:
         for f in sorted((Path(directory) / EXPORTS_DIR).glob("*.jsonl")):

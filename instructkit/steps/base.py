@@ -191,6 +191,12 @@ class Quarantine:
     def __len__(self) -> int:
         return sum(self.counts.values())
 
+    def flush(self) -> None:
+        """Push written entries to the file (a worker that may be stopped without notice)."""
+        with self._lock:
+            if self._fh:
+                self._fh.flush()
+
     def close(self) -> None:
         if self._fh:
             self._fh.close()
@@ -221,6 +227,9 @@ class Step:
 
     #: the name used in the manifest, the card and quarantine lines
     name: str = "step"
+    #: the recipe stage whose factory made this step (set by ``stages_from_config``), so an
+    #: executor can make the same step again in another process
+    stage: str | None = None
 
     def __init__(self) -> None:
         self.stats = StepStats(self.name)

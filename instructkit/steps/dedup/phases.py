@@ -37,7 +37,7 @@ from instructkit.steps.dedup.text import exact_hash, hash_words, normalize, reco
 if TYPE_CHECKING:
     from instructkit.steps.dedup.stage import DedupStep
 
-__all__ = ["Block", "features", "exact_representatives", "band_rows", "bucket_pairs",
+__all__ = ["Block", "Edges", "features", "exact_representatives", "band_rows", "bucket_pairs",
            "verify_pairs", "star_clusters", "union_find_clusters", "decide_in_memory",
            "concat_blocks", "take", "KINDS", "KEEP_COLUMNS"]
 
@@ -171,18 +171,18 @@ def bucket_pairs(band: np.ndarray, key: np.ndarray, pos: np.ndarray, order: np.n
 
 
 # -- 4. verify ------------------------------------------------------------------------------------
-def verify_pairs(pairs: np.ndarray, sig_u: np.ndarray, sig_v: np.ndarray,
-                 task_u: np.ndarray | None, task_v: np.ndarray | None,
-                 threshold: float, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs whose signatures agree on at least ``threshold`` of their values (and whose tasks
-    match, when tasks are given), with that estimated Jaccard."""
-    sims = np.empty(len(pairs), np.float32)
-    for s in range(0, len(pairs), chunk):
+def verify_pairs(sig_u: np.ndarray, sig_v: np.ndarray, task_u: np.ndarray | None,
+                 task_v: np.ndarray | None, threshold: float,
+                 chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """(which pairs hold, every pair's estimated Jaccard): a pair holds when its signatures
+    agree on at least ``threshold`` of their values and (when tasks are given) its tasks match."""
+    sims = np.empty(len(sig_u), np.float32)
+    for s in range(0, len(sig_u), chunk):
         sims[s:s + chunk] = (sig_u[s:s + chunk] == sig_v[s:s + chunk]).mean(axis=1)
     ok = sims >= threshold
     if task_u is not None and task_v is not None:
         ok &= np.asarray(task_u == task_v, bool)
-    return pairs[ok], sims[ok]
+    return ok, sims
 
 
 # -- 5. clusters ----------------------------------------------------------------------------------
@@ -321,10 +321,9 @@ def decide_in_memory(step: "DedupStep", block: Block) -> tuple[dict[int, tuple[s
         figures["candidate_pairs"] = int(len(cand))
         ui, vi = np.searchsorted(block[POS], cand[:, 0]), np.searchsorted(block[POS], cand[:, 1])
         scoped = step.scope == "task"
-        pairs, sims = verify_pairs(cand, block[SIG][ui], block[SIG][vi],
-                                   block[TASK][ui] if scoped else None,
-                                   block[TASK][vi] if scoped else None, step.near_threshold)
-        edges.append((pairs, sims, 0))
+        ok, sims = verify_pairs(block[SIG][ui], block[SIG][vi], block[TASK][ui] if scoped else None,
+                                block[TASK][vi] if scoped else None, step.near_threshold)
+        edges.append((cand[ok], sims[ok], 0))
     if step.semantic and len(reps[POS]) > 1:
         edges.append(semantic_edges(step, reps))
     if step.clustering == "union_find":
