@@ -68,6 +68,8 @@ _LAZY = {
     "publish_dataset": ("instructkit.hub.core", "publish_dataset"),
     "PublishResult": ("instructkit.hub.core", "PublishResult"),
     "GateResult": ("instructkit.hub.gates", "GateResult"),
+    # the HTML dataset report (issue 17)
+    "write_report": ("instructkit.dataset.report", "write_report"),
 }
 
 

@@ -28,7 +28,8 @@ app = typer.Typer(
 logger = logging.getLogger("instructkit")
 
 #: modules that add commands; a module not present yet is skipped
-COMMAND_MODULES = ["cli_llm", "cli_rag", "cli_anonymize", "cli_dedup", "cli_quality", "cli_publish"]
+COMMAND_MODULES = ["cli_llm", "cli_rag", "cli_anonymize", "cli_dedup", "cli_quality", "cli_publish",
+                   "cli_report"]
 
 _state = {"quiet": False}
 

@@ -71,7 +71,7 @@ class DatasetWriter:
     def prepare(self) -> None:
         """Empty the files this writer owns, so a rerun into the same folder starts clean."""
         self.out.mkdir(parents=True, exist_ok=True)
-        for rel in (DATA_FILE, "quarantine.jsonl", "manifest.json", "README.md", "recipe.yaml"):
+        for rel in (DATA_FILE, "quarantine.jsonl", "manifest.json", "README.md", "recipe.yaml", "report.html"):
             p = self.out / rel
             if p.exists():
                 p.unlink()
@@ -135,6 +135,12 @@ class DatasetWriter:
             (self.out / "recipe.yaml").write_text(recipe.text, encoding="utf-8")
         card = build_card(manifest, pipeline=pipeline, samples=self.samples, data_dir=self.out)
         card.save(str(self.out / "README.md"))
+        # -- the HTML report next to the card (issue 17; recipe `output.report`, on by default) --
+        from instructkit.dataset.report import wants_report, write_report
+
+        if wants_report(getattr(recipe, "data", None)):
+            write_report(self.out)
+        # -- end of the report block --
 
 
 def _export(fmt: str, rec: Record) -> dict[str, Any]:

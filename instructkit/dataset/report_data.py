@@ -1,0 +1,615 @@
+"""What the dataset report shows, read from a dataset folder with Arrow.
+
+The page follows the card's facts and computes no other numbers:
+
+- records, tasks, methods, sources, licences and models are counted from the data, as
+  ``instructkit.card.scan_dataset`` counts them for the card, but as Arrow aggregates over a
+  few narrow columns (``arrow_stats``), so a 1M-record folder takes seconds;
+- quarantined records, drops by stage and reason, anonymization, dedup, bias and the LLM
+  ledger come from ``manifest.json``, where the card takes them;
+- the publish gates are the ones ``instructkit publish`` runs (``hub.gates.run_gates``) on
+  the card rendered from the folder the same way.
+
+Only the sampled records, quarantine entries and dedup clusters are turned into Python
+objects. The quarantine is embedded whole up to ``max_quarantine`` entries, else a sample
+stratified by stage and reason; its counts always come from the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from instructkit._exceptions import SourceError
+from instructkit.card import DatasetStats, _license_of, _model_label
+
+logger = logging.getLogger("instructkit")
+
+__all__ = ["ReportData", "load_report_data", "arrow_stats", "token_counts", "LENGTH_FIELDS"]
+
+LENGTH_FIELDS = ("instruction", "input", "output")
+#: provenance fields the aggregates need (the rest of the JSON is not parsed)
+PROVENANCE_FIELDS = ("builder", "template_id", "template_hash", "prompt_id", "prompt_hash",
+                     "model", "provider")
+QUANTILES = {"p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
+#: longest text shown per field; the page says when a text was clipped
+CLIP_CHARS = 4000
+BATCH_ROWS = 16_384
+
+
+@dataclass
+class ReportData:
+    folder: Path
+    manifest: dict[str, Any]
+    recipe: dict[str, Any]
+    stats: DatasetStats
+    #: (task, method) -> records
+    task_method: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: source name -> records in the data
+    source_records: Counter = field(default_factory=Counter)
+    #: field -> task -> {n, p5, p25, p50, p75, p95, max, mean}
+    lengths: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    gates: list[Any] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    #: entries in quarantine.jsonl (the manifest's count is what the page shows)
+    quarantine_lines: int = 0
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    #: kept records with dropped duplicates, and how many duplicates were dropped in all
+    cluster_count: int = 0
+    duplicates_dropped: int = 0
+    card_license: str = "-"
+    seconds: float = 0.0
+
+    @property
+    def n_records(self) -> int:
+        return self.stats.records
+
+    @property
+    def n_quarantined(self) -> int:
+        q = self.manifest.get("quarantined")
+        return int(q) if isinstance(q, int) else self.quarantine_lines
+
+
+# -- the data -------------------------------------------------------------------------------
+def data_files(folder: Path) -> list[Path]:
+    return sorted((folder / "data").rglob("*.parquet")) if (folder / "data").is_dir() else []
+
+
+def _byte_classes() -> tuple[Any, Any]:
+    """Which ASCII bytes are word characters and which one-token marks (neither word nor
+    space), as Python's ``re`` sees them (``\\w``, ``\\s`` on str); bytes >= 0x80 are neither
+    (their strings are counted by ``approx_tokens``)."""
+    import numpy as np
+
+    word = np.zeros(256, bool)
+    punct = np.zeros(256, bool)
+    for b in range(128):
+        ch = chr(b)
+        word[b] = ch.isalnum() or ch == "_"
+        punct[b] = not word[b] and not ch.isspace()
+    return word, punct
+
+
+_TEXT_SLICE = 2048  # rows per numpy pass (bounds the temporary arrays: ~20 bytes per text byte)
+
+
+def token_counts(texts: Any) -> Any:
+    """Approximate tokens per string, exactly ``quality.text.approx_tokens``, vectorised:
+    a word counts one token per started 4 characters, any other non-space character one.
+    ASCII strings are counted on their bytes with numpy; strings with other characters
+    (whose classes need Unicode tables) go through ``approx_tokens`` itself."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    arr = pc.fill_null(arr, "")
+    offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    word_lut, punct_lut = _BYTE_CLASSES
+    out = np.zeros(len(arr), np.int64)
+    for lo in range(0, len(arr), _TEXT_SLICE):
+        part = arr.slice(lo, _TEXT_SLICE)
+        n = len(part)
+        offs = np.frombuffer(part.buffers()[1], offset_type)[part.offset:part.offset + n + 1].astype(np.int64)
+        start, end = int(offs[0]), int(offs[-1])
+        if end == start:
+            continue
+        data = np.frombuffer(part.buffers()[2], np.uint8)[start:end]
+        offs = offs - start
+        is_word = word_lut.take(data)
+        # segments of one class (word characters or not), cut at every string start too
+        change = np.empty(len(data), bool)
+        change[0] = True
+        np.not_equal(is_word[1:], is_word[:-1], out=change[1:])
+        change[offs[:-1][offs[:-1] < len(data)]] = True
+        seg = np.flatnonzero(change)
+        seg_len = np.diff(seg, append=len(data))
+        # a word counts one token per started 4 characters; every mark one token
+        seg_tokens = np.where(is_word[seg], (seg_len + 3) >> 2, 0)
+        seg_string = np.searchsorted(offs, seg, side="right") - 1
+        out[lo:lo + n] = np.bincount(seg_string, weights=seg_tokens, minlength=n)[:n].astype(np.int64)
+        marks = np.concatenate(([0], np.cumsum(punct_lut.take(data).view(np.uint8), dtype=np.int64)))
+        out[lo:lo + n] += marks[offs[1:]] - marks[offs[:-1]]
+        non_ascii = np.flatnonzero(pc.not_equal(pc.utf8_length(part), pc.binary_length(part)).to_numpy(zero_copy_only=False))
+        if len(non_ascii):
+            from instructkit.quality.text import approx_tokens
+
+            strings = part.take(pa.array(non_ascii)).to_pylist()
+            out[lo + non_ascii] = [approx_tokens(t) for t in strings]
+    return pa.array(out, pa.int32())
+
+
+_BYTE_CLASSES = _byte_classes()
+
+
+def _provenance_table(col: Any) -> Any:
+    """The fields in ``PROVENANCE_FIELDS`` of a column of JSON strings, parsed by Arrow's
+    JSON reader (newline-delimited), or row by row if the reader refuses the batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    schema = pa.schema([(k, pa.string()) for k in PROVENANCE_FIELDS])
+    lines = pc.binary_join_element_wise(pc.fill_null(col, "{}"), "", "\n")
+    if len(lines):
+        offset_type = pa.int64() if pa.types.is_large_string(lines.type) else pa.int32()
+        offsets = pa.Array.from_buffers(offset_type, len(lines) + 1, [None, lines.buffers()[1]],
+                                        offset=lines.offset)
+        start, end = offsets[0].as_py(), offsets[-1].as_py()
+        buf = lines.buffers()[2][start:end]
+        try:
+            table = pj.read_json(pa.BufferReader(buf), read_options=pj.ReadOptions(
+                block_size=max(1 << 20, min(len(buf), 1 << 26)), use_threads=True),
+                parse_options=pj.ParseOptions(explicit_schema=schema,
+                                              unexpected_field_behavior="ignore"))
+            if table.num_rows == len(col):
+                return table
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            logger.debug("provenance batch parsed row by row (%s)", exc)
+    rows = []
+    for s in col.to_pylist():
+        try:
+            p = json.loads(s) if s else {}
+        except (TypeError, json.JSONDecodeError):
+            p = {}
+        p = p if isinstance(p, dict) else {}
+        rows.append({k: (None if p.get(k) is None else str(p.get(k))) for k in PROVENANCE_FIELDS})
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _slim_batches(folder: Path, lengths: bool = True) -> Iterator[tuple[Any, Any]]:
+    """One narrow batch per Parquet batch: task, method, source, licence, token counts (when
+    ``lengths``) and the provenance fields, plus the global row number; and the batch's raw
+    provenance column. Token counts run in a thread pool (Arrow releases the GIL)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    row = 0
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for f in data_files(folder):
+            pf = pq.ParquetFile(f)
+            names = set(pf.schema_arrow.names)
+            wanted = ("task", "method", "source", "provenance", *(LENGTH_FIELDS if lengths else ()))
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[c for c in wanted if c in names]):
+                n = batch.num_rows
+
+                def col(name: str, default: str) -> Any:
+                    return pc.fill_null(batch.column(name), default) if name in names else pa.array([default] * n)
+
+                tokens = {fld: pool.submit(token_counts, batch.column(fld))
+                          for fld in (LENGTH_FIELDS if lengths else ()) if fld in names}
+                src = batch.column("source") if "source" in names else None
+                out = {
+                    "row": pa.array(range(row, row + n), pa.int64()),
+                    "task": col("task", "?"), "method": col("method", "?"),
+                    "source": pc.fill_null(pc.struct_field(src, "name"), "?") if src is not None else pa.array(["?"] * n),
+                    "license": pc.fill_null(pc.struct_field(src, "license"), "unknown") if src is not None
+                    else pa.array(["unknown"] * n),
+                }
+                prov_col = batch.column("provenance") if "provenance" in names else None
+                prov = (_provenance_table(prov_col) if prov_col is not None
+                        else pa.table({k: pa.nulls(n, pa.string()) for k in PROVENANCE_FIELDS}))
+                for k in PROVENANCE_FIELDS:
+                    out[f"prov_{k}"] = prov.column(k).combine_chunks()
+                if lengths:
+                    for fld in LENGTH_FIELDS:
+                        out[f"tok_{fld}"] = tokens[fld].result() if fld in tokens else pa.array([0] * n, pa.int32())
+                yield pa.RecordBatch.from_pydict(out), prov_col
+                row += n
+
+
+def _counts(table: Any, keys: Sequence[str]) -> dict[Any, int]:
+    g = table.group_by(list(keys)).aggregate([([], "count_all")])
+    cols = [g.column(k).to_pylist() for k in keys]
+    n = g.column("count_all").to_pylist()
+    if len(keys) == 1:
+        return dict(zip(cols[0], n))
+    return {tuple(vals): c for *vals, c in zip(*cols, n)}
+
+
+def arrow_stats(folder: str | Path, lengths: bool = True) -> tuple[DatasetStats, Any]:
+    """``card.scan_dataset``'s figures (without samples and per-record anonymization
+    counts, which the card takes from the manifest) as Arrow aggregates; also returns the
+    narrow per-record table (task, method, source, token counts when ``lengths``...) the
+    charts use."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    folder = Path(folder)
+    st = DatasetStats()
+    batches = []
+    for slim, prov_col in _slim_batches(folder, lengths):
+        batches.append(slim)
+        if prov_col is not None:
+            _first_params(st, slim, prov_col)
+    if not batches:
+        return st, None
+    table = pa.Table.from_batches(batches)
+    st.records = table.num_rows
+    st.tasks = Counter(_counts(table, ["task"]))
+    st.methods = Counter(_counts(table, ["method"]))
+    st.licenses = Counter(_counts(table, ["license"]))
+    st.source_licenses = Counter(_counts(table, ["source", "license"]))
+    builder = pc.fill_null(table.column("prov_builder"), "?")
+    model, provider = table.column("prov_model"), table.column("prov_provider")
+    has_model = pc.or_(pc.not_equal(pc.fill_null(model, ""), ""), pc.not_equal(pc.fill_null(provider, ""), ""))
+    with_model = pa.table({"builder": builder, "model": pc.fill_null(model, ""),
+                           "provider": pc.fill_null(provider, "")}).filter(has_model)
+    if with_model.num_rows:
+        for (p, m), c in _counts(with_model, ["provider", "model"]).items():
+            st.models[(p, m)] += c
+        for (b, p, m), c in _counts(with_model, ["builder", "provider", "model"]).items():
+            st.models_by_builder.setdefault(b, Counter())[_model_label(p or None, m or None)] += c
+    pid = pc.coalesce(pc.if_else(pc.equal(table.column("prov_prompt_id"), ""), None, table.column("prov_prompt_id")),
+                      pc.if_else(pc.equal(table.column("prov_template_id"), ""), None, table.column("prov_template_id")))
+    phash = pc.coalesce(pc.if_else(pc.equal(table.column("prov_prompt_hash"), ""), None, table.column("prov_prompt_hash")),
+                        pc.if_else(pc.equal(table.column("prov_template_hash"), ""), None, table.column("prov_template_hash")),
+                        pa.scalar("-"))
+    prompts = pa.table({"builder": builder, "key": pc.binary_join_element_wise(
+        pid, pc.utf8_slice_codeunits(phash, 0, 16), "@")}).filter(pc.is_valid(pid))
+    if prompts.num_rows:
+        for (b, k), c in _counts(prompts, ["builder", "key"]).items():
+            st.prompts_by_builder.setdefault(b, Counter())[k] += c
+    return st, table
+
+
+def _first_params(st: DatasetStats, slim: Any, prov_col: Any) -> None:
+    """The generation parameters of each builder's first record with a model (JSON-parsed
+    for those few rows only), as ``scan_dataset`` records them for the card."""
+    import pyarrow.compute as pc
+
+    has_model = pc.or_(pc.is_valid(slim.column("prov_model")), pc.is_valid(slim.column("prov_provider")))
+    if not pc.any(has_model).as_py():
+        return
+    builders = pc.fill_null(slim.column("prov_builder"), "?").to_pylist()
+    for i in pc.indices_nonzero(has_model).to_pylist():
+        b = builders[i]
+        if b in st.params_by_builder:
+            continue
+        try:
+            prov = json.loads(prov_col[i].as_py() or "{}")
+        except json.JSONDecodeError:
+            continue
+        if isinstance(prov, dict) and isinstance(prov.get("params"), dict):
+            st.params_by_builder[b] = prov["params"]
+
+
+def _lengths(table: Any, tasks: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    import pyarrow.compute as pc
+
+    out: dict[str, dict[str, dict[str, float]]] = {f: {} for f in LENGTH_FIELDS}
+    task_col = table.column("task")
+    for t in tasks:
+        sub = table.filter(pc.equal(task_col, t))
+        for f in LENGTH_FIELDS:
+            vals = sub.column(f"tok_{f}")
+            if not len(vals):
+                continue
+            qs = pc.quantile(vals, q=list(QUANTILES.values())).to_pylist()
+            q = {k: round(v, 1) for k, v in zip(QUANTILES, qs)}
+            q.update(n=len(vals), max=pc.max(vals).as_py(), mean=round(pc.mean(vals).as_py(), 1))
+            out[f][t] = q
+    return out
+
+
+# -- sampled records ---------------------------------------------------------------------------
+def _share(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
+    """Water-filling: every stratum gets an equal share, small strata give theirs back."""
+    take = {k: 0 for k in sizes}
+    left = budget
+    open_ = [k for k in sorted(sizes, key=lambda k: (sizes[k], k)) if sizes[k] > 0]
+    while open_ and left > 0:
+        quota = max(1, left // len(open_))
+        for k in open_:
+            add = min(quota, sizes[k] - take[k], left)
+            take[k] += add
+            left -= add
+            if left <= 0:
+                break
+        open_ = [k for k in open_ if take[k] < sizes[k]]
+    return take
+
+
+def _spread(items: list[int], k: int) -> list[int]:
+    """``k`` items evenly spread over ``items`` (first and last included)."""
+    if k >= len(items):
+        return items
+    if k <= 1:
+        return items[:k]
+    step = (len(items) - 1) / (k - 1)
+    return [items[round(i * step)] for i in range(k)]
+
+
+def sample_rows(table: Any, budget: int) -> list[int]:
+    """Global row numbers of a sample stratified by (task, method, source)."""
+    if table is None or budget <= 0:
+        return []
+    if table.num_rows <= budget:
+        return list(range(table.num_rows))
+    g = table.group_by(["task", "method", "source"]).aggregate([("row", "list")])
+    strata = {tuple(k): rows for *k, rows in zip(g.column("task").to_pylist(), g.column("method").to_pylist(),
+                                                  g.column("source").to_pylist(), g.column("row_list").to_pylist())}
+    take = _share({k: len(v) for k, v in strata.items()}, budget)
+    rows = [r for k in sorted(strata) for r in _spread(sorted(strata[k]), take[k])]
+    return sorted(rows)
+
+
+def read_rows(folder: Path, rows: Sequence[int]) -> list[dict[str, Any]]:
+    """The records at global row numbers ``rows``, reading only the row groups that hold them."""
+    import pyarrow.parquet as pq
+
+    wanted = sorted(set(rows))
+    out: list[dict[str, Any]] = []
+    base, i = 0, 0
+    for f in data_files(folder):
+        pf = pq.ParquetFile(f)
+        for rg in range(pf.num_row_groups):
+            n = pf.metadata.row_group(rg).num_rows
+            local = []
+            while i < len(wanted) and wanted[i] < base + n:
+                local.append(wanted[i] - base)
+                i += 1
+            if local:
+                out += [_record(r) for r in pf.read_row_group(rg).take(local).to_pylist()]
+            base += n
+            if i >= len(wanted):
+                return out
+    return out
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    rec = dict(row)
+    rec["source"] = {k: v for k, v in (row.get("source") or {}).items() if v is not None}
+    for k in ("provenance", "meta", "context"):
+        v = row.get(k)
+        if isinstance(v, str):
+            try:
+                rec[k] = json.loads(v)
+            except json.JSONDecodeError:
+                rec[k] = v
+    return rec
+
+
+def rows_of_ids(folder: Path, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Records by id (reads the id column, then only the row groups holding the matches)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not ids:
+        return {}
+    value_set = pa.array(sorted(set(ids)), pa.string())
+    rows, base = [], 0
+    for f in data_files(folder):
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS, columns=["id"]):
+            hit = pc.indices_nonzero(pc.is_in(batch.column("id"), value_set=value_set))
+            rows += [base + j for j in hit.to_pylist()]
+            base += batch.num_rows
+    return {r["id"]: r for r in read_rows(folder, rows)}
+
+
+# -- the quarantine ----------------------------------------------------------------------------
+def _quarantine_index(path: Path) -> Any:
+    """stage, reason, record_id, duplicate_of and similarity of every quarantine line, read by
+    Arrow's JSON reader (the rest of each entry is not parsed); None when the file is empty."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    schema = pa.schema([("stage", pa.string()), ("reason", pa.string()), ("record_id", pa.string()),
+                        ("duplicate_of", pa.string()), ("similarity", pa.float64())])
+    try:
+        return pj.read_json(path, read_options=pj.ReadOptions(block_size=1 << 24),
+                            parse_options=pj.ParseOptions(explicit_schema=schema,
+                                                          unexpected_field_behavior="ignore"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        logger.debug("quarantine read line by line (%s)", exc)
+    rows = []
+    for e in _iter_lines(path):
+        rows.append({"stage": _str(e.get("stage")), "reason": _str(e.get("reason")),
+                     "record_id": _str(e.get("record_id")), "duplicate_of": _str(e.get("duplicate_of")),
+                     "similarity": e.get("similarity") if isinstance(e.get("similarity"), (int, float)) else None})
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _iter_lines(path: Path, wanted: set[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Parsed quarantine entries (all, or only the non-empty lines numbered in ``wanted``)."""
+    n = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.strip():
+                continue
+            if wanted is None or n in wanted:
+                try:
+                    e = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    e = {"stage": "?", "reason": "unreadable quarantine line"}
+                e = e if isinstance(e, dict) else {"stage": "?", "reason": "not an object"}
+                e["_line"] = n
+                yield e
+            n += 1
+
+
+def sample_quarantine(index: Any, budget: int) -> list[int]:
+    """Line numbers of the quarantine entries to embed: all of them up to ``budget``,
+    else a sample stratified by (stage, reason)."""
+    import pyarrow as pa
+
+    if index is None or budget <= 0:
+        return []
+    if index.num_rows <= budget:
+        return list(range(index.num_rows))
+    import pyarrow.compute as pc
+
+    t = pa.table({"stage": pc.fill_null(index.column("stage"), "?"),
+                  "reason": pc.fill_null(index.column("reason"), "?"),
+                  "line": pa.array(range(index.num_rows), pa.int64())})
+    g = t.group_by(["stage", "reason"]).aggregate([("line", "list")])
+    strata = {(s, r): lines for s, r, lines in zip(g.column("stage").to_pylist(), g.column("reason").to_pylist(),
+                                                   g.column("line_list").to_pylist())}
+    take = _share({k: len(v) for k, v in strata.items()}, budget)
+    return sorted(r for k in sorted(strata) for r in _spread(sorted(strata[k]), take[k]))
+
+
+def dedup_clusters(folder: Path, index: Any, n_clusters: int) -> tuple[list[dict[str, Any]], int, int]:
+    """A sample of merged clusters: the kept record and the duplicates dropped in its favour.
+    Returns (clusters, clusters in all, duplicates in all)."""
+    import pyarrow.compute as pc
+
+    if index is None:
+        return [], 0, 0
+    has_dup = pc.is_valid(index.column("duplicate_of"))
+    if not pc.any(has_dup).as_py():
+        return [], 0, 0
+    import pyarrow as pa
+
+    dups = pa.table({"kept": index.column("duplicate_of"), "reason": pc.fill_null(index.column("reason"), "?"),
+                     "line": pa.array(range(index.num_rows), pa.int64())}).filter(has_dup)
+    g = dups.group_by(["kept"]).aggregate([("line", "list"), ("reason", "min")])
+    kept = g.column("kept").to_pylist()
+    lines = g.column("line_list").to_pylist()
+    reasons = g.column("reason_min").to_pylist()
+    # the largest clusters of each kind of duplicate, taken in turn
+    by_reason: dict[str, list[int]] = {}
+    for i in sorted(range(len(kept)), key=lambda i: (-len(lines[i]), kept[i])):
+        by_reason.setdefault(reasons[i], []).append(i)
+    chosen: list[int] = []
+    queues = [by_reason[r] for r in sorted(by_reason)]
+    while len(chosen) < n_clusters and any(queues):
+        for q in queues:
+            if q and len(chosen) < n_clusters:
+                chosen.append(q.pop(0))
+    wanted = {ln for i in chosen for ln in lines[i][:6]}
+    entries = {e["_line"]: e for e in _iter_lines(folder / "quarantine.jsonl", wanted)}
+    kept_records = rows_of_ids(folder, [kept[i] for i in chosen if not kept[i].startswith("seed_task:")])
+    clusters = []
+    for i in chosen:
+        clusters.append({"kept_id": kept[i], "kept": kept_records.get(kept[i]),
+                         "size": len(lines[i]) + 1, "reason": reasons[i],
+                         "dropped": [entries[ln] for ln in lines[i][:6] if ln in entries],
+                         "more": max(0, len(lines[i]) - 6)})
+    return clusters, len(kept), dups.num_rows
+
+
+# -- everything ---------------------------------------------------------------------------------
+def load_report_data(folder: str | Path, *, max_records: int = 500, max_quarantine: int = 500,
+                     n_clusters: int = 12, quarantine_texts: bool = True) -> ReportData:
+    """Read a dataset folder for the report (see the module docstring for where each figure
+    comes from)."""
+    import time
+
+    import yaml
+
+    from instructkit.card import build_card
+    from instructkit.hub.gates import run_gates
+
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    if not folder.is_dir() or not (folder / "data").is_dir():
+        raise SourceError("not a dataset folder written by `instructkit build` (no data/)", file=str(folder))
+    mpath = folder / "manifest.json"
+    manifest: dict[str, Any] | None = None
+    if mpath.is_file():
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"manifest.json is not valid JSON ({exc.msg})", file=str(mpath),
+                              line=exc.lineno) from None
+    recipe: dict[str, Any] = {}
+    rpath = folder / "recipe.yaml"
+    if rpath.is_file():
+        try:
+            loaded = yaml.safe_load(rpath.read_text(encoding="utf-8"))
+            recipe = loaded if isinstance(loaded, dict) else {}
+        except yaml.YAMLError:
+            recipe = {}
+    stats, table = arrow_stats(folder)
+    data = ReportData(folder=folder, manifest=manifest or {}, recipe=recipe, stats=stats)
+    if table is not None:
+        data.task_method = _counts(table, ["task", "method"])
+        data.source_records = Counter(_counts(table, ["source"]))
+        data.lengths = _lengths(table, sorted(stats.tasks))
+    # sources and licences as the card classifies them
+    m = data.manifest
+    sources = list(m.get("sources") or [])
+    hub_id, hub_name, classified = _license_of(sources, list(stats.source_licenses),
+                                               (recipe.get("card") or {}).get("license"))
+    data.card_license = hub_id if hub_id != "other" else f"other ({hub_name})"
+    by_name = {c.name: c for c in classified}
+    listed = set()
+    for s in sources:
+        c = by_name.get(s.get("name"))
+        listed.add(s.get("name"))
+        data.sources.append({**s, "class": c.info.cls if c else "?",
+                             "publishable": c is None or c.publishable,
+                             "problems": list(c.problems) if c else [],
+                             "records": data.source_records.get(s.get("name"), 0)})
+    for (name, lic), n in sorted(stats.source_licenses.items()):
+        if name not in listed:  # records of a source the manifest does not list
+            c = by_name.get(name)
+            data.sources.append({"name": name, "license": lic, "class": c.info.cls if c else "?",
+                                 "publishable": c is None or c.publishable,
+                                 "problems": list(c.problems) if c else [], "records": n})
+    # the publish gates, as `instructkit publish` runs them
+    card = build_card(m, recipe=recipe, stats=stats)
+    data.gates = run_gates(manifest, stats, str(card))
+    # records to browse
+    data.records = read_rows(folder, sample_rows(table, max_records))
+    # the quarantine and the dedup clusters
+    qpath = folder / "quarantine.jsonl"
+    index = _quarantine_index(qpath)
+    data.quarantine_lines = index.num_rows if index is not None else 0
+    if quarantine_texts and index is not None:
+        wanted = set(sample_quarantine(index, max_quarantine))
+        data.quarantine = list(_iter_lines(qpath, wanted))
+        data.clusters, data.cluster_count, data.duplicates_dropped = dedup_clusters(folder, index, n_clusters)
+    elif index is not None:
+        _, data.cluster_count, data.duplicates_dropped = dedup_clusters(folder, index, 0)
+    data.seconds = time.perf_counter() - t0
+    return data
+
+
+def stage_drops(manifest: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """(stage, reason, records) for every drop the manifest counts, builders first, in run order."""
+    out = []
+    for s in [*(manifest.get("builders") or []), *(manifest.get("stages") or [])]:
+        for reason, n in (s.get("dropped_by_reason") or {}).items():
+            if n:
+                out.append((str(s.get("stage", "?")), str(reason), int(n)))
+    return out
