@@ -143,6 +143,7 @@ def test_page_follows_the_card_and_the_publish_gates(quickstart):
     dry = publish(quickstart, "org/name", dry_run=True)
     shown = re.findall(r'class="badge (pass|fail)">[^<]*</span></span>\s*<span class="d"><strong>(\d)\.', html)
     assert [(int(n), v == "pass") for v, n in shown] == [(g.number, g.passed) for g in dry.gates]
+    assert "report.html" not in {f.path for f in dry.files}  # it holds quarantined records: never uploaded
     # every source with its licence
     for s in manifest["sources"]:
         assert f"<td>{s['name']}</td><td>{s['license']}" in html
@@ -175,9 +176,9 @@ def test_records_show_provenance_and_mark_placeholders(duplicates):
 
 
 def test_dedup_clusters_show_kept_and_dropped(duplicates):
-    from instructkit.dataset.report_data import _quarantine_index, dedup_clusters
+    from instructkit.dataset.report_samples import dedup_clusters, quarantine_index
 
-    index = _quarantine_index(duplicates / "quarantine.jsonl")
+    index = quarantine_index(duplicates / "quarantine.jsonl")
     clusters, n_clusters, n_dropped = dedup_clusters(duplicates, index, 12)
     assert n_clusters == 1 and n_dropped == 3
     (c,) = clusters
@@ -202,7 +203,7 @@ def test_quarantine_is_embedded_whole_or_sampled_by_stage_and_reason(duplicates)
 def test_stratified_samples_cover_every_stratum():
     import pyarrow as pa
 
-    from instructkit.dataset.report_data import _share, sample_quarantine, sample_rows
+    from instructkit.dataset.report_samples import _share, sample_quarantine, sample_rows
 
     tasks = ["a"] * 900 + ["b"] * 90 + ["c"] * 10
     table = pa.table({"row": pa.array(range(1000), pa.int64()), "task": tasks, "method": ["template"] * 1000,
@@ -260,6 +261,7 @@ def test_retrieved_passages_and_a_folder_without_manifest(tmp_path):
            "provenance": {"builder": "rag", "seed": 1, "prompt_id": "rag/guideline_qa", "prompt_hash": "ef" * 8,
                           "model": "SmolLM2", "provider": "llama.cpp", "chunk_ids": ["doc1#3"]},
            "context": [{"chunk_id": "doc1#3", "doc_id": "doc1", "title": "Influenza guidance",
+                        "url": "javascript:alert(1)",
                         "section": "Adults", "score": 0.83,
                         "text": "Routine annual influenza vaccination is recommended for all adults."}]}
     w = DatasetWriter(tmp_path / "rag", formats=[])
@@ -268,6 +270,22 @@ def test_retrieved_passages_and_a_folder_without_manifest(tmp_path):
     html = _page(tmp_path / "rag")
     assert "doc1#3" in html and "Routine annual influenza vaccination is recommended" in html
     assert "Influenza guidance" in html and "score 0.830" in html
+    assert 'href="javascript:' not in html  # only http(s) addresses become links
     assert "prompt</th><td class=\"mono\">rag/guideline_qa @ efefefefefefefef" in html
     assert "SmolLM2 (llama.cpp)" in html
     assert "manifest.json is missing" in html and _fact(html, "records") == 1
+
+
+def test_quarantine_index_survives_unreadable_lines(tmp_path):
+    from instructkit.dataset.report_samples import iter_quarantine, quarantine_index
+
+    q = tmp_path / "quarantine.jsonl"
+    q.write_text('{"stage": "validate.length", "reason": "too_long", "record_id": "a"}\n'
+                 'not json at all\n\n'
+                 '{"stage": "dedup", "reason": "duplicate_near", "record_id": "b", "duplicate_of": "c", '
+                 '"similarity": 1}\n', encoding="utf-8")
+    index = quarantine_index(q)
+    assert index.column("reason").to_pylist() == ["too_long", "unreadable quarantine line", "duplicate_near"]
+    assert index.column("similarity").to_pylist() == [None, None, 1.0]
+    assert [e["_line"] for e in iter_quarantine(q, {0, 2})] == [0, 2]
+    assert [e["record_id"] for e in iter_quarantine(q, {2})] == ["b"]

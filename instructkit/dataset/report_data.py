@@ -10,9 +10,9 @@ The page follows the card's facts and computes no other numbers:
 - the publish gates are the ones ``instructkit publish`` runs (``hub.gates.run_gates``) on
   the card rendered from the folder the same way.
 
-Only the sampled records, quarantine entries and dedup clusters are turned into Python
-objects. The quarantine is embedded whole up to ``max_quarantine`` entries, else a sample
-stratified by stage and reason; its counts always come from the manifest.
+Only the sampled records, quarantine entries and dedup clusters (``report_samples``) are
+turned into Python objects. The quarantine is embedded whole up to ``max_quarantine`` entries,
+else a sample stratified by stage and reason; its counts always come from the manifest.
 """
 
 from __future__ import annotations
@@ -27,6 +27,16 @@ from typing import Any
 
 from instructkit._exceptions import SourceError
 from instructkit.card import DatasetStats, _license_of, _model_label
+from instructkit.dataset.report_samples import (
+    BATCH_ROWS,
+    data_files,
+    dedup_clusters,
+    iter_quarantine,
+    quarantine_index,
+    read_rows,
+    sample_quarantine,
+    sample_rows,
+)
 
 logger = logging.getLogger("instructkit")
 
@@ -39,7 +49,6 @@ PROVENANCE_FIELDS = ("builder", "template_id", "template_hash", "prompt_id", "pr
 QUANTILES = {"p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
 #: longest text shown per field; the page says when a text was clipped
 CLIP_CHARS = 4000
-BATCH_ROWS = 16_384
 
 
 @dataclass
@@ -78,10 +87,6 @@ class ReportData:
 
 
 # -- the data -------------------------------------------------------------------------------
-def data_files(folder: Path) -> list[Path]:
-    return sorted((folder / "data").rglob("*.parquet")) if (folder / "data").is_dir() else []
-
-
 def _byte_classes() -> tuple[Any, Any]:
     """Which ASCII bytes are word characters and which one-token marks (neither word nor
     space), as Python's ``re`` sees them (``\\w``, ``\\s`` on str); bytes >= 0x80 are neither
@@ -198,7 +203,8 @@ def _slim_batches(folder: Path, lengths: bool = True) -> Iterator[tuple[Any, Any
     row = 0
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for f in data_files(folder):
-            pf = pq.ParquetFile(f)
+            # pre_buffer keeps every column chunk read so far in memory until the file is done
+            pf = pq.ParquetFile(f, pre_buffer=False)
             names = set(pf.schema_arrow.names)
             wanted = ("task", "method", "source", "provenance", *(LENGTH_FIELDS if lengths else ()))
             for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[c for c in wanted if c in names]):
@@ -323,210 +329,6 @@ def _lengths(table: Any, tasks: Sequence[str]) -> dict[str, dict[str, dict[str, 
     return out
 
 
-# -- sampled records ---------------------------------------------------------------------------
-def _share(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
-    """Water-filling: every stratum gets an equal share, small strata give theirs back."""
-    take = {k: 0 for k in sizes}
-    left = budget
-    open_ = [k for k in sorted(sizes, key=lambda k: (sizes[k], k)) if sizes[k] > 0]
-    while open_ and left > 0:
-        quota = max(1, left // len(open_))
-        for k in open_:
-            add = min(quota, sizes[k] - take[k], left)
-            take[k] += add
-            left -= add
-            if left <= 0:
-                break
-        open_ = [k for k in open_ if take[k] < sizes[k]]
-    return take
-
-
-def _spread(items: list[int], k: int) -> list[int]:
-    """``k`` items evenly spread over ``items`` (first and last included)."""
-    if k >= len(items):
-        return items
-    if k <= 1:
-        return items[:k]
-    step = (len(items) - 1) / (k - 1)
-    return [items[round(i * step)] for i in range(k)]
-
-
-def sample_rows(table: Any, budget: int) -> list[int]:
-    """Global row numbers of a sample stratified by (task, method, source)."""
-    if table is None or budget <= 0:
-        return []
-    if table.num_rows <= budget:
-        return list(range(table.num_rows))
-    g = table.group_by(["task", "method", "source"]).aggregate([("row", "list")])
-    strata = {tuple(k): rows for *k, rows in zip(g.column("task").to_pylist(), g.column("method").to_pylist(),
-                                                  g.column("source").to_pylist(), g.column("row_list").to_pylist())}
-    take = _share({k: len(v) for k, v in strata.items()}, budget)
-    rows = [r for k in sorted(strata) for r in _spread(sorted(strata[k]), take[k])]
-    return sorted(rows)
-
-
-def read_rows(folder: Path, rows: Sequence[int]) -> list[dict[str, Any]]:
-    """The records at global row numbers ``rows``, reading only the row groups that hold them."""
-    import pyarrow.parquet as pq
-
-    wanted = sorted(set(rows))
-    out: list[dict[str, Any]] = []
-    base, i = 0, 0
-    for f in data_files(folder):
-        pf = pq.ParquetFile(f)
-        for rg in range(pf.num_row_groups):
-            n = pf.metadata.row_group(rg).num_rows
-            local = []
-            while i < len(wanted) and wanted[i] < base + n:
-                local.append(wanted[i] - base)
-                i += 1
-            if local:
-                out += [_record(r) for r in pf.read_row_group(rg).take(local).to_pylist()]
-            base += n
-            if i >= len(wanted):
-                return out
-    return out
-
-
-def _record(row: dict[str, Any]) -> dict[str, Any]:
-    rec = dict(row)
-    rec["source"] = {k: v for k, v in (row.get("source") or {}).items() if v is not None}
-    for k in ("provenance", "meta", "context"):
-        v = row.get(k)
-        if isinstance(v, str):
-            try:
-                rec[k] = json.loads(v)
-            except json.JSONDecodeError:
-                rec[k] = v
-    return rec
-
-
-def rows_of_ids(folder: Path, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Records by id (reads the id column, then only the row groups holding the matches)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    if not ids:
-        return {}
-    value_set = pa.array(sorted(set(ids)), pa.string())
-    rows, base = [], 0
-    for f in data_files(folder):
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS, columns=["id"]):
-            hit = pc.indices_nonzero(pc.is_in(batch.column("id"), value_set=value_set))
-            rows += [base + j for j in hit.to_pylist()]
-            base += batch.num_rows
-    return {r["id"]: r for r in read_rows(folder, rows)}
-
-
-# -- the quarantine ----------------------------------------------------------------------------
-def _quarantine_index(path: Path) -> Any:
-    """stage, reason, record_id, duplicate_of and similarity of every quarantine line, read by
-    Arrow's JSON reader (the rest of each entry is not parsed); None when the file is empty."""
-    import pyarrow as pa
-    import pyarrow.json as pj
-
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    schema = pa.schema([("stage", pa.string()), ("reason", pa.string()), ("record_id", pa.string()),
-                        ("duplicate_of", pa.string()), ("similarity", pa.float64())])
-    try:
-        return pj.read_json(path, read_options=pj.ReadOptions(block_size=1 << 24),
-                            parse_options=pj.ParseOptions(explicit_schema=schema,
-                                                          unexpected_field_behavior="ignore"))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        logger.debug("quarantine read line by line (%s)", exc)
-    rows = []
-    for e in _iter_lines(path):
-        rows.append({"stage": _str(e.get("stage")), "reason": _str(e.get("reason")),
-                     "record_id": _str(e.get("record_id")), "duplicate_of": _str(e.get("duplicate_of")),
-                     "similarity": e.get("similarity") if isinstance(e.get("similarity"), (int, float)) else None})
-    return pa.Table.from_pylist(rows, schema=schema)
-
-
-def _str(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
-def _iter_lines(path: Path, wanted: set[int] | None = None) -> Iterator[dict[str, Any]]:
-    """Parsed quarantine entries (all, or only the non-empty lines numbered in ``wanted``)."""
-    n = 0
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.strip():
-                continue
-            if wanted is None or n in wanted:
-                try:
-                    e = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    e = {"stage": "?", "reason": "unreadable quarantine line"}
-                e = e if isinstance(e, dict) else {"stage": "?", "reason": "not an object"}
-                e["_line"] = n
-                yield e
-            n += 1
-
-
-def sample_quarantine(index: Any, budget: int) -> list[int]:
-    """Line numbers of the quarantine entries to embed: all of them up to ``budget``,
-    else a sample stratified by (stage, reason)."""
-    import pyarrow as pa
-
-    if index is None or budget <= 0:
-        return []
-    if index.num_rows <= budget:
-        return list(range(index.num_rows))
-    import pyarrow.compute as pc
-
-    t = pa.table({"stage": pc.fill_null(index.column("stage"), "?"),
-                  "reason": pc.fill_null(index.column("reason"), "?"),
-                  "line": pa.array(range(index.num_rows), pa.int64())})
-    g = t.group_by(["stage", "reason"]).aggregate([("line", "list")])
-    strata = {(s, r): lines for s, r, lines in zip(g.column("stage").to_pylist(), g.column("reason").to_pylist(),
-                                                   g.column("line_list").to_pylist())}
-    take = _share({k: len(v) for k, v in strata.items()}, budget)
-    return sorted(r for k in sorted(strata) for r in _spread(sorted(strata[k]), take[k]))
-
-
-def dedup_clusters(folder: Path, index: Any, n_clusters: int) -> tuple[list[dict[str, Any]], int, int]:
-    """A sample of merged clusters: the kept record and the duplicates dropped in its favour.
-    Returns (clusters, clusters in all, duplicates in all)."""
-    import pyarrow.compute as pc
-
-    if index is None:
-        return [], 0, 0
-    has_dup = pc.is_valid(index.column("duplicate_of"))
-    if not pc.any(has_dup).as_py():
-        return [], 0, 0
-    import pyarrow as pa
-
-    dups = pa.table({"kept": index.column("duplicate_of"), "reason": pc.fill_null(index.column("reason"), "?"),
-                     "line": pa.array(range(index.num_rows), pa.int64())}).filter(has_dup)
-    g = dups.group_by(["kept"]).aggregate([("line", "list"), ("reason", "min")])
-    kept = g.column("kept").to_pylist()
-    lines = g.column("line_list").to_pylist()
-    reasons = g.column("reason_min").to_pylist()
-    # the largest clusters of each kind of duplicate, taken in turn
-    by_reason: dict[str, list[int]] = {}
-    for i in sorted(range(len(kept)), key=lambda i: (-len(lines[i]), kept[i])):
-        by_reason.setdefault(reasons[i], []).append(i)
-    chosen: list[int] = []
-    queues = [by_reason[r] for r in sorted(by_reason)]
-    while len(chosen) < n_clusters and any(queues):
-        for q in queues:
-            if q and len(chosen) < n_clusters:
-                chosen.append(q.pop(0))
-    wanted = {ln for i in chosen for ln in lines[i][:6]}
-    entries = {e["_line"]: e for e in _iter_lines(folder / "quarantine.jsonl", wanted)}
-    kept_records = rows_of_ids(folder, [kept[i] for i in chosen if not kept[i].startswith("seed_task:")])
-    clusters = []
-    for i in chosen:
-        clusters.append({"kept_id": kept[i], "kept": kept_records.get(kept[i]),
-                         "size": len(lines[i]) + 1, "reason": reasons[i],
-                         "dropped": [entries[ln] for ln in lines[i][:6] if ln in entries],
-                         "more": max(0, len(lines[i]) - 6)})
-    return clusters, len(kept), dups.num_rows
-
-
 # -- everything ---------------------------------------------------------------------------------
 def load_report_data(folder: str | Path, *, max_records: int = 500, max_quarantine: int = 500,
                      n_clusters: int = 12, quarantine_texts: bool = True) -> ReportData:
@@ -593,11 +395,11 @@ def load_report_data(folder: str | Path, *, max_records: int = 500, max_quaranti
     data.records = read_rows(folder, sample_rows(table, max_records))
     # the quarantine and the dedup clusters
     qpath = folder / "quarantine.jsonl"
-    index = _quarantine_index(qpath)
+    index = quarantine_index(qpath)
     data.quarantine_lines = index.num_rows if index is not None else 0
     if quarantine_texts and index is not None:
         wanted = set(sample_quarantine(index, max_quarantine))
-        data.quarantine = list(_iter_lines(qpath, wanted))
+        data.quarantine = list(iter_quarantine(qpath, wanted))
         data.clusters, data.cluster_count, data.duplicates_dropped = dedup_clusters(folder, index, n_clusters)
     elif index is not None:
         _, data.cluster_count, data.duplicates_dropped = dedup_clusters(folder, index, 0)
