@@ -289,3 +289,13 @@ def test_quarantine_index_survives_unreadable_lines(tmp_path):
     assert index.column("similarity").to_pylist() == [None, None, 1.0]
     assert [e["_line"] for e in iter_quarantine(q, {0, 2})] == [0, 2]
     assert [e["record_id"] for e in iter_quarantine(q, {2})] == ["b"]
+
+
+def test_an_empty_dataset_gets_a_page(tmp_path):
+    from instructkit.export import DatasetWriter
+
+    w = DatasetWriter(tmp_path / "empty", formats=[])
+    w.prepare()
+    w.write([])
+    html = _page(tmp_path / "empty")
+    assert _fact(html, "records") == 0 and "No records." in html
