@@ -48,7 +48,7 @@ def base_recipe() -> dict:
     template quickstart without ../shared/data)."""
     import yaml
 
-    from instructkit.recipe import load_recipe
+    from instructkit.recipe.load import load_recipe
 
     if not DATA.is_dir():
         data = copy.deepcopy(load_recipe("quickstart").data)
@@ -121,7 +121,7 @@ def expand(base: Path, n: int, out: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from instructkit.export import DATA_FILE
+    from instructkit.dataset.writer import DATA_FILE
 
     if (out / "manifest.json").is_file():
         return out
@@ -200,7 +200,7 @@ def _loop_tokens(folder: Path) -> list[int]:
 
     from instructkit.dataset.report_data import LENGTH_FIELDS
     from instructkit.dataset.report_samples import data_files
-    from instructkit.quality.text import approx_tokens
+    from instructkit.steps.quality.text import approx_tokens
 
     out: list[int] = []
     for f in data_files(folder):
@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true", help="skip the Python loops")
     args = ap.parse_args()
 
-    from instructkit.card import scan_dataset
+    from instructkit.dataset.card import scan_dataset
     from instructkit.dataset.report import write_report
     from instructkit.dataset.report_data import arrow_stats
 

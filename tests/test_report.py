@@ -77,7 +77,7 @@ def test_output_report_false_writes_none(tmp_path):
 
 
 def test_arrow_figures_equal_the_cards_scan(quickstart, duplicates):
-    from instructkit.card import scan_dataset
+    from instructkit.dataset.card import scan_dataset
     from instructkit.dataset.report_data import arrow_stats
 
     for folder in (quickstart, duplicates):
@@ -92,9 +92,9 @@ def test_arrow_figures_equal_the_cards_scan(quickstart, duplicates):
 def test_arrow_figures_of_model_written_records(tmp_path):
     """Models, providers, prompts and parameters from provenance JSON, including a batch the
     Arrow JSON reader refuses (a number where a string was seen) that falls back row by row."""
-    from instructkit.card import scan_dataset
+    from instructkit.dataset.card import scan_dataset
     from instructkit.dataset.report_data import arrow_stats
-    from instructkit.export import DatasetWriter
+    from instructkit.dataset.writer import DatasetWriter
 
     def rec(i, **prov):
         return {"id": f"{i:024x}", "task": "guideline_qa", "method": "rag", "instruction": f"Question {i}?",
@@ -119,8 +119,8 @@ def test_token_counts_equal_the_quality_filters_measure(quickstart):
     import pyarrow as pa
 
     from instructkit.dataset.report_data import token_counts
-    from instructkit.export import read_dataset
-    from instructkit.quality.text import approx_tokens
+    from instructkit.dataset.writer import read_dataset
+    from instructkit.steps.quality.text import approx_tokens
 
     texts = [r[f] for r in read_dataset(quickstart) for f in ("instruction", "input", "output")]
     texts += ["", "Ångström-level résumé: 12.5 mg/dL (≥ 3×)", "naïve_test  x\ty", "supercalifragilistic!!"]
@@ -252,7 +252,7 @@ def test_write_report_is_public():
 def test_retrieved_passages_and_a_folder_without_manifest(tmp_path):
     """A rag record shows its chunks with their text; a folder with data but no manifest
     still gets a page, whose gates say what is missing."""
-    from instructkit.export import DatasetWriter
+    from instructkit.dataset.writer import DatasetWriter
 
     rec = {"id": "0" * 24, "task": "guideline_qa", "method": "rag",
            "instruction": "What does the guideline recommend for adults?", "input": "",
@@ -292,7 +292,7 @@ def test_quarantine_index_survives_unreadable_lines(tmp_path):
 
 
 def test_an_empty_dataset_gets_a_page(tmp_path):
-    from instructkit.export import DatasetWriter
+    from instructkit.dataset.writer import DatasetWriter
 
     w = DatasetWriter(tmp_path / "empty", formats=[])
     w.prepare()

@@ -30,7 +30,7 @@ def _table(head: list[str], rows: list[list[Any]], text_cols: int = 1) -> dict[s
 
 
 def _find(d: Any, *keys: str) -> Any:
-    from instructkit.card import _find as card_find
+    from instructkit.dataset.card import _find as card_find
 
     return card_find(d, *keys)
 
@@ -177,7 +177,7 @@ def _bias_chart(m: Mapping[str, Any]) -> dict[str, Any]:
     blocks = [("all records", overall), *sorted((report.get("by_task_method") or {}).items())]
     rows = [(label, int(b.get("records", 0) or 0), [int((b.get(c) or {}).get(g, 0) or 0) for c, g in cols])
             for label, b in blocks]
-    from instructkit.quality.bias import CAVEAT
+    from instructkit.steps.quality.bias import CAVEAT
 
     return {"id": "bias", "nav": "Bias", "title": "Demographic mentions",
             "lead": "Records that mention each group at least once, as a share of the row's records "

@@ -3,7 +3,7 @@
 The page follows the card's facts and computes no other numbers:
 
 - records, tasks, methods, sources, licences and models are counted from the data, as
-  ``instructkit.card.scan_dataset`` counts them for the card, but as Arrow aggregates over a
+  ``instructkit.dataset.card.scan_dataset`` counts them for the card, but as Arrow aggregates over a
   few narrow columns (``arrow_stats``: about 3 s for 1M records), with the token lengths of
   instruction, input and output counted on the UTF-8 bytes with numpy (``token_counts``);
 - quarantined records, drops by stage and reason, anonymization, dedup, bias and the LLM
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from instructkit._exceptions import SourceError
-from instructkit.card import DatasetStats, _license_of, _model_label
+from instructkit.dataset.card import DatasetStats, _license_of, _model_label
 from instructkit.dataset.report_samples import (
     BATCH_ROWS,
     data_files,
@@ -147,7 +147,7 @@ def token_counts(texts: Any) -> Any:
         out[lo:lo + n] += marks[offs[1:]] - marks[offs[:-1]]
         non_ascii = np.flatnonzero(pc.not_equal(pc.utf8_length(part), pc.binary_length(part)).to_numpy(zero_copy_only=False))
         if len(non_ascii):
-            from instructkit.quality.text import approx_tokens
+            from instructkit.steps.quality.text import approx_tokens
 
             strings = part.take(pa.array(non_ascii)).to_pylist()
             out[lo + non_ascii] = [approx_tokens(t) for t in strings]
@@ -341,7 +341,7 @@ def load_report_data(folder: str | Path, *, max_records: int = 500, max_quaranti
 
     import yaml
 
-    from instructkit.card import build_card
+    from instructkit.dataset.card import build_card
     from instructkit.hub.gates import run_gates
 
     t0 = time.perf_counter()
