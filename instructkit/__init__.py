@@ -71,6 +71,8 @@ _LAZY = {
     "publish_dataset": ("instructkit.hub.publisher", "publish_dataset"),
     "PublishResult": ("instructkit.hub.publisher", "PublishResult"),
     "GateResult": ("instructkit.hub.gates", "GateResult"),
+    # the HTML dataset report (issue 17)
+    "write_report": ("instructkit.dataset.report", "write_report"),
 }
 
 

@@ -173,8 +173,13 @@ class Pipeline:
                               executor=ex.info, extra=extra)
 
     def _extras(self, output_cfg: dict[str, Any]) -> list[Callable[[Path, dict], None]]:
-        """Files written into the folder after the card (report, phase exports)."""
-        return []
+        """Files written into the folder after the card (the report, phase exports)."""
+        extras: list[Callable[[Path, dict], None]] = []
+        if output_cfg.get("report"):
+            from instructkit.dataset.report import build_extra
+
+            extras.append(build_extra)
+        return extras
 
     def _check_not_empty(self, ex: Any, allow_empty: bool) -> None:
         if ex.counts.records or allow_empty:
