@@ -78,6 +78,7 @@ class Pipeline:
         ctx = context or RunContext()
         ctx.recipe = recipe.data
         ctx.recipe_dir = recipe.path.parent if recipe.path is not None else None
+        ctx.trusted_recipe = recipe.shipped
         ctx.seed = recipe.data.get("seed", 0) if seed is None else seed
         ctx.limit = limit if limit is not None else ctx.limit
         sources = sources_from_recipe(recipe.data, ctx)
