@@ -128,9 +128,15 @@ class DatasetWriter:
         """Write manifest.json, the recipe copy and the card."""
         from .card import build_card
 
+        recipe = getattr(pipeline, "recipe", None)
+        # -- issue 18: phased / curriculum training exports (instructkit/dataset/phases.py) --
+        from instructkit.dataset.phases import write_phase_exports
+        export_order = write_phase_exports(self.out, (recipe.data if recipe else {}).get("output"), self.formats)
+        if export_order:
+            manifest["export_order"] = export_order
+        # -- end issue 18 --
         (self.out / "manifest.json").write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-        recipe = getattr(pipeline, "recipe", None)
         if recipe is not None:
             (self.out / "recipe.yaml").write_text(recipe.text, encoding="utf-8")
         card = build_card(manifest, pipeline=pipeline, samples=self.samples, data_dir=self.out)

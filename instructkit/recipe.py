@@ -147,6 +147,9 @@ def _semantic_errors(data: dict[str, Any]) -> list[str]:
             tid = b.get("templates") or b.get("task")
             if tid and not template_path(tid).is_file():
                 errors.append(f"builders.{i}.templates: no template set '{tid}' in prompts/templates/")
+    from instructkit.dataset.phases import phase_errors  # issue 18: output.phases
+
+    errors.extend(phase_errors(data.get("output")))
     return errors
 
 
