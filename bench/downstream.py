@@ -43,7 +43,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-SHARED = Path(os.environ.get("INSTRUCTKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = Path(os.environ.get("INSTRUCTKIT_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+os.environ["INSTRUCTKIT_SHARED_DATA"] = str(SHARED)  # the shipped recipes' paths, from any directory
 REPORTS = SHARED / "iu_xray" / "indiana_reports.csv"
 DOC = ROOT / "docs" / "downstream.md"
 
@@ -93,8 +94,9 @@ def _shipped(name: str) -> dict:
     return copy.deepcopy(load_recipe(name).data)
 
 
-def recipes(train_csv: Path, test_csv: Path) -> dict[str, dict]:
-    """The recipe of every build, keyed by build name."""
+def recipes(train_csv: Path, test_csv: Path, qa_rows: int = 300) -> dict[str, dict]:
+    """The recipe of every build, keyed by build name. ``qa_rows`` caps each QA source of the
+    multitask build (their long answers rarely fit the training length anyway)."""
     test_bench = {"path": str(test_csv), "name": "iu_xray_test_reports", "adapter": "jsonl",
                   "fields": ["findings"]}
     labeling = _shipped("report_labeling")
@@ -121,7 +123,7 @@ def recipes(train_csv: Path, test_csv: Path) -> dict[str, dict]:
     multi["builders"].append({**imp["builders"][0], "sources": [multi["sources"][0]["name"]]})
     for other in ("consumer_health_qa", "research_qa"):
         r = _shipped(other)
-        multi["sources"] += r["sources"]
+        multi["sources"] += [{**src, "limit": qa_rows} for src in r["sources"]]
         multi["builders"] += r["builders"]
         for b in r["stages"]["dedup"]["decontaminate"]:
             if b not in multi["stages"]["dedup"]["decontaminate"]:
@@ -137,11 +139,12 @@ BUILD_OF = {"single": "single", "mixed": "mixed", "no-dedup-quality": "no-dedup-
             "multitask": "multitask", "phased": "multitask"}
 
 
-def build_all(names: set[str], train_csv: Path, test_csv: Path, work: Path, limit: int | None) -> dict[str, dict]:
+def build_all(names: set[str], train_csv: Path, test_csv: Path, work: Path, limit: int | None,
+              qa_rows: int = 300) -> dict[str, dict]:
     from instructkit import build
 
     out = {}
-    for name, recipe in recipes(train_csv, test_csv).items():
+    for name, recipe in recipes(train_csv, test_csv, qa_rows).items():
         if name not in names:
             continue
         t = time.perf_counter()
@@ -261,10 +264,8 @@ def train_lora(base, tok, pools: list[list[list[dict]]], *, steps: int, batch: i
             order += perm
         draws.append([enc[i] for i in order[:n]])
     res.by_phase = [len(d) for d in draws]
-    if phased:
-        stream = [x for d in draws for x in d]
-    else:
-        stream = [x for d in draws for x in d]
+    stream = [x for d in draws for x in d]  # phased: pool after pool, in phase order
+    if not phased:
         rng.shuffle(stream)
     stream = stream[:need]
     res.examples = len(stream)
@@ -458,23 +459,26 @@ def parse_args(argv=None):
     ap.add_argument("--test-reports", type=int, default=300, help="held-out reports (evaluation)")
     ap.add_argument("--train-reports", type=int, default=0, help="cap on training reports (0: all the rest)")
     ap.add_argument("--limit", type=int, default=None, help="rows per builder in each build")
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--qa-rows", type=int, default=300, help="rows per QA source (MedQuAD, PubMedQA) in the multitask build")
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--rank", type=int, default=16)
-    ap.add_argument("--lora-layers", type=int, default=0, help="adapt only the top N decoder layers (0: all)")
+    ap.add_argument("--lora-layers", type=int, default=8, help="adapt only the top N of the 30 decoder layers (0: all); the backward pass stops there")
     ap.add_argument("--max-len", type=int, default=256, help="longer training conversations are skipped")
-    ap.add_argument("--eval-batch", type=int, default=16)
+    ap.add_argument("--eval-batch", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--no-tuned-few-shot", action="store_true", help="evaluate tuned models zero-shot only")
+    ap.add_argument("--tuned-few-shot", action="store_true", help="evaluate the tuned models few-shot too (the base model always is)")
+    ap.add_argument("--build-only", action="store_true", help="split, build and check the data, then stop")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--work", type=Path, default=None, help="where the split, the builds and nothing else go (default: a temporary folder)")
     ap.add_argument("--doc", type=Path, default=None, help=f"write the table here (default: {DOC.relative_to(ROOT)} on a full run)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.test_reports, args.train_reports = min(args.test_reports, 40), args.train_reports or 200
-        args.steps, args.eval_batch = min(args.steps, 12), min(args.eval_batch, 20)
+        args.test_reports, args.train_reports = min(args.test_reports, 24), args.train_reports or 200
+        args.steps, args.batch, args.lora_layers = min(args.steps, 6), min(args.batch, 4), 4
+        args.eval_batch, args.max_new_tokens = 24, min(args.max_new_tokens, 24)
         args.limit = args.limit or 60
     return args
 
@@ -502,12 +506,14 @@ def main(argv=None) -> int:
                                                                 args.train_reports or None, args.seed)
     print(f"split by uid: {len(train_rows)} train reports, {len(test_rows)} held-out reports")
     print("building (instructkit.build, recipes as dicts):", flush=True)
-    built = build_all({BUILD_OF[a] for a in arms}, train_csv, test_csv, args.work, args.limit)
+    built = build_all({BUILD_OF[a] for a in arms}, train_csv, test_csv, args.work, args.limit, args.qa_rows)
     contaminated = check_no_test_report_in_training(built, test_csv, {r["uid"] for r in test_rows})
     if any(contaminated.values()):
         print("a test report reached the training data; stopping", file=sys.stderr)
         return 1
 
+    if args.build_only:
+        return 0
     tok, base, gguf = load_base()
     vocab = {_norm(x) for r in train_rows for x in gold_labels_raw(r)}
     golds = [gold_labels(r["Problems"]) for r in test_rows]
@@ -543,7 +549,7 @@ def main(argv=None) -> int:
                                layers=args.lora_layers or None,
                                phased=arm == "phased")
         z, f, secs = evaluate(model, tok, test_rows, shots, golds, vocab, args,
-                              few=not args.no_tuned_few_shot)
+                              few=args.tuned_few_shot)
         row = Row(arm, group, what, z, f, tr, b["records"],
                   {"build": b["seconds"], "train": tr.seconds, **secs})
         rows.append(row)
@@ -592,7 +598,8 @@ left for training), prompted with an instruction wording no template uses:
 Few-shot prompts add the same two training reports as examples for every model. Scores:
 label-set micro and macro F1 of the generated labels against `Problems` (macro over the labels
 of the test reports; `normal` counts as a label) and the exact-match rate of the label set.
-LoRA: rank {args.rank}, alpha {2 * args.rank}, on every attention and MLP projection; {args.steps}
+LoRA: rank {args.rank}, alpha {2 * args.rank}, on every attention and MLP projection of
+{f"the top {args.lora_layers} of the 30 decoder layers" if args.lora_layers else "all 30 decoder layers"}; {args.steps}
 steps of {args.batch} conversations, learning rate {args.lr}, conversations over {args.max_len}
 tokens skipped (loss on the answer only).
 

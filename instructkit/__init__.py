@@ -68,6 +68,8 @@ _LAZY = {
     "publish_dataset": ("instructkit.hub.core", "publish_dataset"),
     "PublishResult": ("instructkit.hub.core", "PublishResult"),
     "GateResult": ("instructkit.hub.gates", "GateResult"),
+    # phased and curriculum training exports (issue 18)
+    "write_phase_exports": ("instructkit.dataset.phases", "write_phase_exports"),
 }
 
 
