@@ -62,6 +62,18 @@ ARMS = {  # name -> (group, what it is)
 }
 
 
+def _moved(name: str, *modules: str):
+    """``name`` from the first of ``modules`` that exists (the package tree is being moved)."""
+    import importlib
+
+    for m in modules:
+        try:
+            return getattr(importlib.import_module(m), name)
+        except ModuleNotFoundError:
+            continue
+    raise ImportError(f"{name} is in none of {modules}")
+
+
 # -- the split ------------------------------------------------------------------------------
 def split_reports(work: Path, n_test: int, n_train: int | None, seed: int) -> tuple[Path, Path, list[dict], list[dict]]:
     """Split IU X-ray by uid (reports with findings and Problems) into train and test CSVs."""
@@ -89,7 +101,7 @@ def split_reports(work: Path, n_test: int, n_train: int | None, seed: int) -> tu
 
 # -- the recipes (dicts, as a user writes them) --------------------------------------------
 def _shipped(name: str) -> dict:
-    from instructkit.recipe import load_recipe
+    from instructkit import load_recipe
 
     return copy.deepcopy(load_recipe(name).data)
 
@@ -163,8 +175,9 @@ def build_all(names: set[str], train_csv: Path, test_csv: Path, work: Path, limi
 def check_no_test_report_in_training(built: dict[str, dict], test_csv: Path, test_uids: set[str]) -> dict[str, int]:
     """Re-check each built folder with the project's decontamination step against the test
     reports, and by uid: both must find nothing."""
-    from instructkit.dedup.decontam import DecontaminateStep, load_benchmark
-    from instructkit.export import read_dataset
+    from instructkit import load_benchmark, read_dataset
+
+    DecontaminateStep = _moved("DecontaminateStep", "instructkit.steps.dedup.decontam", "instructkit.dedup.decontam")
 
     bench = load_benchmark(test_csv, name="iu_xray_test_reports", adapter="jsonl", fields=["findings"])
     step = DecontaminateStep([bench])
@@ -303,8 +316,9 @@ def train_lora(base, tok, pools: list[list[list[dict]]], *, steps: int, batch: i
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        res.losses.append(float(loss))
-        window.append(float(loss))
+        value = loss.detach().item()
+        res.losses.append(value)
+        window.append(value)
         if log_every and ((s + 1) % log_every == 0 or s + 1 == n_steps):
             print(f"    step {s + 1:>4}/{n_steps}  loss {sum(window) / len(window):.3f}  "
                   f"({time.perf_counter() - t0:5.0f} s)", flush=True)
@@ -360,14 +374,13 @@ def scores(preds: list[frozenset[str]], golds: list[frozenset[str]]) -> dict[str
 
 
 def eval_prompts(test: list[dict], shots: list[dict], few: bool) -> list[list[dict]]:
-    from instructkit.template import _clean
-
+    clean = _moved("_clean", "instructkit.recordbuilders.template", "instructkit.template")
     head = UNSEEN_INSTRUCTION
     if few:
-        ex = "\n\n".join(f"Findings: {_clean(s['findings'])}\nLabels: {', '.join(sorted(gold_labels_raw(s)))}"
+        ex = "\n\n".join(f"Findings: {clean(s['findings'])}\nLabels: {', '.join(sorted(gold_labels_raw(s)))}"
                          for s in shots)
         head = f"{head}\n\n{FEW_SHOT_HEADER}\n\n{ex}"
-    return [[{"role": "user", "content": f"{head}\n\nFindings: {_clean(r['findings'])}"}] for r in test]
+    return [[{"role": "user", "content": f"{head}\n\nFindings: {clean(r['findings'])}"}] for r in test]
 
 
 def gold_labels_raw(row: dict) -> list[str]:
@@ -500,7 +513,7 @@ def main(argv=None) -> int:
     if args.work is None:
         tmp = tempfile.TemporaryDirectory(prefix="instructkit-downstream-")
         args.work = Path(tmp.name)
-    t_all = time.perf_counter()
+    t_all, c_all = time.perf_counter(), time.process_time()
     print(f"downstream bench: SmolLM2-135M-Instruct + LoRA on CPU ({args.threads} threads); work dir {args.work}")
     train_csv, test_csv, train_rows, test_rows = split_reports(args.work, args.test_reports,
                                                                 args.train_reports or None, args.seed)
@@ -563,7 +576,9 @@ def main(argv=None) -> int:
     out = table(rows)
     print()
     print(out)
-    print(f"\ntotal {total / 60:.1f} min")
+    cpu = time.process_time() - c_all
+    print(f"\ntotal {total / 60:.1f} min wall, {cpu / 60:.1f} min CPU on {args.threads} threads "
+          f"(CPU well under threads x wall means the machine was shared)")
     doc = args.doc or (None if args.quick else DOC)
     if doc is not None:
         cmd = "python bench/downstream.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(sys.argv[1:] if argv is None else argv))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ def bench_module():
     """bench/downstream.py as a module, so the tests run the bench's own training code."""
     spec = importlib.util.spec_from_file_location("bench_downstream", ROOT / "bench" / "downstream.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 

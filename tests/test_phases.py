@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from instructkit import RecipeError
-from instructkit.api import build
+from instructkit import RecipeError, build, load_recipe, read_dataset
 from instructkit.dataset.phases import measure, write_phase_exports
-from instructkit.export import read_dataset
-from instructkit.recipe import load_recipe
 
 from conftest import template_quickstart
 

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from instructkit.api import build
-from instructkit.export import read_dataset
+from instructkit import build, read_dataset
 
 from conftest import template_quickstart
 

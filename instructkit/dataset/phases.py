@@ -204,12 +204,19 @@ def phase_errors(output: Mapping[str, Any] | None) -> list[str]:
     return errors
 
 
+def _writer():
+    # the dataset writer's module: instructkit/dataset/writer.py after the issue-15 move
+    try:
+        from instructkit.dataset import writer
+    except ImportError:
+        from instructkit import export as writer
+    return writer
+
+
 def _export_line(fmt: str, rec: Record) -> str:
     # the very line the dataset writer puts in exports/<fmt>.jsonl, so a phase file is a
     # subset of the full export, line for line
-    from instructkit.export import _export
-
-    return json.dumps(_export(fmt, rec), ensure_ascii=False) + "\n"
+    return json.dumps(_writer()._export(fmt, rec), ensure_ascii=False) + "\n"
 
 
 def _clear_phase_dirs(exports: Path) -> None:
@@ -234,8 +241,9 @@ def write_phase_exports(folder: str | Path, output: Mapping[str, Any] | None,
     Parquet data unless given. Returns what the manifest records under ``export_order``, or
     None when the recipe asks for neither phases nor a curriculum.
     """
-    from instructkit.export import FORMATS, read_dataset
+    from instructkit import read_dataset
 
+    FORMATS = _writer().FORMATS
     folder = Path(folder)
     exports = folder / EXPORTS
     _clear_phase_dirs(exports)
