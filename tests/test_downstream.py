@@ -66,3 +66,20 @@ def test_a_few_lora_steps_on_built_records_lower_the_loss(tmp_path):
     assert not any("lora" in n for n, _ in base.named_parameters())
     texts, _ = b.generate(model, tok, [convs[0][:-1]], batch=1, max_new=8)
     assert isinstance(texts[0], str)
+
+
+def test_the_table_and_the_doc_keep_what_a_person_wrote(tmp_path):
+    b = bench_module()
+    tr = b.TrainResult(losses=[3.0, 2.0, 1.0], examples=24, skipped_long=1, seconds=5.0)
+    rows = [b.Row("base", "-", "untuned", {"micro_f1": 0.1, "macro_f1": 0.05, "exact": 0.0},
+                  {"micro_f1": 0.2, "macro_f1": 0.1, "exact": 0.05}),
+            b.Row("mixed", "a", "every phrasing", {"micro_f1": 0.5, "macro_f1": 0.2, "exact": 0.3}, None, tr, 48,
+                  {"train": 5.0})]
+    text = b.table(rows)
+    assert "| a | mixed: every phrasing | 48 | 24 (1) | 0.500 | 0.200 | 0.300 | - | - | - | 2.00 → 2.00 | train 5 s |" in text
+    doc = tmp_path / "downstream.md"
+    b.write_doc(doc, "first")
+    doc.write_text("# Title\n\nWritten by hand.\n\n" + doc.read_text().split("\n", 2)[2] + "\nAfter.\n")
+    b.write_doc(doc, "second")
+    out = doc.read_text()
+    assert "Written by hand." in out and "After." in out and "second" in out and "first" not in out
