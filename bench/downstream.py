@@ -271,7 +271,7 @@ def parse_args(argv=None):
     ap.add_argument("--qa-rows", type=int, default=300, help="rows per QA source (MedQuAD, PubMedQA) in the multitask build")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--lora-layers", type=int, default=8, help="adapt only the top N of the 30 decoder layers (0: all); the backward pass stops there")
     ap.add_argument("--max-len", type=int, default=256, help="longer training conversations are skipped")
