@@ -233,7 +233,7 @@ def _f(d: dict | None, k: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| arm | model | training records | steps × batch (skipped long) | zero-shot micro F1 | zero-shot macro F1 | zero-shot exact | few-shot micro F1 | few-shot macro F1 | few-shot exact | first → last loss | time |",
+    lines = ["| arm | model | training records | examples trained (skipped: too long) | zero-shot micro F1 | zero-shot macro F1 | zero-shot exact | few-shot micro F1 | few-shot macro F1 | few-shot exact | first → last loss | time |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         tr = r.train
