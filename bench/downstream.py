@@ -178,7 +178,7 @@ def check_no_test_report_in_training(built: dict[str, dict], test_csv: Path, tes
     reports, and by uid: both must find nothing."""
     from instructkit import load_benchmark, read_dataset
 
-    DecontaminateStep = _moved("DecontaminateStep", "instructkit.steps.dedup.decontam", "instructkit.dedup.decontam")
+    DecontaminateStep = _moved("DecontaminateStep", "instructkit.steps.base.dedup.decontam", "instructkit.steps.dedup.decontam")
 
     bench = load_benchmark(test_csv, name="iu_xray_test_reports", adapter="jsonl", fields=["findings"])
     step = DecontaminateStep([bench])
@@ -194,7 +194,7 @@ def check_no_test_report_in_training(built: dict[str, dict], test_csv: Path, tes
 
 
 def eval_prompts(test: list[dict], shots: list[dict], few: bool) -> list[list[dict]]:
-    clean = _moved("_clean", "instructkit.recordbuilders.template", "instructkit.template")
+    clean = _moved("_clean", "instructkit.recordbuilders.template", "instructkit.recordbuilders.template")
     head = UNSEEN_INSTRUCTION
     if few:
         ex = "\n\n".join(f"Findings: {clean(s['findings'])}\nLabels: {', '.join(sorted(gold_labels_raw(s)))}"
