@@ -73,6 +73,8 @@ _LAZY = {
     "GateResult": ("instructkit.hub.gates", "GateResult"),
     # the HTML dataset report (issue 17)
     "write_report": ("instructkit.dataset.report", "write_report"),
+    # phased and curriculum training exports (issue 18)
+    "write_phase_exports": ("instructkit.dataset.phases", "write_phase_exports"),
 }
 
 

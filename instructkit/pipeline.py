@@ -148,8 +148,11 @@ class Pipeline:
             with DatasetWriter(out_dir, formats=formats, shard_rows=output_cfg["shard_rows"]) as writer:
                 ex = executor.run(self, writer, quiet=quiet)
                 self._check_not_empty(ex, allow_empty)
-                hashes = writer.assemble()
-                manifest = self._manifest(ex, started, writer.formats, hashes)
+                writer.assemble()
+                export_order = self._training_exports(writer, output_cfg)
+                manifest = self._manifest(ex, started, writer.formats, writer.hash_files())
+                if export_order:
+                    manifest["export_order"] = export_order
                 writer.commit(manifest, recipe_text=getattr(self.recipe, "text", None),
                               extras=self._extras(output_cfg))
             return RunResult(Path(out_dir), ex.counts.records, ex.quarantined, manifest)
@@ -172,6 +175,13 @@ class Pipeline:
                               counts=ex.counts, quarantined=ex.quarantined, started=started,
                               finished=time.time(), formats=formats, data_files=data_files,
                               executor=ex.info, extra=extra)
+
+    def _training_exports(self, writer: Any, output_cfg: dict[str, Any]) -> dict[str, Any] | None:
+        """Phase exports and the curriculum order (``output.phases``, ``output.curriculum``),
+        from the written records; before the manifest, which records the choice."""
+        from instructkit.dataset.phases import write_phase_exports
+
+        return write_phase_exports(writer.staging, output_cfg, writer.formats)
 
     def _extras(self, output_cfg: dict[str, Any]) -> list[Callable[[Path, dict], None]]:
         """Files written into the folder after the card (the report, phase exports)."""

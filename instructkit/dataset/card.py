@@ -339,6 +339,7 @@ def build_card(manifest: Mapping[str, Any], *, recipe: Mapping[str, Any] | None 
         bias=_bias_section(manifest),
         stage_rows=stage_rows, other_sections=other_sections,
         formats=", ".join(manifest.get("formats", [])) or "-",
+        phases=_phases_section(manifest),
         configs=[c["config_name"] for c in configs],
         examples=examples, intended_use=cfg.get("intended_use") or DEFAULT_INTENDED_USE,
         limitations=limitations, citation=cfg.get("citation"),
@@ -401,6 +402,12 @@ def card_problems(text: str) -> list[str]:
     if "Not for clinical use" not in card.text:
         problems.append("the not-for-clinical-use notice is missing")
     return problems
+
+
+def _phases_section(manifest: Mapping[str, Any]) -> str:
+    from instructkit.dataset.phases import phases_card_section
+
+    return phases_card_section(manifest.get("export_order"))
 
 
 def _clip(text: str, n: int = 1200) -> str:

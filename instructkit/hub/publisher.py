@@ -139,7 +139,7 @@ def collect_files(folder: str | Path, card_text: str,
     for p in data:
         files.append(UploadFile(p.relative_to(folder).as_posix(), local=p))
     if (folder / "exports").is_dir():
-        for p in sorted((folder / "exports").glob("*.jsonl")):
+        for p in sorted((folder / "exports").rglob("*.jsonl")):
             files.append(UploadFile(p.relative_to(folder).as_posix(), local=p))
     return files
 

@@ -185,6 +185,9 @@ def _semantic_errors(data: dict[str, Any]) -> list[str]:
                 continue
             if tid and not found:
                 errors.append(f"builders.{i}.templates: no template set '{tid}' in prompts/templates/")
+    from instructkit.dataset.phases import phase_errors  # issue 18: output.phases
+
+    errors.extend(phase_errors(data.get("output")))
     return errors
 
 
