@@ -442,6 +442,8 @@ def _judge_section(manifest: Mapping[str, Any], sections: dict[str, str]) -> str
     judge = _stage_group(manifest, "judge")
     parts.append(_stage_block(judge, "Judge", sections,
                               skip=("scores", "score_distribution", "histogram")))
+    if not judge:
+        parts.append(_judge_not_run(manifest))
     dist = None
     for s in judge:
         dist = dist or _find(s.get("extra") or {}, "score_distribution", "scores", "histogram")
@@ -449,6 +451,20 @@ def _judge_section(manifest: Mapping[str, Any], sections: dict[str, str]) -> str
         parts.append("Score distribution:\n\n| score | records |\n|---|---|\n" + "\n".join(
             f"| {_cell(k)} | {_cell(v)} |" for k, v in sorted(dist.items(), key=lambda kv: str(kv[0]))))
     return "\n\n".join(parts)
+
+
+def _judge_not_run(manifest: Mapping[str, Any]) -> str:
+    """Why no LLM judge scored the records (it is off unless a recipe turns it on)."""
+    from .llm.capability import is_small_model
+
+    model = (manifest.get("llm_usage") or {}).get("model")
+    why = ("The LLM judge is off by default: it costs one request per record, and scores from a "
+           "small model carry no information (the project found this for the embedded SmolLM2-135M).")
+    if model and is_small_model(model):
+        why += (f" This dataset's records were written by `{model}`, which is too small to judge them; "
+                "the validate stage's model-free filters (placeholders, task lists, meta-text, "
+                "label-only inputs, repetition, instruction-output relevance) ran instead.")
+    return why + " With a capable endpoint, turn it on with `stages.judge` in the recipe."
 
 
 def _bias_section(manifest: Mapping[str, Any], sections: dict[str, str]) -> str:

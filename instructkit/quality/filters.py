@@ -266,22 +266,27 @@ class CopyFilter(QualityFilter):
 
     ``exclude_meta`` names meta fields whose text is *meant* to be in both: a
     multiple-choice answer is one of the options of its input, so the options
-    (``meta.options``) are taken out of the input before it is compared.
+    (``meta.options``) are taken out of output and input before they are compared (an
+    output that copies the whole question is still a copy).
     """
 
     key = "copy"
 
     def judge(self, record: Record, opts: dict[str, Any]) -> Verdict:
         out = _text(record, "output")
+        allowed = [normalize(p) for p in _meta_texts(record, opts.get("exclude_meta") or [])]
+        if allowed:  # what is left of the output without the options is compared
+            out = normalize(out)
+            for part in allowed:
+                out = out.replace(part, " ")
         n_out = word_count(out)
         norm_out = normalize(out)
-        allowed = _meta_texts(record, opts.get("exclude_meta") or [])
         for field in opts.get("against", []):
             other = _text(record, field)
             if allowed:  # compared as normalised text, so spacing and case do not matter
                 other = normalize(other)
                 for part in allowed:
-                    other = other.replace(normalize(part), " ")
+                    other = other.replace(part, " ")
             if not other.strip():
                 continue
             if norm_out and norm_out == normalize(other):

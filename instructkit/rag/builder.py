@@ -354,33 +354,37 @@ class RagBuilder(Builder):
                                           focus=labels[0] if labels else "P1")
             views.append((item, prompt, hits, passages, seed, params, request))
         results, budget = self.ask([v[-1] for v in views], json=True)
-        parsed = []
-        for (item, prompt, hits, passages, seed, params, _), result in zip(views, results):
+        # parse all, search every usable question at once, then build or drop in item order
+        parsed = [None if r is None else self._parse_abstractive(v[1], v[2], r) for v, r in zip(views, results)]
+        usable = [i for i, p in enumerate(parsed) if p is not None and not isinstance(p, tuple)]
+        queries = {i: _roundtrip_query(parsed[i]) for i in usable}
+        found = dict(zip(usable, self.index.search_many([queries[i] for i in usable], self.top_k))) \
+            if (usable and self.roundtrip) else {}
+        for i, ((item, prompt, hits, passages, seed, params, _), result) in enumerate(zip(views, results)):
+            where = self.where(item, prompt.id)
             if result is None:
-                self.drop(None, "not_generated", why="request budget exhausted",
-                          source={"task": item.task, "item": item.n, "chunk_id": item.chunk_id})
+                self.drop(None, "not_generated", why="request budget exhausted", source=where)
                 continue
-            data = self._parse_abstractive(item, prompt, hits, result)
-            if data is not None:
-                parsed.append((item, prompt, hits, passages, seed, params, result, data))
-        queries = [_roundtrip_query(p[-1]) for p in parsed]
-        found = self.index.search_many(queries, self.top_k) if (parsed and self.roundtrip) else [None] * len(parsed)
-        for (item, prompt, hits, passages, seed, params, result, data), query, back in zip(parsed, queries, found):
+            if isinstance(parsed[i], tuple):
+                reason, details = parsed[i]
+                self.drop(None, reason, source=where, raw=getattr(result, "raw", None), **details)
+                continue
+            data = parsed[i]
             label_to_chunk = {p["label"]: p["chunk_id"] for p in passages}
             cited = [label_to_chunk.get(str(c), str(c)) for c in data["citations"]]
             retrieved = {h.chunk.chunk_id: h.chunk.text for h in hits}
             grounding = self.checker.check(data[prompt.answer_field], cited, retrieved)
             roundtrip = None
-            if back is not None:
-                ids = [h.chunk.chunk_id for h in back]
+            if i in found:
+                ids = [h.chunk.chunk_id for h in found[i]]
                 # the seed passage, or for a topic query any cited passage, must come back
                 targets = [item.chunk_id] if item.chunk_id else grounding.cited
                 rank = min((ids.index(t) + 1 for t in targets if t in ids), default=None)
                 if rank is None:
-                    self.drop(None, "roundtrip_failed", source=self.where(item, prompt.id), query=query,
-                              k=self.top_k, retrieved=ids)
+                    self.drop(None, "roundtrip_failed", source=where, query=queries[i], k=self.top_k,
+                              retrieved=ids)
                     continue
-                roundtrip = {"query": query, "rank": rank, "k": self.top_k}
+                roundtrip = {"query": queries[i], "rank": rank, "k": self.top_k}
             rec = self.finish_record(item, prompt, hits, data, grounding, seed=seed, params=params,
                                      model=getattr(result, "model", None),
                                      provider=getattr(result, "provider", None),
@@ -393,22 +397,18 @@ class RagBuilder(Builder):
         if budget is not None:
             raise budget
 
-    def _parse_abstractive(self, item: WorkItem, prompt: RagPrompt, hits: list[Hit],
-                           result: Any) -> dict[str, Any] | None:
-        where = self.where(item, prompt.id)
+    def _parse_abstractive(self, prompt: RagPrompt, hits: list[Hit],
+                           result: Any) -> dict[str, Any] | tuple[str, dict[str, Any]]:
+        """The model's fields, or (reason, details) when they cannot make a record."""
         if not hits:
-            self.drop(None, "no_passages", source=where)
-            return None
+            return "no_passages", {}
         if not getattr(result, "ok", False) or not isinstance(getattr(result, "data", None), dict):
-            self.drop(None, "llm_error", source=where, raw=getattr(result, "raw", None),
-                      error=getattr(result, "error", None))
-            return None
+            return "llm_error", {"error": getattr(result, "error", None)}
         data = result.data
         needed = [k for k in prompt.output_schema.get("required", []) if not isinstance(data.get(k), (str, list))]
         if needed or not isinstance(data.get(prompt.answer_field), str) or not isinstance(data.get("citations"), list):
-            self.drop(None, "llm_invalid_output", source=where, raw=getattr(result, "raw", None),
-                      error=f"missing or mistyped field(s): {', '.join(needed) or prompt.answer_field}")
-            return None
+            return "llm_invalid_output", {
+                "error": f"missing or mistyped field(s): {', '.join(needed) or prompt.answer_field}"}
         return data
 
     # -- one record, whatever the mode -----------------------------------------------------------
