@@ -187,7 +187,6 @@ def yield_run(args) -> None:
     from instructkit.pipeline import Pipeline
     from instructkit.recipe import load_recipe
     from instructkit.steps import Quarantine
-    from instructkit.validate import ValidateStage
 
     server = EmbeddedServer(n_threads=args.threads).start()
     try:

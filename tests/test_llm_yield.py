@@ -131,6 +131,25 @@ def test_extractive_answers_are_verbatim_from_the_cited_passages(embedder):
         assert "extractive" in b.card_section() and "Round-trip" in b.card_section()
 
 
+def test_the_model_can_pick_the_answer_sentences_by_number(embedder):
+    def reply(req):
+        if "response_format" in req:  # the pick: numbered sentences shown, JSON answer
+            assert "[1]" in _last_user(req)
+            return json.dumps({"sentences": [1]})
+        return question_writer(req)
+
+    with StubOpenAI(reply) as server:
+        b, q = _rag(_ctx(server, "SmolLM2-135M-Instruct", embedder=embedder), n=4, tasks=["guideline_qa"],
+                    extractive={"select": "model"})
+        recs = list(b.build())
+        assert recs, q.entries
+        for rec in recs:
+            assert rec["meta"]["answer"]["select"] == "model" and len(rec["meta"]["answer"]["sentences"]) == 1
+            assert all(s["supported"] for s in rec["meta"]["answer"]["sentences"])
+        assert sum("response_format" in r for r in server.requests) == len(recs) + len(
+            [e for e in q.entries if e["reason"] == "llm_invalid_output"])
+
+
 def test_useless_questions_are_quarantined_with_their_reason(embedder):
     influenza = "Which vaccine should adults aged 65 years and older preferably receive for influenza"
 

@@ -302,7 +302,9 @@ class RagBuilder(Builder):
                      for it, hits in zip(items, hits_per_item)]
             yield from self.extractive.build_batch(items, seeds)
             return
-        yield from self._abstractive_batch(items, hits_per_item)
+        from .abstractive import abstractive_batch
+
+        yield from abstractive_batch(self, items, hits_per_item)
 
     # -- the LLM, and the one place where source text becomes a request ------------------------
     def source_request(self, prompt: Any, *, seed: int, params: dict[str, Any],
@@ -338,78 +340,6 @@ class RagBuilder(Builder):
     @staticmethod
     def where(item: WorkItem, prompt_id: str) -> dict[str, Any]:
         return {"task": item.task, "item": item.n, "chunk_id": item.chunk_id, "prompt_id": prompt_id}
-
-    # -- abstractive ---------------------------------------------------------------------------
-    def _abstractive_batch(self, items: list[WorkItem], hits_per_item: list[list[Hit]]) -> Iterator[Record]:
-        views = []
-        for item, hits in zip(items, hits_per_item):
-            prompt = self.prompts[item.task]
-            passages = [{"label": f"P{j + 1}", "chunk_id": h.chunk.chunk_id, "text": h.chunk.text,
-                         "title": h.chunk.title, "section": h.chunk.section} for j, h in enumerate(hits)]
-            labels = [p["label"] for p in passages]
-            params = {**prompt.params, **self.params}
-            seed = self.request_seed(item)
-            request = self.source_request(prompt, seed=seed, params=params, schema=prompt.schema(labels),
-                                          passages=passages, topic=item.query,
-                                          focus=labels[0] if labels else "P1")
-            views.append((item, prompt, hits, passages, seed, params, request))
-        results, budget = self.ask([v[-1] for v in views], json=True)
-        # parse all, search every usable question at once, then build or drop in item order
-        parsed = [None if r is None else self._parse_abstractive(v[1], v[2], r) for v, r in zip(views, results)]
-        usable = [i for i, p in enumerate(parsed) if p is not None and not isinstance(p, tuple)]
-        queries = {i: _roundtrip_query(parsed[i]) for i in usable}
-        found = dict(zip(usable, self.index.search_many([queries[i] for i in usable], self.top_k))) \
-            if (usable and self.roundtrip) else {}
-        for i, ((item, prompt, hits, passages, seed, params, _), result) in enumerate(zip(views, results)):
-            where = self.where(item, prompt.id)
-            if result is None:
-                self.drop(None, "not_generated", why="request budget exhausted", source=where)
-                continue
-            if isinstance(parsed[i], tuple):
-                reason, details = parsed[i]
-                self.drop(None, reason, source=where, raw=getattr(result, "raw", None), **details)
-                continue
-            data = parsed[i]
-            label_to_chunk = {p["label"]: p["chunk_id"] for p in passages}
-            cited = [label_to_chunk.get(str(c), str(c)) for c in data["citations"]]
-            retrieved = {h.chunk.chunk_id: h.chunk.text for h in hits}
-            grounding = self.checker.check(data[prompt.answer_field], cited, retrieved)
-            roundtrip = None
-            if i in found:
-                ids = [h.chunk.chunk_id for h in found[i]]
-                # the seed passage, or for a topic query any cited passage, must come back
-                targets = [item.chunk_id] if item.chunk_id else grounding.cited
-                rank = min((ids.index(t) + 1 for t in targets if t in ids), default=None)
-                if rank is None:
-                    self.drop(None, "roundtrip_failed", source=where, query=queries[i], k=self.top_k,
-                              retrieved=ids)
-                    continue
-                roundtrip = {"query": queries[i], "rank": rank, "k": self.top_k}
-            rec = self.finish_record(item, prompt, hits, data, grounding, seed=seed, params=params,
-                                     model=getattr(result, "model", None),
-                                     provider=getattr(result, "provider", None),
-                                     support=grounding.as_meta(self.checker.method, self.checker.thresholds),
-                                     extra_meta={"answer": {"mode": "abstractive", "roundtrip": roundtrip}},
-                                     passage_labels=label_to_chunk,
-                                     params_sent=getattr(result, "params", None))
-            if rec is not None:
-                yield rec
-        if budget is not None:
-            raise budget
-
-    def _parse_abstractive(self, prompt: RagPrompt, hits: list[Hit],
-                           result: Any) -> dict[str, Any] | tuple[str, dict[str, Any]]:
-        """The model's fields, or (reason, details) when they cannot make a record."""
-        if not hits:
-            return "no_passages", {}
-        if not getattr(result, "ok", False) or not isinstance(getattr(result, "data", None), dict):
-            return "llm_error", {"error": getattr(result, "error", None)}
-        data = result.data
-        needed = [k for k in prompt.output_schema.get("required", []) if not isinstance(data.get(k), (str, list))]
-        if needed or not isinstance(data.get(prompt.answer_field), str) or not isinstance(data.get("citations"), list):
-            return "llm_invalid_output", {
-                "error": f"missing or mistyped field(s): {', '.join(needed) or prompt.answer_field}"}
-        return data
 
     # -- one record, whatever the mode -----------------------------------------------------------
     def finish_record(self, item: WorkItem, prompt: RagPrompt, hits: list[Hit], data: dict[str, Any],
@@ -567,12 +497,6 @@ def _documents_from_sources(names: list[str], sources: dict[str, Any] | None,
 def _request_seed(run_seed: int, key: str, task: str) -> int:
     """A seed per generation, derived from the run seed and what is generated (reproducible)."""
     return int(content_hash(run_seed, key, task, length=8), 16) % (2**31)
-
-
-def _roundtrip_query(data: dict[str, Any]) -> str:
-    """What the round-trip check searches for: what the model wrote that asks (the case and
-    question of an adherence item, the question, or the topic of a summary)."""
-    return " ".join(str(data[k]) for k in ("case", "question", "topic") if isinstance(data.get(k), str))
 
 
 def _citation(doc: Document) -> str:

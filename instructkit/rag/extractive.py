@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from instructkit._exceptions import BudgetExceeded
 from instructkit.llm.fewshot import clean_line, clean_question, content_words, load_fewshot
 from instructkit.rag.grounding import GroundingResult
 from instructkit.rag.index import Hit
