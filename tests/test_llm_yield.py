@@ -48,10 +48,22 @@ def question_writer(req: dict) -> str:
     return f"What does the guidance say about {' '.join(words).lower()}?"
 
 
+_OPEN: list[RunContext] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_contexts():
+    """Each test's run contexts are closed after it (their LLM clients and HTTP sessions)."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def _ctx(server: StubOpenAI, model: str, seed: int = 3, embedder=None) -> RunContext:
     ctx = RunContext(seed=seed, recipe={"llm": {"base_url": server.base_url, "model": model, "cache": False}})
     if embedder is not None:
         ctx.shared("embedder", lambda: embedder, close=lambda _e: None)
+    _OPEN.append(ctx)
     return ctx
 
 

@@ -330,11 +330,12 @@ def _duplicate_chars(words: list[str], n: int) -> int:
 _LOOP_WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
 
 
-def _longest_repeat_run(words: list[str], max_n: int) -> int:
-    """The most times any phrase of 1..``max_n`` words is said back to back ("what is the
-    answer? what is the answer? what is the answer?" -> 3). Masks such as ``xxxx`` (IU
-    X-ray's de-identification) and numbers are not words a model loops on."""
-    best = 1
+def _longest_repeat_run(words: list[str], max_n: int) -> tuple[int, int]:
+    """The most times any phrase of 1..``max_n`` words is said back to back, and the
+    phrase's length ("what is the answer? what is the answer? what is the answer?" -> (3, 4)).
+    Masks such as ``xxxx`` (IU X-ray's de-identification) and numbers are not words a model
+    loops on."""
+    best, best_n = 1, 1
     for n in range(1, max_n + 1):
         i = 0
         while i + 2 * n <= len(words):
@@ -346,9 +347,10 @@ def _longest_repeat_run(words: list[str], max_n: int) -> int:
             while j + n <= len(words) and words[j:j + n] == gram:
                 run += 1
                 j += n
-            best = max(best, run)
+            if run > best:
+                best, best_n = run, n
             i = j if run > 1 else i + 1
-    return best
+    return best, best_n
 
 
 class RepetitionFilter(QualityFilter):
@@ -368,9 +370,15 @@ class RepetitionFilter(QualityFilter):
     def _why(text: str, opts: dict[str, Any]) -> dict[str, Any] | None:
         loop = opts.get("consecutive_repeats")
         if loop:
-            run = _longest_repeat_run(_LOOP_WORD.findall(text.lower()), int(loop.get("max_phrase_words", 6)))
-            if run > int(loop.get("max_repeats", 2)):
-                return {"measure": "consecutive_repeats", "value": run, "max": int(loop.get("max_repeats", 2))}
+            tokens = _LOOP_WORD.findall(text.lower())
+            run, n = _longest_repeat_run(tokens, int(loop.get("max_phrase_words", 6)))
+            limit = int(loop.get("max_repeats", 2))
+            # a loop is most of what the text says; a form or table in a long text repeats a
+            # row ("I will eat ___ instead of ___") without being one, unless it goes on and on
+            share = run * n / max(len(tokens), 1)
+            if run > limit and (share >= float(loop.get("min_share", 0.3))
+                                or run > int(loop.get("max_repeats_anywhere", 6))):
+                return {"measure": "consecutive_repeats", "value": run, "max": limit, "share": round(share, 3)}
         words = text.lower().split()
         if len(words) < int(opts.get("min_words", 20)):
             return None
