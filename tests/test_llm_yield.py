@@ -203,6 +203,53 @@ def test_capable_endpoint_gets_abstractive_mode_with_round_trip(embedder):
         assert all("response_format" in r for r in server.requests)
 
 
+def capable_model(req: dict) -> str:
+    """A capable model behind an OpenAI-compatible endpoint, for every prompt the quickstart's
+    LLM builders send."""
+    user = _last_user(req)
+    if "[P1]" in user:  # abstractive RAG: answer from passage P1, cite it
+        first = re.search(r"\[P1\][^\n]*\n(.*?)(?:\[P2\]|\nWrite |\nName |$)", user, re.S).group(1)
+        sent = passage_sentences("x", first)[0].text
+        topic = " ".join(re.findall(r"[A-Za-z][a-z]+", sent)[:7]).lower()
+        return json.dumps({"question": f"What does the guideline say about {topic}?", "answer": sent,
+                           "topic": topic, "summary": sent, "case": f"A 70-year-old adult: {topic}.",
+                           "citations": ["P1"]})
+    if "response_format" in req and "Write Task" in user:  # Self-Instruct: a new task
+        n = len(req["messages"][-1]["content"])
+        return json.dumps({"instruction": f"Explain to a patient why a blood test needs {n % 7 + 4} hours "
+                                          f"of fasting and what they may drink before it."})
+    if "response_format" in req:  # Self-Instruct: an instance of the task
+        return json.dumps({"input": "", "output": "Fasting keeps food from changing blood sugar and fat "
+                                                  "levels, so the result is accurate. Plain water is fine."})
+    return question_writer(req)
+
+
+def test_a_capable_endpoint_runs_the_same_quickstart_recipe(embedder):
+    """The quickstart's LLM builders, unchanged, against an endpoint whose model is large:
+    rag runs abstractive, back-translation and Self-Instruct make records, validate keeps them."""
+    from instructkit.pipeline import Pipeline
+    from instructkit.recipe import load_recipe
+
+    data = load_recipe("quickstart").data
+    data = {**data, "builders": [b for b in data["builders"] if b["type"] != "template"],
+            "stages": {"anonymize": False, "audit": False, "bias_report": False}}
+    with StubOpenAI(capable_model) as server:
+        data["llm"] = {"base_url": server.base_url, "model": "meta-llama/Llama-3.1-8B-Instruct", "cache": False}
+        ctx = RunContext()
+        ctx.shared("embedder", lambda: embedder, close=lambda _e: None)
+        _OPEN.append(ctx)
+        pipe = Pipeline.from_recipe(load_recipe(data), context=ctx)
+        q = Quarantine()
+        recs = list(pipe.records(q))
+        rag = next(b for b in pipe.builders if b.method == "rag")
+        assert rag.mode == "abstractive"
+        by_method = {m: [r for r in recs if r["method"] == m] for m in ("rag", "synthetic")}
+        assert len(by_method["rag"]) >= 5 and all(r["meta"]["answer"]["mode"] == "abstractive" for r in by_method["rag"])
+        assert {r["meta"]["synthetic"]["method"] for r in by_method["synthetic"]} >= {"backtranslate"}
+        assert any(r["meta"]["synthetic"]["method"] == "self_instruct" for r in by_method["synthetic"]) or \
+            any(e.get("method") == "self_instruct" for e in q.entries)
+
+
 # -- back-translation -----------------------------------------------------------------------------
 def _bt_builder(server, model, embedder, **cfg):
     from instructkit.sources import sources_from_recipe

@@ -274,7 +274,8 @@ class Backtranslation:
                     source=dict(a.item.source), **details)
 
     def card_line(self) -> str:
-        names = ", ".join(f"`{s}`" for s in self.cfg.sources) or "guideline documents"
+        names = ", ".join([f"`{s}`" for s in self.cfg.sources]
+                          + [f"documents `{d.get('path')}`" for d in self.cfg.documents])
         return (f"- **Back-translation** (Li et al. 2023; {self.made} of {self.cfg.n} requested, "
                 f"{self.attempts} attempts): the output of each record is real text from {names}, with "
                 f"its licence and citation; the model wrote only the question it answers (few-shot prompt "
