@@ -47,7 +47,7 @@ NEW_FILTERS = ["placeholders", "task_list", "label_input", "relevance", "model_a
 # -- part 1: fit on real template records -----------------------------------------------------
 def real_template_records(max_per_recipe: int) -> list[dict]:
     from instructkit.pipeline import Pipeline
-    from instructkit.steps import Quarantine
+    from instructkit.steps.base import Quarantine
 
     out = []
     for name in FIT_RECIPES:
@@ -62,8 +62,8 @@ def real_template_records(max_per_recipe: int) -> list[dict]:
 def run_filters(records: list[dict], config: dict, ctx) -> tuple[Counter, Counter]:
     """Drops per filter stage and per (stage, reason), each filter run on all records
     (not chained: a record two filters drop counts for both)."""
-    from instructkit.quality import quality_filters
-    from instructkit.steps import Quarantine
+    from instructkit.steps.quality import quality_filters
+    from instructkit.steps.base import Quarantine
 
     by_stage, by_reason = Counter(), Counter()
     for f in quality_filters(config, ctx):
@@ -79,8 +79,8 @@ def run_filters(records: list[dict], config: dict, ctx) -> tuple[Counter, Counte
 
 def fit(args) -> dict:
     from instructkit.context import RunContext
-    from instructkit.quality.junk import relevance_pair, relevance_scores
-    from instructkit.quality.settings import load_defaults
+    from instructkit.steps.quality.junk import relevance_pair, relevance_scores
+    from instructkit.steps.quality.settings import load_defaults
 
     t0 = time.perf_counter()
     records = real_template_records(args.max_per_recipe)
@@ -139,8 +139,8 @@ def fit(args) -> dict:
 
 def chained_drops(records: list[dict], ctx, low_relevance: set[str]) -> int:
     """Records the stage drops, each counted once (relevance from the scores computed above)."""
-    from instructkit.steps import Quarantine
-    from instructkit.validate import ValidateStage
+    from instructkit.steps.base import Quarantine
+    from instructkit.steps.quality.validate import ValidateStage
 
     q = Quarantine()
     stream = iter(records)
@@ -182,7 +182,7 @@ def old_filters() -> dict:
     """The validate settings before issue 14: no junk filters, no relevance, meta-text only
     about the answer (the first six patterns) in instruction and output, repetition in the
     output only and no back-to-back loop check."""
-    from instructkit.quality.settings import load_defaults
+    from instructkit.steps.quality.settings import load_defaults
 
     meta = load_defaults()["filters"]["model_artefacts"]["meta_text"][:6]
     return {"placeholders": False, "task_list": False, "label_input": False, "relevance": False,
@@ -194,8 +194,8 @@ def yield_run(args) -> None:
     from instructkit.context import RunContext
     from instructkit.llm import EmbeddedServer
     from instructkit.pipeline import Pipeline
-    from instructkit.recipe import load_recipe
-    from instructkit.steps import Quarantine
+    from instructkit.recipe.load import load_recipe
+    from instructkit.steps.base import Quarantine
 
     server = EmbeddedServer(n_threads=args.threads).start()
     try:
@@ -247,8 +247,8 @@ def _save(folder: str, mode: str, records: list[dict]) -> None:
 
 
 def _validate(records, filters_cfg, ctx, q=None):
-    from instructkit.steps import Quarantine
-    from instructkit.validate import ValidateStage
+    from instructkit.steps.base import Quarantine
+    from instructkit.steps.quality.validate import ValidateStage
 
     q = q if q is not None else Quarantine()
     stream = iter(records)
@@ -261,7 +261,7 @@ def _validate(records, filters_cfg, ctx, q=None):
 def _junk_share(records, ctx) -> tuple[int, int]:
     """Records that any of the model-junk checks (placeholders, task lists, label inputs,
     meta-text, loops) would drop."""
-    from instructkit.quality import quality_filters
+    from instructkit.steps.quality import quality_filters
 
     if not records:
         return (0, 0)

@@ -20,8 +20,8 @@ pytest.importorskip("openai", reason="needs instructkit[llm]")
 
 from instructkit.llm.capability import is_small_model, model_params  # noqa: E402
 from instructkit.llm.fewshot import clean_question, load_fewshot  # noqa: E402
-from instructkit.rag import RagBuilder  # noqa: E402
-from instructkit.rag.sentences import is_verbatim, passage_sentences  # noqa: E402
+from instructkit.recordbuilders.rag import RagBuilder  # noqa: E402
+from instructkit.recordbuilders.rag.sentences import is_verbatim, passage_sentences  # noqa: E402
 
 SAMPLES = "pkg://samples"
 
@@ -228,7 +228,7 @@ def test_a_capable_endpoint_runs_the_same_quickstart_recipe(embedder):
     """The quickstart's LLM builders, unchanged, against an endpoint whose model is large:
     rag runs abstractive, back-translation and Self-Instruct make records, validate keeps them."""
     from instructkit.pipeline import Pipeline
-    from instructkit.recipe import load_recipe
+    from instructkit.recipe.load import load_recipe
 
     data = load_recipe("quickstart").data
     data = {**data, "builders": [b for b in data["builders"] if b["type"] != "template"],
@@ -252,9 +252,9 @@ def test_a_capable_endpoint_runs_the_same_quickstart_recipe(embedder):
 
 # -- back-translation -----------------------------------------------------------------------------
 def _bt_builder(server, model, embedder, **cfg):
-    from instructkit.sources import sources_from_recipe
-    from instructkit.synthetic import SyntheticBuilder
-    from instructkit.synthetic.builder import BacktranslateConfig
+    from instructkit.recipe.sources import sources_from_recipe
+    from instructkit.recordbuilders.synthetic import SyntheticBuilder
+    from instructkit.recordbuilders.synthetic.builder import BacktranslateConfig
 
     sources = sources_from_recipe({"sources": [
         {"name": "hq", "type": "jsonl", "path": f"{SAMPLES}/health_questions.jsonl", "id_field": "id",
@@ -317,7 +317,7 @@ def _rec(instruction, output, input="", method="synthetic", task="patient_questi
 
 
 def _validate(records, config=None, ctx=None):
-    from instructkit.validate import ValidateStage
+    from instructkit.steps.quality.validate import ValidateStage
 
     q = Quarantine()
     stream = iter(records)
@@ -414,7 +414,7 @@ def test_relevance_drops_an_answer_to_another_question_and_scores_the_rest(embed
 
 # -- dedup keep rule, stage order, judge -------------------------------------------------------------
 def test_validate_and_judge_run_before_dedup_so_the_keep_rule_reads_their_scores():
-    from instructkit.dedup.keep import DEFAULT_KEEP_ORDER, KeepRule, judge_score, relevance
+    from instructkit.steps.dedup.keep import DEFAULT_KEEP_ORDER, KeepRule, judge_score, relevance
     from instructkit.registry import STAGE_ORDER
 
     assert STAGE_ORDER.index("validate") < STAGE_ORDER.index("judge") < STAGE_ORDER.index("dedup")
