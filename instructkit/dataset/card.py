@@ -219,8 +219,24 @@ def _dedup_section(manifest: Mapping[str, Any]) -> str:
 
 
 def _judge_section(manifest: Mapping[str, Any]) -> str:
+    judge = _group(manifest, "judge")
     return "\n\n".join([_block(_group(manifest, "validate"), "Validation"),
-                         _block(_group(manifest, "judge"), "Judge")])
+                         _block(judge, "Judge") if judge else _judge_not_run(manifest)])
+
+
+def _judge_not_run(manifest: Mapping[str, Any]) -> str:
+    """Why no LLM judge scored the records (it is off unless a recipe turns it on)."""
+    from instructkit.llm.capability import is_small_model
+
+    model = (manifest.get("llm_usage") or {}).get("model")
+    why = ("Judge: **not run**. The LLM judge is off by default: it costs one request per record, "
+           "and scores from a small model carry no information (the project found this for the "
+           "embedded SmolLM2-135M).")
+    if model and is_small_model(model):
+        why += (f" This dataset's records were written by `{model}`, which is too small to judge them; "
+                "the validate stage's model-free filters (placeholders, task lists, meta-text, "
+                "label-only inputs, repetition, instruction-output relevance) ran instead.")
+    return why + " With a capable endpoint, turn it on with `stages.judge` in the recipe."
 
 
 def _bias_section(manifest: Mapping[str, Any]) -> str:

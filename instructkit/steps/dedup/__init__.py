@@ -7,7 +7,7 @@ Recipe (``stages.dedup``, schema ``schemas/stages/dedup.schema.json``)::
         exact: true                       # normalised-text hash
         near: {threshold: 0.7, num_perm: 128, shingle_size: 1}
         semantic: {threshold: 0.95}       # off unless set (embeds every record)
-        keep: {order: [method, output_length, judge_score, id],
+        keep: {order: [method, judge_score, relevance, output_length, id],
                method_order: [template, rag, synthetic]}
         decontaminate:
           - {path: ../shared/data/decontam/medqa_usmle_4opt_test.jsonl, optional: true}

@@ -7,7 +7,7 @@ memory:
    for small runs, a temporary pickle file past ``spill_after`` records) and only what
    the decision needs is kept in numpy arrays: the exact hash (8 bytes), the MinHash
    signature (4 bytes x num_perm), the embedding (float16, 2 bytes x dim), output
-   length, method rank and judge score. 1M records with 128 permutations need ~0.6 GB
+   length, method rank, judge score and relevance. 1M records with 128 permutations need ~0.6 GB
    for near dedup, plus ~0.8 GB with semantic dedup on.
 2. Find duplicate pairs (sorting exact hashes; LSH band keys sorted per band, candidates
    verified on the signatures; FAISS range search). Exact duplicates are grouped; near and
@@ -37,7 +37,7 @@ import numpy as np
 
 from instructkit.records import Record
 from instructkit.steps.base import Step
-from instructkit.steps.dedup.keep import KeepRule, judge_score
+from instructkit.steps.dedup.keep import KeepRule, judge_score, relevance
 from instructkit.steps.dedup.minhash import (MinHasher, band_keys, lsh_candidate_pairs, optimal_bands,
                       signature_similarity)
 from instructkit.steps.dedup.text import exact_hash, hash_words, normalize, record_text
@@ -275,7 +275,7 @@ class DedupStep(Step):
                            sigs, has_words, vecs, seed_dups)
             n = buffer.count
             decisions = self._decide(n, ids, method_rank.array(np.int8), out_len.array(np.int32),
-                                     scores.array(np.float32), exact_h.array(np.int64),
+                                     scores.array(np.float32, 2), exact_h.array(np.int64),
                                      sigs.array(np.uint32, self.minhasher.num_perm if self.near else 0),
                                      has_words.array(bool), vecs, seed_dups)
             for i, rec in enumerate(buffer):
@@ -299,7 +299,7 @@ class DedupStep(Step):
             ids.append(str(rid) if rid else f"#{base + k}")
         method_rank.add(np.array([self.keep.method_rank(r.get("method")) for r in batch], np.int8))
         out_len.add(np.array([len(r.get("output") or "") for r in batch], np.int32))
-        scores.add(np.array([judge_score(r) for r in batch], np.float32))
+        scores.add(np.array([(judge_score(r), relevance(r)) for r in batch], np.float32).reshape(-1, 2))
         norm_cache: dict[tuple[str, ...], list[str]] = {}
 
         def normalized(fields: tuple[str, ...]) -> list[str]:
