@@ -151,7 +151,9 @@ def derive(csv_path: Path) -> list[tuple[str, str]]:
         if campus:
             found.append(("name", words + campus))
         for core in made:
-            found.append(("weak" if is_weak(core, cities) or len(core) < 2 else "core", core))
+            # "CEDARS-SINAI" is two words as people write it ("Cedars Sinai")
+            n_words = len(re.split(r"[- ]+", " ".join(core)))
+            found.append(("weak" if is_weak(core, cities) or n_words < 2 else "core", core))
         for kind, ws in found:
             form = title(ws)
             # the same form from two hospitals keeps its strongest kind

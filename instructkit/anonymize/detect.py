@@ -133,6 +133,10 @@ def _make_recognizers(cfg: dict[str, Any], words: Any = None) -> list[Any]:
     # a validator sees the text and the span (a facility check reads the words around it)
     validators = {k: (lambda f: lambda text, s, e: f(text[s:e]))(f) for k, f in on_span.items()}
     validators["plausible_facility"] = facility_validator(cfg, words)
+    # "6750 Koskikatu 25" names its street in a word no English dictionary holds; "Medication
+    # 1 Medication 2", "Hospital day 1 Hospital day 3" (table headers) hold only common words
+    validators["unknown_street_word"] = lambda text, s, e: words is None or any(
+        w not in words for w in re.findall(r"[^\W\d_]{3,}", text[s:e]))
 
     class GroupPatternRecognizer(pa.LocalRecognizer):
         """A regex recognizer whose finding is the ``phi`` group when there is one
@@ -289,7 +293,8 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
                                 supported_language="en")
 
 
-def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float = 0.5) -> Any:
+def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float = 0.5,
+                   name_model: str | None = None) -> Any:
     """A Presidio ``AnalyzerEngine`` on the lean spaCy model with the project's recognizers."""
     cfg = cfg or load_recognizer_config()
     pa = require("presidio_analyzer", "anonymize", "PHI detection")
@@ -366,7 +371,13 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
     words = english_words(nlp_engine.nlp["en"].get_pipe("lemmatizer"))
     for rec in _make_recognizers(cfg, words):
         registry.add_recognizer(rec)
-    registry.add_recognizer(make_gazetteer_recognizer(pa, cfg, _result))
+    registry.add_recognizer(make_gazetteer_recognizer(pa, cfg, _result, words))
+    if name_model == "rampart":
+        from .name_model import make_rampart_recognizer
+
+        registry.add_recognizer(make_rampart_recognizer(pa, _result))
+    elif name_model:
+        raise ValueError(f"unknown name_model {name_model!r}; choose rampart or none")
     if cfg.get("lowercase_names"):
         from .names import make_lowercase_name_recognizer
 
@@ -416,7 +427,7 @@ class PhiDetector:
 
     def __init__(self, *, entities: Iterable[str] | None = None, score_threshold: float = 0.5,
                  n_process: int = 1, batch_size: int = 32, keep_states_and_countries: bool = True,
-                 extra_deny: Iterable[str] = ()) -> None:
+                 extra_deny: Iterable[str] = (), name_model: str | None = None) -> None:
         self.cfg = load_recognizer_config()
         self.entities = frozenset(entities) if entities else frozenset(PHI_TYPES)
         unknown = self.entities - set(PHI_TYPES)
@@ -425,7 +436,13 @@ class PhiDetector:
         self.score_threshold = score_threshold
         self.n_process = max(1, int(n_process))
         self.batch_size = batch_size
-        self.analyzer = build_analyzer(self.cfg, score_threshold=score_threshold)
+        self.analyzer = build_analyzer(self.cfg, score_threshold=score_threshold, name_model=name_model)
+        #: the optional second name model's CC BY credit (the card prints it when it ran)
+        self.name_model_credit = None
+        if name_model:
+            from .name_model import RAMPART_CREDIT
+
+            self.name_model_credit = RAMPART_CREDIT
         self.nlp_engine = self.analyzer.nlp_engine
         self.english_words = english_words(self.nlp_engine.nlp["en"].get_pipe("lemmatizer"))
         from .names import name_lists
@@ -498,6 +515,8 @@ class PhiDetector:
                 continue
             name = (r.recognition_metadata or {}).get("recognizer_name", "")
             ner = name in _MODEL_RECOGNIZERS
+            if name == "rampart" and not self._plausible_tagged(text, start, end, typ, markers):
+                continue
             if ner and "\n" in text[start:end]:
                 # a model's span runs over a line break ("Zizi Kónya\nEnigmaio"): the first line
                 cut = text.index("\n", start)
@@ -528,7 +547,8 @@ class PhiDetector:
                 if typ in self.deny_types and self._is_medicine(text, start, end,
                                                                 titled=name == "name_title"):
                     continue
-                if typ in ("LOCATION", "NAME") and _norm(text[start:end]) in self.kept_places:
+                if (typ == "LOCATION" or typ == "NAME" and name != "name_title") \
+                        and _norm(text[start:end]) in self.kept_places:
                     continue  # Safe Harbor allows states and countries ("from Somalia presents")
                 found.append(Finding(start, end, typ, float(r.score), name))
         found = self._extend_address_blocks(text, found, masked)
@@ -541,6 +561,27 @@ class PhiDetector:
             kept = _resolve_overlaps(kept + self._coordinated_names(text, kept, masked), self.priority)
             kept = _resolve_overlaps(kept + self._repeat_names(text, kept, masked), self.priority)
         return kept
+
+    def _plausible_tagged(self, text: str, start: int, end: int, typ: str,
+                          markers: set[str] | None) -> bool:
+        """The light checks for the optional name model's findings (it also finds lower-case
+        names, so spaCy's capitalisation checks do not apply): not an item's first word, not
+        a lone common word at a sentence start, not an abbreviation, not a clinical word."""
+        if typ not in ("NAME", "LOCATION"):
+            return True
+        s, e = _outside_list_markers(text, start, end, _list_markers(text) if markers is None else markers,
+                                     self._common_not_name)
+        if e <= s or "\n" in text[s:e]:
+            return False
+        words = text[s:e].split()
+        if any(_abbreviation_like(w) for w in words) or any(
+                self.medical_word.match(w.strip(".,'\u2019()")) for w in words):
+            return False
+        if len(words) == 1:
+            w = words[0].strip(".,'\u2019()")
+            if len(w) <= 2 or (self._common_not_name(w) and _SENTENCE_START.search(text, 0, s)):
+                return False
+        return True
 
     def _common_not_name(self, word: str) -> bool:
         w = word.strip(".,;:'\u2019()")
@@ -657,8 +698,6 @@ class PhiDetector:
             return False  # the head of a compound: "Lys-tRNA"
         if text[start - 1:start] == "-" and text[start - 2:start - 1].isalnum():
             return False  # its tail: "γ-Glutamyl", "anti-Ro"
-        if typ == "NAME" and _norm(text[start:end]) in self.kept_places:
-            return False  # a country or state the model took for a person
         # a genus before its species: "Entamoeba histolytica", "Staphylococcus aureus"
         species = _SPECIES_AFTER.match(text, end)
         if species and species.group(1) not in self.english_words:

@@ -104,7 +104,8 @@ class FacilityGazetteer:
         return True
 
 
-def make_gazetteer_recognizer(pa: Any, cfg: dict[str, Any], make_result: Callable[..., Any]) -> Any:
+def make_gazetteer_recognizer(pa: Any, cfg: dict[str, Any], make_result: Callable[..., Any],
+                              common: Any = frozenset()) -> Any:
     """A Presidio recognizer of HOSPITAL spans from the gazetteer. A name or a distinctive
     core counts when it is capitalised ("Johns Hopkins", "JOHNS HOPKINS") or stands in a
     facility context; in lower case ("johns hopkins") and for weak cores ("Mercy"), only
@@ -131,7 +132,11 @@ def make_gazetteer_recognizer(pa: Any, cfg: dict[str, Any], make_result: Callabl
                 # center" is not one); a weak core also needs a context or a facility word
                 # in lower case a facility needs a context and a name of two words or more
                 # ("admitted to mass general"; not "went to the park", "taken in high doses")
-                if lower and (not before or kind == "weak" or " " not in text[start:end].strip()):
+                # in lower case a facility needs a context, and one word that is no common
+                # English word ("admitted to mass general", "seen at chambersburg"; not
+                # "went to the park", "taken in high doses")
+                if lower and not (before and (len(WORD.findall(text[start:end])) >= 2
+                                              or text[start:end] not in common)):
                     continue
                 if kind == "weak" and not (before or after):
                     continue

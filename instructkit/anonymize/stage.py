@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "max_shift_days": 365,
     "hash_salt": None,
     "canary": {"enabled": True, "records": 2},
+    "name_model": None,
 }
 
 
@@ -50,7 +51,8 @@ class AnonymizeStage(Step):
                  score_threshold: float = 0.5, n_process: int = 1, batch_size: int = 32,
                  batch_records: int = 64, keep_states_and_countries: bool = True,
                  deny_terms: Iterable[str] = (), max_shift_days: int = 365,
-                 hash_salt: str | None = None, canary: bool = True, canary_records: int = 2) -> None:
+                 hash_salt: str | None = None, canary: bool = True, canary_records: int = 2,
+                 name_model: str | None = None) -> None:
         super().__init__()
         if operator not in OPERATORS:
             raise ValueError(f"unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}")
@@ -60,7 +62,7 @@ class AnonymizeStage(Step):
         self.detector = detector or PhiDetector(
             entities=entities, score_threshold=score_threshold, n_process=n_process,
             batch_size=batch_size, keep_states_and_countries=keep_states_and_countries,
-            extra_deny=deny_terms)
+            extra_deny=deny_terms, name_model=name_model)
         self.seed = seed
         self.batch_records = max(1, int(batch_records))
         self.canary_enabled = canary
@@ -86,12 +88,12 @@ class AnonymizeStage(Step):
         canary = {**DEFAULTS["canary"], **canary}
         det_key = ("anonymize.detector", tuple(sorted(cfg["entities"] or PHI_TYPES)),
                    float(cfg["score_threshold"]), int(cfg["n_process"]), int(cfg["batch_size"]),
-                   bool(cfg["keep_states_and_countries"]), tuple(cfg["deny_terms"]))
+                   bool(cfg["keep_states_and_countries"]), tuple(cfg["deny_terms"]), cfg["name_model"])
         detector = ctx.shared(repr(det_key), lambda: PhiDetector(
             entities=cfg["entities"], score_threshold=float(cfg["score_threshold"]),
             n_process=int(cfg["n_process"]), batch_size=int(cfg["batch_size"]),
             keep_states_and_countries=bool(cfg["keep_states_and_countries"]),
-            extra_deny=cfg["deny_terms"]))
+            extra_deny=cfg["deny_terms"], name_model=cfg["name_model"]))
         return cls(cfg["operator"], detector=detector, seed=int(getattr(ctx, "seed", 0) or 0),
                    batch_records=int(cfg["batch_records"]), max_shift_days=int(cfg["max_shift_days"]),
                    hash_salt=cfg["hash_salt"], canary=bool(canary["enabled"]),
@@ -222,6 +224,7 @@ class AnonymizeStage(Step):
             "replaced_total": sum(self.replaced.values()),
             "records_changed": self.records_changed,
             "canary": canary,
+            **({"name_model": self.detector.name_model_credit} if self.detector.name_model_credit else {}),
         }}
 
     def card_section(self) -> str:
@@ -233,6 +236,8 @@ class AnonymizeStage(Step):
         if s["replaced"]:
             lines += ["", "| type | replaced |", "|---|---:|"]
             lines += [f"| {t} | {n} |" for t, n in s["replaced"].items()]
+        if s.get("name_model"):
+            lines += ["", s["name_model"]]  # CC BY 4.0 asks for the credit
         c = s["canary"]
         if c.get("enabled"):
             verdict = "passed" if c.get("passed") else "FAILED"
