@@ -358,6 +358,8 @@ def main() -> None:
     ap.add_argument("--phi-free", type=int, default=300, help="PHI-free clinical questions")
     ap.add_argument("--splits", default="tune,eval", help="clinical-question splits to run")
     ap.add_argument("--no-stock", action="store_true", help="skip stock Presidio")
+    ap.add_argument("--name-model", default=None, help="optional second name model (rampart)")
+    ap.add_argument("--no-notes", action="store_true", help="skip the issue-5 clinical notes")
     ap.add_argument("--quiet", action="store_true", help="only the summary table")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
@@ -365,10 +367,10 @@ def main() -> None:
 
     from instructkit.anonymize.stage import AnonymizeStage
 
-    stage = AnonymizeStage("placeholder", canary=False)
+    stage = AnonymizeStage("placeholder", canary=False, name_model=args.name_model)
     ours = stage.detector.detect_many
     stock = None if args.no_stock else stock_detector()
-    sets = {"clinical notes (generated, issue 5)": clinical_notes(args.notes)}
+    sets = {} if args.no_notes else {"clinical notes (generated, issue 5)": clinical_notes(args.notes)}
     for split in filter(None, args.splits.split(",")):
         sets[f"clinical questions, {split} split"] = clinical_set(split, args.questions)
     if SYNTH.exists():

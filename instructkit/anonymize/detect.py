@@ -577,6 +577,13 @@ class PhiDetector:
         if any(_abbreviation_like(w) for w in words) or any(
                 self.medical_word.match(w.strip(".,'\u2019()")) for w in words):
             return False
+        # a genus and species ("Candida albicans"), a term ending in its kind ("... purpura")
+        if len(words) > 1 and (_SPECIES_AFTER.fullmatch(" " + words[-1]) and words[-1] not in self.english_words
+                               or self.eponym_after.match(" " + words[-1])):
+            return False
+        species = _SPECIES_AFTER.match(text, e)
+        if species and species.group(1) not in self.english_words:
+            return False
         if len(words) == 1:
             w = words[0].strip(".,'\u2019()")
             if len(w) <= 2 or (self._common_not_name(w) and _SENTENCE_START.search(text, 0, s)):

@@ -92,7 +92,16 @@ class RampartTagger:
                 merged[-1][1], merged[-1][2] = max(merged[-1][1], e), "SURNAME"
             else:
                 merged.append([s, e, kind])
-        return [(s, e, k) for s, e, k in merged if k in LABELS]
+        out = []
+        for s, e, k in merged:
+            # a span ends where its word ends, not inside a word piece ("purp|ura")
+            while s > 0 and text[s - 1].isalnum():
+                s -= 1
+            while e < len(text) and text[e].isalnum():
+                e += 1
+            if k in LABELS:
+                out.append((s, e, k))
+        return out
 
 
 @functools.cache
