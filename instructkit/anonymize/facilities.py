@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 
 #: one word of a name: letters/digits with inner apostrophes, or "&"
 WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*\.?|&")
+_JOINERS = frozenset({"of", "and", "at", "the", "for", "de", "la", "del"})
 #: a name that continues after a match: a capitalised word or a hyphenated part follows
 _GOES_ON = re.compile(r"(?:[ \t]+[A-Z]|-[^\W\d_])")
 CANON = {"st": "saint", "ste": "saint", "mt": "mount", "ctr": "center", "cntr": "center",
@@ -139,6 +140,11 @@ def make_gazetteer_recognizer(pa: Any, cfg: dict[str, Any], make_result: Callabl
                                               or text[start:end] not in common)):
                     continue
                 if kind == "weak" and not (before or after):
+                    continue
+                # without a context, every word capitalised, as names are ("Gulf Coast";
+                # "swimming in the Gulf coast" is a place)
+                if not before and not all(w[:1].isupper() or w == "&" or w.lower() in _JOINERS
+                                          for w in WORD.findall(text[start:end])):
                     continue
                 # the name goes on past a weak entry ("United States", "Lead-time"): not this one
                 if kind == "weak" and not after and _GOES_ON.match(text, end):
