@@ -124,7 +124,8 @@ def _result(pa: Any, recognizer: Any, entity: str, start: int, end: int, score: 
                               pa.RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id})
 
 
-def _make_recognizers(cfg: dict[str, Any], words: Any = None) -> list[Any]:
+def _make_recognizers(cfg: dict[str, Any], words: Any = None,
+                      stop: frozenset[str] = frozenset()) -> list[Any]:
     """Presidio recognizers for the project's patterns (one per YAML entry)."""
     pa = require("presidio_analyzer", "anonymize", "PHI detection")
     generic = frozenset(w.lower() for w in cfg.get("generic_facility_words", []))
@@ -132,7 +133,7 @@ def _make_recognizers(cfg: dict[str, Any], words: Any = None) -> list[Any]:
                "not_generic_facility": lambda t: _not_generic_facility(t, generic)}
     # a validator sees the text and the span (a facility check reads the words around it)
     validators = {k: (lambda f: lambda text, s, e: f(text[s:e]))(f) for k, f in on_span.items()}
-    validators["plausible_facility"] = facility_validator(cfg, words)
+    validators["plausible_facility"] = facility_validator(cfg, words, stop)
     # "6750 Koskikatu 25" names its street in a word no English dictionary holds; "Medication
     # 1 Medication 2", "Hospital day 1 Hospital day 3" (table headers) hold only common words
     validators["unknown_street_word"] = lambda text, s, e: words is None or any(
@@ -369,7 +370,7 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
             rec = getattr(pr, cls_name)()
         registry.add_recognizer(rec)
     words = english_words(nlp_engine.nlp["en"].get_pipe("lemmatizer"))
-    for rec in _make_recognizers(cfg, words):
+    for rec in _make_recognizers(cfg, words, frozenset(nlp_engine.nlp["en"].Defaults.stop_words)):
         registry.add_recognizer(rec)
     registry.add_recognizer(make_gazetteer_recognizer(pa, cfg, _result, words))
     if name_model == "rampart":

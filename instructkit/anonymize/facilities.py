@@ -160,7 +160,8 @@ def make_gazetteer_recognizer(pa: Any, cfg: dict[str, Any], make_result: Callabl
                                        supported_language="en")
 
 
-def facility_validator(cfg: dict[str, Any], words: Any) -> Callable[[str, int, int], bool]:
+def facility_validator(cfg: dict[str, Any], words: Any,
+                       stop: frozenset[str] = frozenset()) -> Callable[[str, int, int], bool]:
     """Whether a name after a facility context is a facility: not a unit, department,
     person, time or a state or country ("admitted to the ICU", "referred to Dr. Lee",
     "born in Texas"), not a common word in lower case ("seen at home"), and not a
@@ -182,8 +183,11 @@ def facility_validator(cfg: dict[str, Any], words: Any) -> Callable[[str, int, i
         if span.islower():
             # an abbreviation typed in lower case ("mgh", "bidmc", "ucsf"): short, at most one vowel
             first = span.split("-")[0]
-            return (len(first) <= 6 and sum(c in "aeiou" for c in first) <= 1
+            return (len(first) <= 6 and sum(c in "aeiou" for c in first) <= 1 and first not in stop
                     and (words is None or first not in words) and tokens[0] not in not_fac)
+        # an abbreviation alone after "in" is a study's or a lab's ("seen in OS", "in the GM")
+        if len(tokens) == 1 and span.isupper() and re.search(r"\bin\s+(?:the\s+)?$", text[max(0, start - 9):start]):
+            return False
         if tokens[0] in {"dr", "mr", "mrs", "ms", "miss", "prof", "nurse", "mx"}:
             return False
         if all(t in not_fac or t in {"of", "and", "for", "at", "&", "saint", "st"} or t.isdigit()
