@@ -1,4 +1,4 @@
-"""Derive instructkit/anonymize/facilities.txt from the CMS hospital list.
+"""Derive instructkit/steps/anonymize/facilities.txt from the CMS hospital list.
 
 Source: ../shared/data/gazetteers/cms_hospitals.csv (CMS Hospital General Information, a
 US federal work: public domain). Only names derived from it ship; the CSV itself does not.
@@ -21,7 +21,7 @@ The detector canonicalises both this list and the text the same way (case, St/Sa
 Mt/Mount, Ctr/Center, "&"/"and", apostrophes, hyphens and spaces), so spelling variants
 need no entries of their own.
 
-    python bench/derive_facilities.py [--csv PATH] [--out instructkit/anonymize/facilities.txt]
+    python bench/derive_facilities.py [--csv PATH] [--out instructkit/steps/anonymize/facilities.txt]
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ def synth_notes(limit: int | None = None) -> list[dict]:
     """Gold PHI spans of the Presidio set. Not PHI under Safe Harbor and left out: bare
     years and weekdays (DATE_TIME), ages under 90, states and countries, organizations,
     titles, NRP."""
-    from instructkit.anonymize.detect import load_recognizer_config
+    from instructkit.steps.anonymize.detect import load_recognizer_config
 
     data = json.loads(SYNTH.read_text(encoding="utf-8"))[:limit]
     # Safe Harbor lets states and countries stay: they are not PHI gold here either
@@ -221,7 +221,7 @@ def _not_safe_harbor(typ: str | None, presidio_type: str, val: str, allowed_plac
 # ---- scoring ----------------------------------------------------------------------------------
 def evaluate(detect, notes: list[dict]) -> dict:
     """Scores of ``detect`` (texts -> findings per text) on gold-annotated notes."""
-    from instructkit.anonymize.operators import apply_findings
+    from instructkit.steps.anonymize.operators import apply_findings
 
     texts = [n["text"] for n in notes]
     t0 = time.perf_counter()
@@ -282,7 +282,7 @@ def stock_detector():
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-    from instructkit.anonymize.detect import Finding, configure_tldextract_offline
+    from instructkit.steps.anonymize.detect import Finding, configure_tldextract_offline
 
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     configure_tldextract_offline()
@@ -365,9 +365,9 @@ def main() -> None:
     args = ap.parse_args()
     from clinical_phi_set import clinical_set, phi_free_set
 
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
-    stage = AnonymizeStage("placeholder", canary=False, name_model=args.name_model)
+    stage = AnonymizeStep("placeholder", canary=False, name_model=args.name_model)
     ours = stage.detector.detect_many
     stock = None if args.no_stock else stock_detector()
     sets = {} if args.no_notes else {"clinical notes (generated, issue 5)": clinical_notes(args.notes)}

@@ -78,7 +78,7 @@ def recipe_records(name: str, limit: int) -> list[dict]:
     """The recipe's records straight from its builders (no stage run)."""
     from instructkit.context import RunContext
     from instructkit.pipeline import Pipeline
-    from instructkit.recipe import load_recipe
+    from instructkit.recipe.load import load_recipe
 
     data = dict(load_recipe(name).data)
     data["stages"] = {"anonymize": False, "dedup": False, "audit": False, "bias_report": False}
@@ -127,9 +127,9 @@ def main() -> None:
     import logging
 
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
-    stage = AnonymizeStage("placeholder", canary=False)
+    stage = AnonymizeStep("placeholder", canary=False)
     results: dict = {}
     if not args.skip_texts:
         res = false_findings(stage.detector, public_texts(args.texts), args.show)
@@ -147,7 +147,7 @@ def main() -> None:
         print("\n== anonymize forced on over public recipes' records (target: <= 1% get a placeholder)")
         for name in filter(None, args.recipes.split(",")):
             recs = recipe_records(name, args.records)
-            stage = AnonymizeStage("placeholder", detector=stage.detector, canary=False)
+            stage = AnonymizeStep("placeholder", detector=stage.detector, canary=False)
             r = placeholder_share(stage, recs, args.show)
             results[name] = r
             print(f"{name:<20} {r['with_placeholder']:>5} of {r['records']:>5} records "

