@@ -56,9 +56,11 @@ DEFAULT_LIMITATIONS = [
     "Answers come from the listed sources or a language model and are not reviewed by clinicians record by record.",
     "Template instructions are few and human-written: models may overfit their wording.",
     "Source collections cover some conditions, populations and care settings far more than others.",
-    "Automatic anonymization lowers but does not remove the risk of residual identifiers: on a "
-    "general PII benchmark (Presidio's synthetic set) it still leaves about one name or place in "
-    "nine, mostly lower-case or foreign names; structured identifiers are far rarer (bench/phi_eval.py).",
+    "Automatic anonymization lowers but does not remove the risk of residual identifiers "
+    "(bench/phi_eval.py): on generated clinical questions held out from tuning it left 0.0% of "
+    "structured identifiers and 3.7% of names, places and facilities (stock Presidio: 17.6% and "
+    "13.4%); on a general PII benchmark (Presidio's synthetic set) 0.2% and 11.4%, mostly lower-case "
+    "or foreign names (3.5% with the optional Rampart name model).",
 ]
 _LLM_LIMITATION = ("Records written by a language model can state wrong facts fluently; the judge and "
                    "validation stages reduce but do not remove them.")
