@@ -84,10 +84,14 @@ def model_fingerprint(model_dir: str) -> str:
     return h.hexdigest()[:12]
 
 
+def _model_slug(model_dir: Path) -> str:
+    # the packaged model sits in <package>/model: name it after the package
+    name = model_dir.name if model_dir.name != "model" else model_dir.parent.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
 def _artefact_dir(model_dir: Path, cache_dir: str | Path | None) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_dir.name if model_dir.name != "model"
-                  else model_dir.parent.name).strip("-") or "model"
-    return embedder_cache_root(cache_dir) / f"{slug}-{model_fingerprint(str(model_dir))}"
+    return embedder_cache_root(cache_dir) / f"{_model_slug(model_dir)}-{model_fingerprint(str(model_dir))}"
 
 
 def _build_once(target: Path, make: Callable[[Path], None], what: str) -> Path:
@@ -96,15 +100,27 @@ def _build_once(target: Path, make: Callable[[Path], None], what: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.warning("embedder: building %s once (cached in %s)", what, target.parent)
-    with tempfile.TemporaryDirectory(prefix=".building-", dir=target.parent) as tmp:
-        tmp_target = Path(tmp) / target.name
-        make(tmp_target)
-        try:
-            os.replace(tmp_target, target)
-        except OSError:
-            if not target.exists():  # another process won the race: use its copy
-                raise
+    quiet_root = _DropRootNoise()
+    logging.getLogger().addFilter(quiet_root)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".building-", dir=target.parent) as tmp:
+            tmp_target = Path(tmp) / target.name
+            make(tmp_target)
+            try:
+                os.replace(tmp_target, target)
+            except OSError:
+                if not target.exists():  # another process won the race: use its copy
+                    raise
+    finally:
+        logging.getLogger().removeFilter(quiet_root)
     return target
+
+
+class _DropRootNoise(logging.Filter):
+    """ONNX Runtime's quantizer logs advice for every tensor on the root logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.pathname.replace(os.sep, "/").count("onnxruntime/quantization")
 
 
 # -- the model folder's sentence-transformers configuration ---------------------------------------
@@ -161,11 +177,11 @@ def onnx_file(model_dir: Path, *, int8: bool, cache_dir: str | Path | None = Non
     """The cached ONNX export of ``model_dir`` (fp32 fused, or int8), made on first use."""
     folder = _artefact_dir(model_dir, cache_dir) / "onnx"
     fp32 = _build_once(folder / "model.onnx", lambda t: _export_onnx(model_dir, t),
-                       f"the ONNX export of {model_dir.name}")
+                       f"the ONNX export of {_model_slug(model_dir)}")
     if not int8:
         return fp32
     return _build_once(folder / "model_qint8.onnx", lambda t: _quantize(fp32, t),
-                       f"the int8 ONNX model of {model_dir.name}")
+                       f"the int8 ONNX model of {_model_slug(model_dir)}")
 
 
 def _export_onnx(model_dir: Path, target: Path) -> None:
@@ -288,7 +304,7 @@ def static_folder(model_dir: Path, cache_dir: str | Path | None = None) -> Path:
     """The cached model2vec distillation of ``model_dir``, made on first use."""
     return _build_once(_artefact_dir(model_dir, cache_dir) / "static",
                        lambda t: _distill(model_dir, t),
-                       f"static embeddings distilled from {model_dir.name} (model2vec; a few minutes on CPU)")
+                       f"static embeddings distilled from {_model_slug(model_dir)} (model2vec; a few minutes on CPU)")
 
 
 def _distill(model_dir: Path, target: Path) -> None:
@@ -319,8 +335,11 @@ class StaticEncoder:
 
     def encode(self, texts: Sequence[str]) -> Any:
         # one process: the machine's cores are the caller's to share (model2vec would fork)
-        return self.model.encode(list(texts), show_progress_bar=False, max_length=None,
-                                 batch_size=4096, use_multiprocessing=False)
+        np = self.np
+        vecs = np.asarray(self.model.encode(list(texts), show_progress_bar=False, max_length=None,
+                                            batch_size=4096, use_multiprocessing=False), np.float32)
+        # the distilled table is float16: normalise again in float32
+        return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
 
 
 def clear_cache(cache_dir: str | Path | None = None) -> None:

@@ -70,8 +70,11 @@ class EmbedderSettings:
             return cls()
         from jsonschema import Draft202012Validator
 
-        errors = [f"embedder{''.join('.' + str(p) for p in e.absolute_path)}: {e.message}"
-                  for e in Draft202012Validator(load_schema("embedder.schema.json")).iter_errors(config)]
+        from instructkit.recipe import _flatten  # the recipe loader's readable anyOf errors
+
+        errors = ["embedder" + ("" if e.startswith("(recipe)") else ".") + e.replace("(recipe)", "", 1)
+                  for err in Draft202012Validator(load_schema("embedder.schema.json")).iter_errors(config)
+                  for e in _flatten(err)]
         if errors:
             raise RecipeError(errors)
         if isinstance(config, str):

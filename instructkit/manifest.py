@@ -13,7 +13,7 @@ __all__ = ["build_manifest", "package_versions"]
 _PACKAGES = ("instructkit", "datasets", "huggingface_hub", "pyarrow", "jsonschema", "jinja2",
              "openai", "llama_cpp_python", "sentence-transformers", "faiss-cpu",
              "langchain-text-splitters", "presidio-analyzer", "presidio-anonymizer", "spacy",
-             "torch", "numpy")
+             "torch", "numpy", "onnxruntime", "model2vec", "bm25s")
 
 
 def package_versions() -> dict[str, str]:
@@ -59,6 +59,11 @@ def build_manifest(pipeline: Any, *, started: float, n_records: int, quarantine:
     if writer is not None:
         m["counts"] = {k: dict(sorted(v.items())) for k, v in writer.counts.items()}
         m["formats"] = writer.formats
+    # the sentence embedder(s) the run used (retrieval, citation check, semantic dedup)
+    embedders = [obj.describe() for key, obj in getattr(ctx, "_shared", {}).items()
+                 if key.split(":", 1)[0] == "embedder" and hasattr(obj, "describe")]
+    if embedders:
+        m["embedders"] = embedders
     # the LLM usage ledger, when any builder or stage used the model
     llm = ctx.get("llm")
     if llm is not None and getattr(llm, "ledger", None) is not None:
