@@ -37,6 +37,10 @@ def index_command(
     from .rag.documents import load_documents
     from .rag.index import RagIndex
 
+    from .embedding_backends import BACKENDS
+
+    if backend is not None and backend not in ("auto", *BACKENDS):
+        raise typer.BadParameter(f"one of auto, {', '.join(BACKENDS)}", param_hint="--backend")
     try:
         settings = ChunkSettings(chunk_size, overlap)
     except ValueError as exc:
@@ -72,8 +76,10 @@ def search_command(
 ) -> None:
     """Show the top-k passages for QUERY: rank, score, document title and URL, section, snippet."""
     from .embeddings import load_embedder
-    from .rag.index import RagIndex
+    from .rag.index import RETRIEVAL_MODES, RagIndex
 
+    if retrieval is not None and retrieval not in RETRIEVAL_MODES:
+        raise typer.BadParameter(f"one of {', '.join(RETRIEVAL_MODES)}", param_hint="--retrieval")
     meta_file = index_dir / "meta.json"
     if not meta_file.is_file():
         raise SourceError("not an index folder (no meta.json); build one with `instructkit index`",
