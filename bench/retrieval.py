@@ -373,7 +373,9 @@ def main() -> None:
             if ok:
                 rate, b = max(ok)
                 held = next(row[4]["held_out"][0] for row in rows if row[6] == b and row[7] == mode)
-                print(f"  {mode:6}: {b} ({rate:.1f} chunks/s); held-out recall@{k} {held:.3f}")
+                stock_held = next(row[4]["held_out"][0] for row in rows if row[6] == STOCK and row[7] == "dense")
+                verdict = "confirmed" if held >= stock_held else f"NOT confirmed (stock {stock_held:.3f})"
+                print(f"  {mode:6}: {b} ({rate:.1f} chunks/s); held-out recall@{k} {held:.3f}: {verdict}")
             else:
                 print(f"  {mode:6}: none")
 
