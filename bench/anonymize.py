@@ -49,7 +49,7 @@ def stock_presidio():
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
-    from instructkit.anonymize.detect import configure_tldextract_offline
+    from instructkit.steps.anonymize.detect import configure_tldextract_offline
 
     configure_tldextract_offline()  # the baseline must not reach the network either
     nlp = NlpEngineProvider(nlp_configuration={
@@ -79,8 +79,8 @@ def main() -> None:
     import logging
 
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    from instructkit.anonymize.detect import PhiDetector
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.detect import PhiDetector
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
     records = bench_records(args.records)
     n = len(records)
@@ -88,14 +88,14 @@ def main() -> None:
     print(f"{n} records ({chars / n:.0f} chars of instruction+input+output each)")
 
     detector = PhiDetector(n_process=args.n_process)
-    stage = AnonymizeStage("placeholder", detector=detector)  # canary on, as in a build
+    stage = AnonymizeStep("placeholder", detector=detector)  # canary on, as in a build
     list(stage(records[:8]))  # warm-up
     analyzer, anonymizer = stock_presidio()
     run_stock(analyzer, anonymizer, records[:4], True)  # warm-up
 
     ours = stock_all = stock_fields = float("inf")
     for _ in range(max(1, args.rounds)):
-        stage = AnonymizeStage("placeholder", detector=detector)
+        stage = AnonymizeStep("placeholder", detector=detector)
         t = time.perf_counter()
         out = list(stage(records))
         ours = min(ours, time.perf_counter() - t)

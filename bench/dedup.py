@@ -73,7 +73,7 @@ def real_documents(include_reports: bool = True) -> list[str]:
     if iu.is_file() and include_reports:
         with iu.open(encoding="utf-8", newline="") as fh:
             docs += [r["findings"] for r in csv.DictReader(fh) if len((r["findings"] or "").split()) >= 8]
-    from instructkit.dedup.text import normalize
+    from instructkit.steps.dedup.text import normalize
 
     seen, unique = set(), []
     for d in docs:
@@ -92,9 +92,9 @@ def distinct_documents(docs: list[str], max_jaccard: float, shingle: int = 2) ->
     distinct documents. Candidates come from a low-threshold LSH pass; every candidate
     pair is checked with the exact Jaccard of the shingle sets.
     """
-    from instructkit.dedup.minhash import (MinHasher, band_keys, lsh_candidate_pairs,
+    from instructkit.steps.dedup.minhash import (MinHasher, band_keys, lsh_candidate_pairs,
                                            optimal_bands)
-    from instructkit.dedup.text import hash_words, normalize
+    from instructkit.steps.dedup.text import hash_words, normalize
 
     import numpy as np
 
@@ -105,7 +105,7 @@ def distinct_documents(docs: list[str], max_jaccard: float, shingle: int = 2) ->
     b, r = optimal_bands(max_jaccard - 0.1, 128)
     pairs = lsh_candidate_pairs(band_keys(sigs, b, r), np.arange(len(docs)))
     # the exact check is costly in Python: skip pairs whose estimate is far below the bar
-    from instructkit.dedup.minhash import signature_similarity
+    from instructkit.steps.dedup.minhash import signature_similarity
 
     pairs = pairs[signature_similarity(sigs, pairs) >= max_jaccard - 0.15]
 
@@ -222,8 +222,8 @@ def _peak_mb() -> float:
 
 
 def run_instructkit(texts: list[str], params: dict) -> tuple[list[tuple[int, str]], dict]:
-    from instructkit.dedup.stage import DedupStep
-    from instructkit.steps import Quarantine
+    from instructkit.steps.dedup.stage import DedupStep
+    from instructkit.steps.base import Quarantine
 
     records = [{"id": f"{i:024x}", "method": "template", "instruction": "", "input": "",
                 "output": t} for i, t in enumerate(texts)]
@@ -244,7 +244,7 @@ def run_datasketch(texts: list[str], params: dict) -> tuple[list, dict]:
 
     from datasketch import MinHash, MinHashLSH
 
-    from instructkit.dedup.text import normalize
+    from instructkit.steps.dedup.text import normalize
 
     k, t, p = params["shingle"], params["threshold"], params["num_perm"]
     lsh = MinHashLSH(threshold=t, num_perm=p, params=(params["bands"], params["rows"]))
@@ -294,7 +294,7 @@ def worker(method: str, corpus_path: str, params: dict) -> None:
 
 # -- evaluation --------------------------------------------------------------------------------
 def evaluate(corpus: dict, drops: list, threshold: float, shingle: int) -> dict:
-    from instructkit.dedup.text import normalize
+    from instructkit.steps.dedup.text import normalize
 
     n = len(corpus["texts"])
     fam, kinds, rates = corpus["family"], corpus["kind"], corpus["edit_rate"]
@@ -367,8 +367,8 @@ def main() -> None:
     if args.semantic_only:
         semantic_section(args)
         return
-    from instructkit.dedup import DEFAULT_NEAR_THRESHOLD, DEFAULT_SHINGLE_SIZE
-    from instructkit.dedup.minhash import optimal_bands
+    from instructkit.steps.dedup import DEFAULT_NEAR_THRESHOLD, DEFAULT_SHINGLE_SIZE
+    from instructkit.steps.dedup.minhash import optimal_bands
 
     threshold = args.threshold or DEFAULT_NEAR_THRESHOLD
     shingle = args.shingle or DEFAULT_SHINGLE_SIZE
@@ -419,7 +419,7 @@ def main() -> None:
 
 def semantic_section(args: argparse.Namespace) -> None:
     from bench.semantic_dedup import run
-    from instructkit.dedup import DEFAULT_SEMANTIC_THRESHOLD
+    from instructkit.steps.dedup import DEFAULT_SEMANTIC_THRESHOLD
 
     docs = [d for d in real_documents(include_reports=False) if len(d.split()) >= 20]
     docs = distinct_documents(docs, max_jaccard=0.5, shingle=1)

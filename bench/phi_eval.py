@@ -163,7 +163,7 @@ def synth_notes(limit: int | None = None) -> list[dict]:
     """Gold PHI spans of the Presidio set. Not PHI under Safe Harbor and left out: bare
     years and weekdays (DATE_TIME), ages under 90, states and countries, organizations,
     titles, NRP."""
-    from instructkit.anonymize.detect import load_recognizer_config
+    from instructkit.steps.anonymize.detect import load_recognizer_config
 
     data = json.loads(SYNTH.read_text(encoding="utf-8"))[:limit]
     # Safe Harbor lets states and countries stay: they are not PHI gold here either
@@ -207,7 +207,7 @@ def _not_safe_harbor(typ: str | None, presidio_type: str, val: str, allowed_plac
 
 # ---- scoring ----------------------------------------------------------------------------------
 def evaluate(stage, notes: list[dict]) -> dict:
-    from instructkit.anonymize.operators import apply_findings
+    from instructkit.steps.anonymize.operators import apply_findings
 
     texts = [n["text"] for n in notes]
     t0 = time.perf_counter()
@@ -273,9 +273,9 @@ def main() -> None:
     ap.add_argument("--synth", type=int, default=1500, help="Presidio synthetic sentences (max 1500)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
-    stage = AnonymizeStage("placeholder", canary=False)
+    stage = AnonymizeStep("placeholder", canary=False)
     results = {"clinical": evaluate(stage, clinical_notes(args.notes))}
     _print("clinical notes (generated, Faker PHI + hard negatives)", results["clinical"])
     if SYNTH.exists():

@@ -52,9 +52,9 @@ DEPTH = 50  # how many results each worker returns per query (for MRR and the fu
 
 # -- corpus and queries ------------------------------------------------------------------------
 def build_corpus(args: argparse.Namespace) -> dict:
-    from instructkit.rag import ChunkSettings, chunk_document, load_documents
-    from instructkit.rag.grounding import split_sentences
-    from instructkit.recipe import resolve_path
+    from instructkit.recordbuilders.rag import ChunkSettings, chunk_document, load_documents
+    from instructkit.recordbuilders.rag.grounding import split_sentences
+    from instructkit.recipe.load import resolve_path
 
     path = resolve_path(args.data)
     if not path.is_file():
@@ -110,8 +110,8 @@ def _peak_mb() -> float:
 
 def worker(backend: str, corpus_path: str, k: int) -> dict:
     from instructkit.embeddings import load_embedder
-    from instructkit.rag import ChunkSettings, RagIndex
-    from instructkit.rag.chunking import Chunk
+    from instructkit.recordbuilders.rag import ChunkSettings, RagIndex
+    from instructkit.recordbuilders.rag.chunking import Chunk
 
     with open(corpus_path, "rb") as fh:
         corpus = pickle.load(fh)
@@ -158,9 +158,9 @@ def rerank_worker(corpus_path: str, k: int, first: str = "static", second: str =
     import numpy as np
 
     from instructkit.embeddings import load_embedder
-    from instructkit.rag import ChunkSettings, RagIndex
-    from instructkit.rag.chunking import Chunk
-    from instructkit.rag.lexical import reciprocal_rank_fusion
+    from instructkit.recordbuilders.rag import ChunkSettings, RagIndex
+    from instructkit.recordbuilders.rag.chunking import Chunk
+    from instructkit.recordbuilders.rag.lexical import reciprocal_rank_fusion
 
     with open(corpus_path, "rb") as fh:
         corpus = pickle.load(fh)
@@ -224,7 +224,7 @@ def metrics(ranked: list[list[int]], relevant: list[list[int]], k: int) -> tuple
 
 
 def bm25_runs(corpus: dict, k: int) -> dict:
-    from instructkit.rag.lexical import LexicalIndex
+    from instructkit.recordbuilders.rag.lexical import LexicalIndex
 
     t = time.perf_counter()
     lex = LexicalIndex(corpus["texts"])
@@ -262,7 +262,7 @@ def main() -> None:
         print(json.dumps(fn(path, int(k))))
         return
 
-    from instructkit.rag.lexical import FUSION_DEPTH, RRF_K, reciprocal_rank_fusion
+    from instructkit.recordbuilders.rag.lexical import FUSION_DEPTH, RRF_K, reciprocal_rank_fusion
 
     corpus = build_corpus(args)
     sets = corpus["sets"]

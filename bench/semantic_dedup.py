@@ -122,7 +122,7 @@ def make_corpus(docs: list[str], n_base: int, share: float, seed: int) -> dict:
 
 
 def found_pairs(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    from instructkit.dedup.semantic import semantic_pairs
+    from instructkit.steps.dedup.semantic import semantic_pairs
 
     return semantic_pairs(np.ascontiguousarray(vectors, np.float32), np.arange(len(vectors)), threshold)
 

@@ -9,7 +9,7 @@ what needs it.
 
 __version__ = "0.1.0"
 
-from ._exceptions import (
+from instructkit._exceptions import (
     BudgetExceeded,
     GateError,
     InstructkitError,
@@ -21,37 +21,37 @@ from ._exceptions import (
     SourceError,
     TemplateError,
 )
-from .builder import Builder
-from .context import RunContext
-from .pipeline import Pipeline, RunResult
-from .records import make_record, record_id
-from .steps import Filter, Quarantine, Step
-from .recipe import Recipe, load_recipe
-from .sources import Source
-from .template import TemplateBuilder
-from .export import read_dataset
-from .api import build
+from instructkit.recordbuilders.base import Builder
+from instructkit.context import RunContext
+from instructkit.pipeline import Pipeline, RunResult
+from instructkit.records import make_record, record_id
+from instructkit.steps.base import Filter, Quarantine, Step
+from instructkit.recipe.load import Recipe, load_recipe
+from instructkit.recipe.sources import Source
+from instructkit.recordbuilders.template import TemplateBuilder
+from instructkit.dataset.writer import read_dataset
+from instructkit.api import build
 
 # name -> (module, attribute), imported on first access
 _LAZY = {
-    "SchemaFilter": ("instructkit.validate", "SchemaFilter"),
+    "SchemaFilter": ("instructkit.steps.quality.validate", "SchemaFilter"),
     "stages_from_config": ("instructkit.pipeline", "stages_from_config"),
     # anonymize (issue 5)
-    "AnonymizeStage": ("instructkit.anonymize.stage", "AnonymizeStage"),
-    "AuditStage": ("instructkit.anonymize.audit", "AuditStage"),
-    "PhiDetector": ("instructkit.anonymize.detect", "PhiDetector"),
-    "audit_dataset": ("instructkit.anonymize.audit", "audit_dataset"),
+    "AnonymizeStep": ("instructkit.steps.anonymize.step", "AnonymizeStep"),
+    "AuditStep": ("instructkit.steps.audit", "AuditStep"),
+    "PhiDetector": ("instructkit.steps.anonymize.detect", "PhiDetector"),
+    "audit_dataset": ("instructkit.steps.audit", "audit_dataset"),
     # dedup and decontamination (issue 6)
-    "DedupStage": ("instructkit.dedup", "DedupStage"),
-    "KeepRule": ("instructkit.dedup.keep", "KeepRule"),
-    "load_benchmark": ("instructkit.dedup.decontam", "load_benchmark"),
+    "DedupStage": ("instructkit.steps.dedup", "DedupStage"),
+    "KeepRule": ("instructkit.steps.dedup.keep", "KeepRule"),
+    "load_benchmark": ("instructkit.steps.dedup.decontam", "load_benchmark"),
     "Embedder": ("instructkit.embeddings", "Embedder"),
     "load_embedder": ("instructkit.embeddings", "load_embedder"),
     # quality (issue 7)
-    "QualitySettings": ("instructkit.quality.settings", "QualitySettings"),
-    "quality_filters": ("instructkit.quality", "quality_filters"),
-    "JudgeStage": ("instructkit.quality.judge", "JudgeStage"),
-    "BiasReport": ("instructkit.quality.bias", "BiasReport"),
+    "QualitySettings": ("instructkit.steps.quality.settings", "QualitySettings"),
+    "quality_filters": ("instructkit.steps.quality", "quality_filters"),
+    "JudgeStep": ("instructkit.steps.quality.judge", "JudgeStep"),
+    "BiasReportStep": ("instructkit.steps.quality.bias", "BiasReportStep"),
     # language models and the synthetic builder (issue 3)
     "LLMClient": ("instructkit.llm.client", "LLMClient"),
     "llm_from_context": ("instructkit.llm.client", "llm_from_context"),
@@ -59,14 +59,14 @@ _LAZY = {
     "ChatResult": ("instructkit.llm.types", "ChatResult"),
     "JsonRequest": ("instructkit.llm.types", "JsonRequest"),
     "JsonResult": ("instructkit.llm.types", "JsonResult"),
-    "SyntheticBuilder": ("instructkit.synthetic.builder", "SyntheticBuilder"),
+    "SyntheticBuilder": ("instructkit.recordbuilders.synthetic.builder", "SyntheticBuilder"),
     # retrieval-grounded builder (issue 4)
-    "RagBuilder": ("instructkit.rag.builder", "RagBuilder"),
-    "RagIndex": ("instructkit.rag.index", "RagIndex"),
+    "RagBuilder": ("instructkit.recordbuilders.rag.builder", "RagBuilder"),
+    "RagIndex": ("instructkit.recordbuilders.rag.index", "RagIndex"),
     # publishing to the Hugging Face Hub (issue 8)
-    "publish": ("instructkit.hub.core", "publish"),
-    "publish_dataset": ("instructkit.hub.core", "publish_dataset"),
-    "PublishResult": ("instructkit.hub.core", "PublishResult"),
+    "publish": ("instructkit.hub.publisher", "publish"),
+    "publish_dataset": ("instructkit.hub.publisher", "publish_dataset"),
+    "PublishResult": ("instructkit.hub.publisher", "PublishResult"),
     "GateResult": ("instructkit.hub.gates", "GateResult"),
 }
 

@@ -1,3 +1,3 @@
-from .cli import main
+from instructkit.cli.app import main
 
 main()

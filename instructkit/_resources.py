@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ._exceptions import MissingExtraError
+from instructkit._exceptions import MissingExtraError
 
 _PKG = Path(__file__).resolve().parent
 
@@ -64,7 +64,7 @@ def load_prompt_yaml(name: str | Path, kind: str, folder: str = "") -> tuple[Pat
     to a YAML file. Errors name the ``kind`` of file and the path, never a traceback."""
     import yaml
 
-    from ._exceptions import TemplateError
+    from instructkit._exceptions import TemplateError
 
     name = str(name)
     path = Path(name) if name.endswith((".yaml", ".yml")) else prompts_dir() / folder / f"{name}.yaml"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .context import RunContext
-from .pipeline import Pipeline, RunResult, stages_from_config
-from .records import write_jsonl
-from .steps import Quarantine
+from instructkit.context import RunContext
+from instructkit.pipeline import Pipeline, RunResult, stages_from_config
+from instructkit.records import write_jsonl
+from instructkit.steps.base import Quarantine
 
 __all__ = ["build", "run_stage_file"]
 
@@ -31,7 +31,7 @@ def run_stage_file(stage: str, input: str | Path, out: str | Path, *,
     Lines that are not JSON are quarantined by the stage's own schema check (stage
     ``read``), so every input line is accounted for. Returns (kept, quarantined).
     """
-    from .registry import STAGE_ORDER
+    from instructkit.registry import STAGE_ORDER
 
     ctx = ctx or RunContext(quiet=quiet)
     try:
@@ -47,7 +47,7 @@ def run_steps_file(steps: list[Any], input: str | Path, out: str | Path, *,
                    quiet: bool = False) -> tuple[int, int]:
     """Stream a JSONL of records through ``steps`` into ``out``; dropped records and unreadable
     lines go to the quarantine (default: next to ``out``). Returns (kept, quarantined)."""
-    from .progress import progress_iter
+    from instructkit.progress import progress_iter
 
     out = Path(out)
     q = Quarantine(quarantine_path or out.parent / "quarantine.jsonl")
@@ -69,7 +69,7 @@ def _read_lenient(path: Path, q: Quarantine):
     """Yield each JSON object line; quarantine lines that are not JSON objects (no text kept)."""
     import json
 
-    from ._exceptions import SourceError
+    from instructkit._exceptions import SourceError
 
     if not path.is_file():
         raise SourceError("file not found", file=str(path))

@@ -42,8 +42,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import InstructkitError
-from ._resources import require
+from instructkit._exceptions import InstructkitError
+from instructkit._resources import require
 
 logger = logging.getLogger("instructkit")
 

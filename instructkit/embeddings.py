@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import InstructkitError, MissingExtraError, RecipeError
-from ._resources import load_schema, require
+from instructkit._exceptions import InstructkitError, MissingExtraError, RecipeError
+from instructkit._resources import load_schema, require
 
 logger = logging.getLogger("instructkit")
 
@@ -70,7 +70,7 @@ class EmbedderSettings:
             return cls()
         from jsonschema import Draft202012Validator
 
-        from instructkit.recipe import _flatten  # the recipe loader's readable anyOf errors
+        from instructkit.recipe.load import _flatten  # the recipe loader's readable anyOf errors
 
         errors = ["embedder" + ("" if e.startswith("(recipe)") else ".") + e.replace("(recipe)", "", 1)
                   for err in Draft202012Validator(load_schema("embedder.schema.json")).iter_errors(config)
@@ -123,7 +123,7 @@ class Embedder:
     def fingerprint(self) -> str:
         """A hash of the model folder's files ('' for a model that is not a local folder)."""
         if self.source and Path(self.source).is_dir():
-            from .embedding_backends import model_fingerprint
+            from instructkit.embedding_backends import model_fingerprint
 
             return model_fingerprint(self.source)
         return ""
@@ -174,7 +174,7 @@ class Embedder:
 
 
 def _make_encoder(backend: str, target: str, device: str, cache_dir: str | Path | None) -> Any:
-    from . import embedding_backends as eb
+    from instructkit import embedding_backends as eb
 
     if backend == "torch":
         return eb.TorchEncoder(target, device=device)

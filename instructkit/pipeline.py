@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .builder import Builder
-from .context import RunContext
-from .records import Record
-from .registry import BUILDERS, DEFAULT_STAGES, STAGE_ORDER, STAGES, resolve
-from .steps import Quarantine, Step
+from instructkit.recordbuilders.base import Builder
+from instructkit.context import RunContext
+from instructkit.records import Record
+from instructkit.registry import BUILDERS, DEFAULT_STAGES, STAGE_ORDER, STAGES, resolve
+from instructkit.steps.base import Quarantine, Step
 
 logger = logging.getLogger("instructkit")
 
@@ -64,8 +64,8 @@ class Pipeline:
     @classmethod
     def from_recipe(cls, recipe: Any, *, seed: int | None = None, limit: int | None = None,
                     context: RunContext | None = None) -> "Pipeline":
-        from .recipe import Recipe, load_recipe
-        from .sources import sources_from_recipe
+        from instructkit.recipe.load import Recipe, load_recipe
+        from instructkit.recipe.sources import sources_from_recipe
 
         if not isinstance(recipe, Recipe):
             recipe = load_recipe(recipe)
@@ -111,7 +111,7 @@ class Pipeline:
     def run(self, out_dir: str | Path | None = None, *, quiet: bool = False,
             formats: Iterable[str] | None = None) -> RunResult:
         """Run to the end. With ``out_dir``, write the dataset folder (see ``export``)."""
-        from .export import DatasetWriter
+        from instructkit.dataset.writer import DatasetWriter
 
         started = time.time()
         ctx = self.context
@@ -124,7 +124,7 @@ class Pipeline:
             writer = DatasetWriter(out, formats=formats or _recipe_formats(self))
             writer.prepare()
             q = Quarantine(out / "quarantine.jsonl")
-            from .progress import progress_iter
+            from instructkit.progress import progress_iter
 
             n = writer.write(progress_iter(self._until_budget(self.records(q)), "building records",
                                            quiet=quiet))
@@ -141,7 +141,7 @@ class Pipeline:
 
     def _until_budget(self, records: Iterable[Record]) -> Iterator[Record]:
         """Stop cleanly at a request/cost cap: what was made so far is kept and reported."""
-        from ._exceptions import BudgetExceeded
+        from instructkit._exceptions import BudgetExceeded
 
         try:
             yield from records
@@ -151,7 +151,7 @@ class Pipeline:
 
     def manifest(self, started: float, n_records: int, quarantine: Quarantine,
                  writer: Any = None) -> dict[str, Any]:
-        from .manifest import build_manifest
+        from instructkit.dataset.manifest import build_manifest
 
         return build_manifest(self, started=started, n_records=n_records,
                               quarantine=quarantine, writer=writer)

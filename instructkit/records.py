@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import RecordError
-from ._resources import load_schema
+from instructkit._exceptions import RecordError
+from instructkit._resources import load_schema
 
 Record = dict[str, Any]
 
@@ -53,7 +53,7 @@ def make_record(*, task: str, method: str, instruction: str, input: str, output:
                 system_prompt: str | None = None, context: list[dict] | None = None,
                 meta: Mapping[str, Any] | None = None) -> Record:
     """Build a record with its id and chat ``messages`` filled in."""
-    from . import __version__
+    from instructkit import __version__
 
     rec: Record = {
         "id": record_id(task, method, str(source["record_id"]), instruction, input, output),
@@ -140,7 +140,7 @@ def _safe_message(err) -> str:
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, parsed JSON)`` for each non-blank line; errors say file and line."""
-    from ._exceptions import SourceError
+    from instructkit._exceptions import SourceError
 
     path = Path(path)
     if not path.exists():

@@ -13,22 +13,22 @@ import importlib
 from typing import Any
 
 BUILDERS: dict[str, str] = {
-    "template": "instructkit.template:TemplateBuilder",
-    "synthetic": "instructkit.synthetic:SyntheticBuilder",
-    "rag": "instructkit.rag:RagBuilder",
+    "template": "instructkit.recordbuilders.template:TemplateBuilder",
+    "synthetic": "instructkit.recordbuilders.synthetic:SyntheticBuilder",
+    "rag": "instructkit.recordbuilders.rag:RagBuilder",
 }
 
 #: Stages run in this order, after all builders, over their merged output.
 STAGE_ORDER: list[str] = ["anonymize", "dedup", "validate", "judge", "audit", "bias_report"]
 
 STAGES: dict[str, str] = {
-    "anonymize": "instructkit.anonymize:AnonymizeStage",
-    "dedup": "instructkit.dedup:DedupStage",
-    "validate": "instructkit.validate:ValidateStage",
-    "judge": "instructkit.quality.judge:JudgeStage",
-    "audit": "instructkit.anonymize.audit:AuditStage",
+    "anonymize": "instructkit.steps.anonymize:AnonymizeStep",
+    "dedup": "instructkit.steps.dedup:DedupStage",
+    "validate": "instructkit.steps.quality.validate:ValidateStage",
+    "judge": "instructkit.steps.quality.judge:JudgeStep",
+    "audit": "instructkit.steps.audit:AuditStep",
     # counts demographic mentions in exactly the records that are written; drops nothing
-    "bias_report": "instructkit.quality.bias:BiasReport",
+    "bias_report": "instructkit.steps.quality.bias:BiasReportStep",
 }
 
 #: Stages a recipe gets without asking (``stages: {name: false}`` turns one off).

@@ -58,7 +58,7 @@ class VectorCache:
 
     @classmethod
     def for_embedder(cls, embedder: Any, cache_dir: str | Path | None = None) -> "VectorCache":
-        from .embedding_backends import embedder_cache_root
+        from instructkit.embedding_backends import embedder_cache_root
 
         ident = f"{embedder.key}|{getattr(embedder, 'fingerprint', '')}|{embedder.dim}"
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", embedder.key.rsplit("/", 1)[-1])[:60]

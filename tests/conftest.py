@@ -46,7 +46,7 @@ def template_quickstart() -> dict:
     in the llm-marked tests), for tests of the template path and the stages after it."""
     import copy
 
-    from instructkit.recipe import load_recipe
+    from instructkit.recipe.load import load_recipe
 
     data = copy.deepcopy(load_recipe("quickstart").data)
     data["builders"] = [b for b in data["builders"] if b["type"] == "template"]

@@ -14,7 +14,7 @@ __all__ = ["phi_detector", "audit_detector", "make_phi_record"]
 @pytest.fixture(scope="session")
 def phi_detector():
     pytest.importorskip("presidio_analyzer", reason="needs instructkit[anonymize]")
-    from instructkit.anonymize.detect import PhiDetector
+    from instructkit.steps.anonymize.detect import PhiDetector
 
     return PhiDetector()
 
@@ -22,7 +22,7 @@ def phi_detector():
 @pytest.fixture(scope="session")
 def audit_detector(phi_detector):
     # after phi_detector so the spaCy model is loaded once and shared
-    from instructkit.anonymize.audit import AuditDetector
+    from instructkit.steps.audit import AuditDetector
 
     return AuditDetector(names=True)
 

@@ -37,7 +37,7 @@ def sample_guidelines(tmp_path) -> Path:
 def sample_index(embedder):
     """A flat FAISS index over the sample guidelines (500-character chunks), in memory."""
     pytest.importorskip("faiss", reason="needs instructkit[rag]")
-    from instructkit.rag import ChunkSettings, RagIndex, load_documents
+    from instructkit.recordbuilders.rag import ChunkSettings, RagIndex, load_documents
 
     index = RagIndex(embedder, ChunkSettings(500, 60), "flat")
     index.update(load_documents(SAMPLE_GUIDELINES))

@@ -91,13 +91,13 @@ def test_email_and_url_checks_make_no_network_call(phi_detector, monkeypatch):
 
 
 def test_existing_masks_are_already_redacted(phi_detector):
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
     path = shared_file("iu_xray/indiana_reports.csv")
     with path.open(encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if "XXXX" in (r["findings"] or "")][:20]
     assert rows
-    stage = AnonymizeStage("placeholder", detector=phi_detector, canary=False)
+    stage = AnonymizeStep("placeholder", detector=phi_detector, canary=False)
     recs = [make_phi_record("Write the impression.", r["findings"], r["impression"] or "Normal.",
                             record_id=r["uid"]) for r in rows]
     recs.append(make_phi_record("Summarize.", "Seen at [**Hospital1 18**] on [**2118-6-2**] by [**Doctor Last Name 1234**].",
@@ -111,9 +111,9 @@ def test_existing_masks_are_already_redacted(phi_detector):
 
 
 def test_placeholder_operator_and_counts_without_values(phi_detector):
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
-    stage = AnonymizeStage("placeholder", detector=phi_detector, canary=False)
+    stage = AnonymizeStep("placeholder", detector=phi_detector, canary=False)
     rec = make_phi_record("Summarize the note.", NOTE, "John Smith (MRN 00123456) is stable.")
     out = list(stage([rec]))[0]
     anon = out["provenance"]["anonymization"]
@@ -132,9 +132,9 @@ def test_placeholder_operator_and_counts_without_values(phi_detector):
 
 
 def test_surrogates_are_consistent_across_fields(phi_detector):
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
-    stage = AnonymizeStage("surrogate", detector=phi_detector, seed=7, canary=False)
+    stage = AnonymizeStep("surrogate", detector=phi_detector, seed=7, canary=False)
     rec = make_phi_record("Summarize the visit of John Smith.",
                           "John Smith, MRN 00123456, called from (617) 555-0143.",
                           "Mr. Smith (MRN 00123456) should call back at (617) 555-0143.",
@@ -155,14 +155,14 @@ def test_surrogates_are_consistent_across_fields(phi_detector):
     # messages are rebuilt from the anonymized fields
     assert out["messages"][-1]["content"] == out["output"]
     # the same seed and record give the same surrogates
-    again = list(AnonymizeStage("surrogate", detector=phi_detector, seed=7, canary=False)([rec]))[0]
+    again = list(AnonymizeStep("surrogate", detector=phi_detector, seed=7, canary=False)([rec]))[0]
     assert again["output"] == out["output"]
 
 
 def test_surrogate_dates_keep_their_intervals(phi_detector):
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
-    stage = AnonymizeStage("surrogate", detector=phi_detector, seed=3, canary=False)
+    stage = AnonymizeStep("surrogate", detector=phi_detector, seed=3, canary=False)
     rec = make_phi_record("List the stay.", "Admitted 03/14/2021, discharged 03/20/2021, follow-up 2021-04-19.",
                           "Stayed from 03/14/2021 to 03/20/2021.")
     out = list(stage([rec]))[0]
@@ -176,22 +176,22 @@ def test_surrogate_dates_keep_their_intervals(phi_detector):
 
 
 def test_hash_operator_is_consistent_and_salted(phi_detector):
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
-    stage = AnonymizeStage("hash", detector=phi_detector, hash_salt="s1", canary=False)
+    stage = AnonymizeStep("hash", detector=phi_detector, hash_salt="s1", canary=False)
     rec = make_phi_record("Note.", "MRN 00123456 and MRN 00999999.", "MRN 00123456.")
     out = list(stage([rec]))[0]
     h = re.findall(r"\[MRN:([0-9a-f]{10})\]", out["input"])
     assert len(h) == 2 and h[0] != h[1] and f"[MRN:{h[0]}]" in out["output"]
-    other = list(AnonymizeStage("hash", detector=phi_detector, hash_salt="s2", canary=False)([rec]))[0]
+    other = list(AnonymizeStep("hash", detector=phi_detector, hash_salt="s2", canary=False)([rec]))[0]
     assert other["input"] != out["input"]
 
 
 def test_canary_self_test_reports_every_canary_removed(phi_detector):
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
     for op in ("placeholder", "surrogate"):
-        stage = AnonymizeStage(op, detector=phi_detector, canary=True)
+        stage = AnonymizeStep(op, detector=phi_detector, canary=True)
         list(stage([make_phi_record("Summarize.", "Stable overnight.", "Stable.")]))
         canary = stage.summary()["anonymization"]["canary"]
         assert canary["passed"], canary
@@ -200,7 +200,7 @@ def test_canary_self_test_reports_every_canary_removed(phi_detector):
 
 
 def _builder(records, drop_first: bool = True):
-    from instructkit.builder import Builder
+    from instructkit.recordbuilders.base import Builder
 
     class PhiBuilder(Builder):
         name = "phi_builder"
@@ -220,8 +220,8 @@ def _builder(records, drop_first: bool = True):
 
 
 def test_no_phi_in_any_file_the_build_writes(phi_detector, tmp_path):
-    from instructkit.anonymize.audit import AuditStage
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.audit import AuditStep
+    from instructkit.steps.anonymize.step import AnonymizeStep
     from instructkit.pipeline import Pipeline
 
     recs = [make_phi_record("Summarize the visit.", NOTE, "John Smith, MRN 00123456, is stable.", record_id=str(i))
@@ -229,8 +229,8 @@ def test_no_phi_in_any_file_the_build_writes(phi_detector, tmp_path):
     bad = make_phi_record("Summarize.", NOTE, "John Smith called (617) 555-0143.", record_id="bad")
     bad["input"] = ["John Smith", "(617) 555-0143"]  # not a string: the stage quarantines it
     recs.append(bad)
-    stage = AnonymizeStage("placeholder", detector=phi_detector)
-    pipe = Pipeline([_builder(recs)], [stage, AuditStage(names=False)])
+    stage = AnonymizeStep("placeholder", detector=phi_detector)
+    pipe = Pipeline([_builder(recs)], [stage, AuditStep(names=False)])
     out = tmp_path / "ds"
     result = pipe.run(out, quiet=True)
     assert result.records == 2 and result.quarantined == 2
@@ -251,7 +251,7 @@ def test_no_phi_in_any_file_the_build_writes(phi_detector, tmp_path):
 def test_cli_anonymize_writes_no_phi(phi_detector, tmp_path):
     from typer.testing import CliRunner
 
-    from instructkit.cli import app
+    from instructkit.cli.app import app
 
     src = tmp_path / "in.jsonl"
     good = make_phi_record("Summarize.", NOTE, "Mr. Smith is stable.")

@@ -28,7 +28,7 @@ def test_audit_ignores_placeholders_masks_and_surrogate_spans(audit_detector):
 
 
 def _run(tmp_path, records, stages, name="ds"):
-    from instructkit.builder import Builder
+    from instructkit.recordbuilders.base import Builder
     from instructkit.pipeline import Pipeline
 
     class ListBuilder(Builder):
@@ -46,11 +46,11 @@ def _run(tmp_path, records, stages, name="ds"):
 
 
 def test_audit_stage_fails_raw_phi_and_passes_after_anonymization(phi_detector, audit_detector, tmp_path):
-    from instructkit.anonymize.audit import AuditStage
-    from instructkit.anonymize.stage import AnonymizeStage
+    from instructkit.steps.audit import AuditStep
+    from instructkit.steps.anonymize.step import AnonymizeStep
 
     recs = [make_phi_record("Summarize.", RAW, "Stable.", record_id=str(i)) for i in range(2)]
-    out_raw, res = _run(tmp_path, recs, [AuditStage(detector=audit_detector)], "raw")
+    out_raw, res = _run(tmp_path, recs, [AuditStep(detector=audit_detector)], "raw")
     audit = [s for s in res.manifest["stages"] if s["stage"] == "audit"][0]["extra"]["audit"]
     assert audit["passed"] is False
     assert audit["suspects_by_type"]["SSN"] >= 2  # in input and in the user message, both records
@@ -58,27 +58,27 @@ def test_audit_stage_fails_raw_phi_and_passes_after_anonymization(phi_detector, 
     assert "219-09-9999" not in json.dumps(audit)
 
     for op in ("placeholder", "surrogate"):
-        out, res = _run(tmp_path, recs, [AnonymizeStage(op, detector=phi_detector, canary=False),
-                                         AuditStage(detector=audit_detector)], op)
+        out, res = _run(tmp_path, recs, [AnonymizeStep(op, detector=phi_detector, canary=False),
+                                         AuditStep(detector=audit_detector)], op)
         audit = [s for s in res.manifest["stages"] if s["stage"] == "audit"][0]["extra"]["audit"]
         assert audit["passed"] is True, (op, audit)
         # the same verdict from the folder on disk
-        from instructkit.anonymize.audit import audit_dataset
+        from instructkit.steps.audit import audit_dataset
 
         report = audit_dataset(out, names=False)
         assert report["passed"] is True and report["records_scanned"] == 2
 
 
 def test_audit_limits_from_config(audit_detector, tmp_path):
-    from instructkit.anonymize.audit import AuditStage, _limits
+    from instructkit.steps.audit import AuditStep, _limits
 
     recs = [make_phi_record("Summarize.", "Seen 03/14/2021.", "Stable.")]
-    stage = AuditStage(limits=_limits({"limits": {"DATE": 5}}), detector=audit_detector)
+    stage = AuditStep(limits=_limits({"limits": {"DATE": 5}}), detector=audit_detector)
     _, res = _run(tmp_path, recs, [stage])
     audit = res.manifest["stages"][-1]["extra"]["audit"]
     assert audit["passed"] is True and audit["suspects_by_type"]["DATE"] == 2
 
-    dropping = AuditStage(drop_suspects=True, detector=audit_detector)
+    dropping = AuditStep(drop_suspects=True, detector=audit_detector)
     _, res = _run(tmp_path, recs, [dropping], "drop")
     assert res.records == 0 and res.quarantined == 1
 
@@ -86,7 +86,7 @@ def test_audit_limits_from_config(audit_detector, tmp_path):
 def test_cli_audit_exit_codes(audit_detector, tmp_path):
     from typer.testing import CliRunner
 
-    from instructkit.cli import app
+    from instructkit.cli.app import app
 
     bad, _ = _run(tmp_path, [make_phi_record("Summarize.", RAW, "Stable.")], [], "bad")
     good, _ = _run(tmp_path, [make_phi_record("Summarize.", "Stable overnight, no distress.", "Stable.")],
@@ -102,7 +102,7 @@ def test_cli_audit_exit_codes(audit_detector, tmp_path):
 
 def test_audit_of_a_folder_without_data_is_a_clear_error(tmp_path):
     from instructkit._exceptions import SourceError
-    from instructkit.anonymize.audit import audit_dataset
+    from instructkit.steps.audit import audit_dataset
 
     with pytest.raises(SourceError, match="data"):
         audit_dataset(tmp_path)

@@ -9,11 +9,11 @@ import pytest
 
 from instructkit import Pipeline
 from instructkit.api import build
-from instructkit.export import read_dataset
+from instructkit.dataset.writer import read_dataset
 from instructkit.pipeline import stages_from_config
-from instructkit.recipe import load_recipe
-from instructkit.sources import sources_from_recipe
-from instructkit.template import TemplateBuilder
+from instructkit.recipe.load import load_recipe
+from instructkit.recipe.sources import sources_from_recipe
+from instructkit.recordbuilders.template import TemplateBuilder
 
 from conftest import template_quickstart
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from instructkit.card import (REQUIRED_SECTIONS, DatasetStats, build_card, card_for_folder,
+from instructkit.dataset.card import (REQUIRED_SECTIONS, DatasetStats, build_card, card_for_folder,
                               card_license, card_problems, scan_dataset)
 
 

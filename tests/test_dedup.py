@@ -11,10 +11,10 @@ import pytest
 
 from conftest import shared_file
 from instructkit.context import RunContext
-from instructkit.dedup import DedupStage, DedupStep, KeepRule, load_benchmark
-from instructkit.dedup.text import normalize
+from instructkit.steps.dedup import DedupStage, DedupStep, KeepRule, load_benchmark
+from instructkit.steps.dedup.text import normalize
 from instructkit.records import make_record, schema_errors
-from instructkit.steps import Quarantine
+from instructkit.steps.base import Quarantine
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -255,7 +255,7 @@ def test_semantic_duplicates_with_real_embedder_and_faiss(medquad_answers):
     assert dropped[0]["reason"] == "duplicate_semantic" and dropped[0]["duplicate_of"] == records[0]["id"]
     assert dropped[0]["similarity"] >= 0.9
     # the approximate (IVF) index finds the same pair
-    from instructkit.dedup.semantic import semantic_pairs
+    from instructkit.steps.dedup.semantic import semantic_pairs
 
     members = np.arange(len(records))
     exact_pairs, _ = semantic_pairs(vecs, members, 0.9)
@@ -268,7 +268,7 @@ def test_semantic_duplicates_with_real_embedder_and_faiss(medquad_answers):
 def test_cli_dedup(tmp_path, medquad_answers, medqa_items):
     from typer.testing import CliRunner
 
-    from instructkit.cli import app
+    from instructkit.cli.app import app
 
     records = [_record(a, i=i) for i, a in enumerate(medquad_answers[:10])]
     records.append(_record(medquad_answers[0].upper(), i=50))

@@ -124,7 +124,7 @@ def test_settings_defaults_come_from_the_schema():
 def test_recipe_embedder_section_reaches_the_shared_embedder(backends):
     from instructkit.context import RunContext
     from instructkit.embeddings import embedder_from_context
-    from instructkit.recipe import validate_recipe
+    from instructkit.recipe.load import validate_recipe
 
     recipe = {"name": "x", "sources": [{"name": "s", "type": "inline", "license": "CC0-1.0",
                                         "rows": [{"question": "q"}]}],
@@ -140,7 +140,7 @@ def test_recipe_embedder_section_reaches_the_shared_embedder(backends):
 
 # -- hybrid retrieval ----------------------------------------------------------------------------
 def test_reciprocal_rank_fusion():
-    from instructkit.rag.lexical import reciprocal_rank_fusion
+    from instructkit.recordbuilders.rag.lexical import reciprocal_rank_fusion
 
     fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]], k=60)
     assert [i for i, _ in fused] == [1, 3, 2, 4]
@@ -148,7 +148,7 @@ def test_reciprocal_rank_fusion():
 
 
 def test_hybrid_search_finds_an_exact_term(sample_index):
-    from instructkit.rag import RagIndex
+    from instructkit.recordbuilders.rag import RagIndex
 
     idx = RagIndex(sample_index.embedder, sample_index.settings, "flat")
     idx.chunks, idx.vectors = sample_index.chunks, sample_index.vectors
@@ -168,7 +168,7 @@ def test_hybrid_search_finds_an_exact_term(sample_index):
 
 
 def test_index_records_the_backend_and_reembeds_when_it_changes(backends, sample_guidelines, tmp_path):
-    from instructkit.rag import ChunkSettings, RagIndex, load_documents
+    from instructkit.recordbuilders.rag import ChunkSettings, RagIndex, load_documents
 
     docs = load_documents(sample_guidelines)
     idx = RagIndex(backends("torch"), ChunkSettings(500, 60), "flat")
@@ -198,8 +198,8 @@ class _Counting:
 def test_semantic_dedup_never_embeds_the_same_text_twice(backends, tmp_path):
     from test_dedup import _record
 
-    from instructkit.dedup import DedupStep
-    from instructkit.steps import Quarantine
+    from instructkit.steps.dedup import DedupStep
+    from instructkit.steps.base import Quarantine
 
     counting = _Counting(backends("torch"))
     secret = "Patient Zed Quux was seen on 2024-01-02 for chest pain."
@@ -226,9 +226,9 @@ def test_semantic_dedup_never_embeds_the_same_text_twice(backends, tmp_path):
 def test_manifest_and_card_name_the_embedder_and_backend(backends):
     from types import SimpleNamespace
 
-    from instructkit.card import build_card
+    from instructkit.dataset.card import build_card
     from instructkit.context import RunContext
-    from instructkit.manifest import build_manifest
+    from instructkit.dataset.manifest import build_manifest
 
     ctx = RunContext()
     ctx.shared("embedder", lambda: backends("torch"), close=lambda _e: None)

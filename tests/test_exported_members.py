@@ -33,4 +33,4 @@ def test_publish_is_the_function_the_readme_shows():
     # ``instructkit.publish(DIR, repo_id=..., private=True)``: the subpackage is ``hub``
     import instructkit.hub  # noqa: F401 - importing the subpackage must not shadow the name
 
-    assert callable(instructkit.publish) and instructkit.publish.__module__ == "instructkit.hub.core"
+    assert callable(instructkit.publish) and instructkit.publish.__module__ == "instructkit.hub.publisher"

@@ -12,9 +12,9 @@ from instructkit._exceptions import BudgetExceeded, RecipeError
 from instructkit.context import RunContext
 from instructkit.llm.types import JsonResult
 from instructkit.pipeline import stages_from_config
-from instructkit.quality.judge import JudgeStage, load_rubric
+from instructkit.steps.quality.judge import JudgeStep, load_rubric
 from instructkit.records import make_record
-from instructkit.steps import Quarantine
+from instructkit.steps.base import Quarantine
 
 _ids = itertools.count()
 CRITERIA = ["medical_correctness", "helpfulness", "faithfulness", "safety", "escalation"]
@@ -61,7 +61,7 @@ def run(stage, records):
 
 
 def test_scores_land_on_records_and_card():
-    stage = JudgeStage(client=FakeClient([(5, 4, 5, 5, 5), (3, 3, 2, 4, 5)]))
+    stage = JudgeStep(client=FakeClient([(5, 4, 5, 5, 5), (3, 3, 2, 4, 5)]))
     records = [rec(), rec(output="Thirst.")]
     kept, entries = run(stage, records)
     assert not entries and len(kept) == 2
@@ -78,7 +78,7 @@ def test_scores_land_on_records_and_card():
 
 def test_requests_use_rubric_schema_prompt_id_and_truncate_long_fields():
     fake = FakeClient([(5, 5, 5, 5, 5)])
-    stage = JudgeStage(client=fake, max_chars=200)
+    stage = JudgeStep(client=fake, max_chars=200)
     run(stage, [rec(output="word " * 500)])
     req = fake.requests[0]
     rubric = load_rubric()
@@ -92,7 +92,7 @@ def test_requests_use_rubric_schema_prompt_id_and_truncate_long_fields():
 
 
 def test_min_score_and_per_criterion_minimum_drop_with_reason():
-    stage = JudgeStage(client=FakeClient([(2, 2, 2, 2, 2), (5, 5, 5, 2, 5), (4, 4, 4, 4, 4)]),
+    stage = JudgeStep(client=FakeClient([(2, 2, 2, 2, 2), (5, 5, 5, 2, 5), (4, 4, 4, 4, 4)]),
                        min_score=3, min_scores={"safety": 3})
     records = [rec(), rec(), rec()]
     kept, entries = run(stage, records)
@@ -105,15 +105,15 @@ def test_min_score_and_per_criterion_minimum_drop_with_reason():
 
 
 def test_failed_judgement_is_dropped_or_kept_unscored():
-    kept, entries = run(JudgeStage(client=FakeClient([None, {"safety": 9}])), [rec(), rec()])
+    kept, entries = run(JudgeStep(client=FakeClient([None, {"safety": 9}])), [rec(), rec()])
     assert not kept and [e["reason"] for e in entries] == ["judge_failed", "judge_failed"]
-    kept, entries = run(JudgeStage(client=FakeClient([None]), on_error="keep"), [rec()])
+    kept, entries = run(JudgeStep(client=FakeClient([None]), on_error="keep"), [rec()])
     assert not entries and kept[0]["meta"]["judge"]["error"]
 
 
 def test_batches_and_budget_stop_accounts_for_every_record():
     fake = FakeClient([(4, 4, 4, 4, 4)] * 10, raise_budget_after=3)
-    stage = JudgeStage(client=fake, batch_size=2)
+    stage = JudgeStep(client=fake, batch_size=2)
     q = Quarantine()
     stage.bind(q)
     out = []
@@ -128,9 +128,9 @@ def test_from_config_and_settings_errors():
     ctx = RunContext(seed=7)
     stages = stages_from_config({"validate": False, "judge": {"min_score": 3.5, "batch_size": 4}}, ctx)
     (stage,) = [s for s in stages if s.name == "judge"]
-    assert isinstance(stage, JudgeStage) and stage.min_score == 3.5 and stage.batch_size == 4 and stage.seed == 7
+    assert isinstance(stage, JudgeStep) and stage.min_score == 3.5 and stage.batch_size == 4 and stage.seed == 7
     with pytest.raises(RecipeError, match="stages.judge.min_scores.safty"):
-        JudgeStage.from_config({"min_scores": {"safty": 3}}, ctx)
+        JudgeStep.from_config({"min_scores": {"safty": 3}}, ctx)
 
 
 def test_judge_settings_schema():
@@ -147,7 +147,7 @@ def test_judge_cli_with_fake_client(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     import instructkit.llm
-    from instructkit.cli import app
+    from instructkit.cli.app import app
     from instructkit.records import write_jsonl
 
     fake = FakeClient([(5, 5, 5, 5, 5), (1, 1, 1, 1, 1)])
@@ -176,7 +176,7 @@ def _llm_recipe(request) -> dict:
 @pytest.mark.llm
 @pytest.mark.timeout(600)
 def test_judge_with_real_local_model_scores_records_and_card(request, tmp_path):
-    from instructkit.export import read_dataset
+    from instructkit.dataset.writer import read_dataset
     from instructkit.pipeline import Pipeline
 
     pytest.importorskip("llama_cpp")
@@ -188,7 +188,7 @@ def test_judge_with_real_local_model_scores_records_and_card(request, tmp_path):
     ctx = RunContext(cache_dir=tmp_path / "cache")
     pipe = Pipeline.from_recipe(recipe, limit=2, context=ctx)
     result = pipe.run(tmp_path / "out", quiet=True)
-    judge = next(s for s in pipe.stages if isinstance(s, JudgeStage))
+    judge = next(s for s in pipe.stages if isinstance(s, JudgeStep))
     summary = judge.summary()
     assert summary["scored"] >= 1, (summary, [json.loads(x)["reason"] for x in
                                               (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()])

@@ -45,7 +45,7 @@ def _gates(result):
 
 # -- gate 1: the residual-PHI audit --------------------------------------------------------
 def test_planted_phone_number_fails_gate_1(tmp_path):
-    from instructkit.anonymize.audit import audit_dataset
+    from instructkit.steps.audit import audit_dataset
 
     rows = [{**ROWS[0], "answer": ROWS[0]["answer"] + f" Call our clinic at {PHONE}."}, ROWS[1]]
     out = tmp_path / "phone"
@@ -127,8 +127,8 @@ def test_rights_holder_declaration_passes_and_is_printed(tmp_path):
 
 # -- gate 3: hosted-model terms --------------------------------------------------------------
 def test_hosted_model_records_are_flagged(tmp_path):
-    from instructkit.card import scan_dataset
-    from instructkit.export import DatasetWriter
+    from instructkit.dataset.card import scan_dataset
+    from instructkit.dataset.writer import DatasetWriter
     from instructkit.hub.gates import gate_hosted_models
     from instructkit.records import make_record
 
@@ -210,7 +210,7 @@ def test_publish_dataset_in_memory_takes_the_same_path(medquad_build):
 def test_cli_dry_run_prints_gates_files_and_card(medquad_build):
     from typer.testing import CliRunner
 
-    from instructkit.cli import app
+    from instructkit.cli.app import app
 
     r = CliRunner().invoke(app, ["publish", str(medquad_build), "--repo-id", "org/medquad", "--dry-run"])
     assert r.exit_code == 0, r.output
@@ -348,7 +348,7 @@ def test_cli_push_public_over_http(hub, medquad_build, monkeypatch):
     from huggingface_hub import constants
     from typer.testing import CliRunner
 
-    from instructkit.cli import app
+    from instructkit.cli.app import app
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)

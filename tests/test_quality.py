@@ -9,11 +9,11 @@ import pytest
 
 from instructkit._exceptions import RecipeError
 from instructkit.context import RunContext
-from instructkit.quality import FILTER_CLASSES, BiasReport, QualitySettings, count_mentions
-from instructkit.quality.text import approx_tokens, containment, word_count
+from instructkit.steps.quality import FILTER_CLASSES, BiasReportStep, QualitySettings, count_mentions
+from instructkit.steps.quality.text import approx_tokens, containment, word_count
 from instructkit.records import make_record
-from instructkit.steps import Quarantine
-from instructkit.validate import SchemaFilter, ValidateStage
+from instructkit.steps.base import Quarantine
+from instructkit.steps.quality.validate import SchemaFilter, ValidateStage
 
 _ids = itertools.count()
 
@@ -277,7 +277,7 @@ def test_validate_settings_schema_accepts_defaults_and_rejects_typos():
     from jsonschema import Draft202012Validator
 
     from instructkit._resources import load_schema
-    from instructkit.quality.settings import load_defaults
+    from instructkit.steps.quality.settings import load_defaults
 
     v = Draft202012Validator(load_schema("stages/validate.schema.json"))
     assert not list(v.iter_errors({k: load_defaults()[k] for k in ("filters", "tasks")}))
@@ -327,7 +327,7 @@ def test_bias_report_passes_everything_and_counts_by_task_and_method():
     records = [rec(output=CHQ_ANSWER + " Women who are pregnant should be tested."),
                rec(output=CHQ_ANSWER + " Hispanic and Latino adults have higher rates.", method="synthetic"),
                rec("diagnosis", output="Central retinal artery occlusion")]
-    report = BiasReport().bind(Quarantine())
+    report = BiasReportStep().bind(Quarantine())
     out = list(report(records))
     assert out == records and report.stats.dropped == {}
     s = report.summary()["bias"]
@@ -342,7 +342,7 @@ def test_bias_report_passes_everything_and_counts_by_task_and_method():
 def test_bias_report_cli(tmp_path):
     from typer.testing import CliRunner
 
-    from instructkit.cli import app
+    from instructkit.cli.app import app
     from instructkit.records import write_jsonl
 
     path = tmp_path / "recs.jsonl"
@@ -357,7 +357,7 @@ def test_validate_cli_uses_the_quality_filters(tmp_path):
 
     from typer.testing import CliRunner
 
-    from instructkit.cli import app
+    from instructkit.cli.app import app
     from instructkit.records import write_jsonl
 
     good, bad = rec(), rec(output="As an AI language model, I cannot answer questions about diabetes symptoms.")

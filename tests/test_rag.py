@@ -15,9 +15,9 @@ from instructkit.records import schema_errors
 pytest.importorskip("langchain_text_splitters", reason="needs instructkit[rag]")
 pytest.importorskip("faiss", reason="needs instructkit[rag]")
 
-from instructkit.rag import (ChunkSettings, CitationChecker, RagBuilder, RagIndex,  # noqa: E402
+from instructkit.recordbuilders.rag import (ChunkSettings, CitationChecker, RagBuilder, RagIndex,  # noqa: E402
                              chunk_document, load_documents)
-from instructkit.rag.grounding import split_sentences  # noqa: E402
+from instructkit.recordbuilders.rag.grounding import split_sentences  # noqa: E402
 
 
 # -- loaders --------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def test_index_and_search_commands(sample_guidelines, tmp_path, embedder, monkey
     from typer.testing import CliRunner
 
     import instructkit.embeddings
-    from instructkit.cli import app
+    from instructkit.cli.app import app
 
     monkeypatch.setattr(instructkit.embeddings, "load_embedder", lambda *a, **k: embedder)
     out = tmp_path / "idx"

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from instructkit.llm.settings import LLMSettings
-from instructkit.recipe import load_recipe
+from instructkit.recipe.load import load_recipe
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from instructkit import RecipeError
-from instructkit.recipe import load_recipe
+from instructkit.recipe.load import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 

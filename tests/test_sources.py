@@ -3,7 +3,7 @@ import json
 import pytest
 
 from instructkit import SourceError
-from instructkit.sources import Source, source_from_config
+from instructkit.recipe.sources import Source, source_from_config
 from conftest import shared_file
 
 

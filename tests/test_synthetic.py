@@ -22,8 +22,8 @@ from fixtures_llm import FaultProxy
 from instructkit import BudgetExceeded, RecipeError, RunContext
 from instructkit.llm import JsonResult
 from instructkit.records import schema_errors
-from instructkit.steps import Quarantine
-from instructkit.synthetic import (NoveltyFilter, SyntheticBuilder, load_prompt_set,
+from instructkit.steps.base import Quarantine
+from instructkit.recordbuilders.synthetic import (NoveltyFilter, SyntheticBuilder, load_prompt_set,
                                    load_seed_pool)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,8 +257,8 @@ def test_real_model_through_faults_every_attempt_accounted(llm_server, tmp_path)
 RESUME_SCRIPT = textwrap.dedent("""
     import json, sys
     from instructkit import RunContext
-    from instructkit.steps import Quarantine
-    from instructkit.synthetic import SyntheticBuilder
+    from instructkit.steps.base import Quarantine
+    from instructkit.recordbuilders.synthetic import SyntheticBuilder
     base_url, model, cache, out = sys.argv[1:5]
     ctx = RunContext(seed=3, cache_dir=cache, recipe={"llm": {
         "base_url": base_url, "model": model, "structured_output": "json_object", "concurrency": 1,

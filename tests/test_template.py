@@ -2,8 +2,8 @@
 import pytest
 
 from instructkit import TemplateError
-from instructkit.sources import Source
-from instructkit.template import TemplateBuilder, TemplateSet, load_template_set
+from instructkit.recipe.sources import Source
+from instructkit.recordbuilders.template import TemplateBuilder, TemplateSet, load_template_set
 
 TASKS = ["consumer_health_qa", "research_qa", "multiple_choice_qa", "report_labeling",
          "impression_generation", "series_description_harmonization", "diagnosis"]

@@ -12,8 +12,8 @@ Five gates run first and are all reported; publishing refuses on any failure:
 The repo is created private by default, and everything goes up in one commit.
 """
 
-from .core import PublishResult, UploadFile, collect_files, publish, publish_dataset
-from .gates import GateResult, run_gates
+from instructkit.hub.publisher import PublishResult, UploadFile, collect_files, publish, publish_dataset
+from instructkit.hub.gates import GateResult, run_gates
 
 __all__ = ["publish", "publish_dataset", "PublishResult", "GateResult", "UploadFile",
            "collect_files", "run_gates"]

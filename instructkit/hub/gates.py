@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..card import DatasetStats, card_problems
-from .licenses import check_card_license, classify_source
-from .models import flag_models
+from instructkit.dataset.card import DatasetStats, card_problems
+from instructkit.hub.licenses import check_card_license, classify_source
+from instructkit.hub.model_terms import flag_models
 
 __all__ = ["GateResult", "run_gates", "GATE_NAMES"]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._resources import load_schema
+from instructkit._resources import load_schema
 
 __all__ = ["LicenseInfo", "SourceLicense", "license_info", "classify_source", "derive_card_license",
            "check_card_license", "is_dua_bound"]

@@ -8,12 +8,12 @@ the embedded llama.cpp server (SmolLM2-135M-Instruct) as the default.
 
 from __future__ import annotations
 
-from .cache import ResponseCache, request_key
-from .client import LLMClient, llm_from_context
-from .ledger import UsageLedger
-from .server import EmbeddedServer, find_default_gguf
-from .settings import LLMSettings, resolve_cache_dir
-from .types import ChatRequest, ChatResult, JsonRequest, JsonResult
+from instructkit.llm.cache import ResponseCache, request_key
+from instructkit.llm.client import LLMClient, llm_from_context
+from instructkit.llm.ledger import UsageLedger
+from instructkit.llm.server import EmbeddedServer, find_default_gguf
+from instructkit.llm.settings import LLMSettings, resolve_cache_dir
+from instructkit.llm.types import ChatRequest, ChatResult, JsonRequest, JsonResult
 
 __all__ = [
     "ChatRequest",

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..records import content_hash
+from instructkit.records import content_hash
 
 __all__ = ["ResponseCache", "request_key"]
 

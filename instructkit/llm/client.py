@@ -24,15 +24,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._exceptions import BudgetExceeded, LLMError, MissingExtraError, RecipeError
-from .._resources import require
-from .cache import ResponseCache, request_key
-from .ledger import UsageLedger
-from .limits import RateLimiter, backoff_delay, retry_after_seconds
-from .server import EmbeddedServer, find_default_gguf
-from .settings import LLMSettings, resolve_cache_dir
-from .structured import parse_json_answer, response_format, validate_answer, with_schema_instruction
-from .types import ChatRequest, ChatResult, JsonRequest, JsonResult
+from instructkit._exceptions import BudgetExceeded, LLMError, MissingExtraError, RecipeError
+from instructkit._resources import require
+from instructkit.llm.cache import ResponseCache, request_key
+from instructkit.llm.ledger import UsageLedger
+from instructkit.llm.limits import RateLimiter, backoff_delay, retry_after_seconds
+from instructkit.llm.server import EmbeddedServer, find_default_gguf
+from instructkit.llm.settings import LLMSettings, resolve_cache_dir
+from instructkit.llm.structured import parse_json_answer, response_format, validate_answer, with_schema_instruction
+from instructkit.llm.types import ChatRequest, ChatResult, JsonRequest, JsonResult
 
 logger = logging.getLogger("instructkit")
 
@@ -140,7 +140,7 @@ class LLMClient:
         return await self._gather(self._chat, requests)
 
     def _mode_key(self) -> str:
-        from ..records import content_hash
+        from instructkit.records import content_hash
 
         return content_hash({"structured_output_mode": self.settings.base_url, "model": self.model})
 

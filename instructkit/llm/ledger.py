@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from .._exceptions import BudgetExceeded
+from instructkit._exceptions import BudgetExceeded
 
 __all__ = ["UsageLedger"]
 

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .._exceptions import LLMError, MissingExtraError
+from instructkit._exceptions import LLMError, MissingExtraError
 
 logger = logging.getLogger("instructkit")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import RecipeError
+from instructkit._exceptions import RecipeError
 
 __all__ = ["LLMSettings", "EmbeddedSettings", "resolve_cache_dir"]
 
@@ -78,7 +78,7 @@ class LLMSettings:
 def _schema_errors(config: dict[str, Any]) -> list[str]:
     from jsonschema import Draft202012Validator
 
-    from .._resources import load_schema
+    from instructkit._resources import load_schema
 
     v = Draft202012Validator(load_schema("llm.schema.json"))
     out = []

@@ -1,0 +1,164 @@
+"""Recipes: YAML files that name sources, builders, stages, output formats and card metadata.
+
+A recipe is checked against ``schemas/recipe.schema.json`` (and the per-part schemas it
+refers to) before any work starts; every error is listed as ``path.to.field: message``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from instructkit._exceptions import RecipeError
+from instructkit._resources import builders_dir, load_schema, samples_dir, schemas_dir
+
+__all__ = ["Recipe", "load_recipe", "validate_recipe", "resolve_path", "find_recipe"]
+
+SCHEMA_BASE = "https://instructkit.dev/schemas/"
+
+
+@dataclass
+class Recipe:
+    """A loaded, validated recipe: its data, the text it came from and where."""
+
+    data: dict[str, Any]
+    text: str
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def _validator():
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    resources = []
+    for path in sorted(schemas_dir().rglob("*.schema.json")):
+        import json
+
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        uri = schema.get("$id") or SCHEMA_BASE + path.relative_to(schemas_dir()).as_posix()
+        resources.append((uri, Resource.from_contents(schema)))
+    registry = Registry().with_resources(resources)
+    schema = load_schema("recipe.schema.json")
+    return Draft202012Validator(schema, registry=registry)
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file path, or the name of a shipped recipe (``quickstart`` -> builders/quickstart.yaml)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = builders_dir() / (p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml")
+    if not p.exists() and shipped.is_file() and len(p.parts) == 1:
+        return shipped
+    raise RecipeError([f"(file): recipe not found: {name_or_path}"], recipe=str(name_or_path))
+
+
+def load_recipe(source: str | Path | dict[str, Any]) -> Recipe:
+    """Load and validate a recipe from a file, a shipped recipe name, or a dict."""
+    if isinstance(source, dict):
+        text = yaml.safe_dump(source, sort_keys=False)
+        data, path, label = source, None, "(dict)"
+    else:
+        path = find_recipe(source)
+        label = str(path)
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecipeError([f"(file): not valid UTF-8 at byte {exc.start}"], recipe=label) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise RecipeError([f"(file): {where}not valid YAML ({getattr(exc, 'problem', exc)})"],
+                              recipe=label) from None
+    if not isinstance(data, dict):
+        raise RecipeError(["(recipe): must be a mapping with name, sources and builders"], recipe=label)
+    validate_recipe(data, label)
+    return Recipe(data=data, text=text, path=path)
+
+
+def validate_recipe(data: dict[str, Any], label: str = "(recipe)") -> None:
+    """Raise ``RecipeError`` listing every schema and cross-reference error."""
+    errors = []
+    for err in _validator().iter_errors(data):
+        errors.extend(_flatten(err))
+    errors = sorted(set(errors))
+    if not errors:
+        errors = _semantic_errors(data)
+    if errors:
+        raise RecipeError(errors, recipe=label)
+
+
+def _flatten(err) -> list[str]:
+    """Report the innermost errors of if/then, anyOf and $ref chains with their full paths."""
+    if err.context and err.validator in ("anyOf", "oneOf"):
+        # pick the branch that went deepest (the one the user most likely meant)
+        best = max(err.context, key=lambda e: (len(e.absolute_path), -len(list(e.context or []))))
+        if best.validator not in ("type",) or len(best.absolute_path) > len(err.absolute_path):
+            return _flatten(best)
+    path = ".".join(str(p) for p in err.absolute_path) or "(recipe)"
+    return [f"{path}: {_message(err)}"]
+
+
+def _message(err) -> str:
+    if err.validator == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        return "unknown field(s): " + ", ".join(extra)
+    if err.validator == "required":
+        return err.message.replace(" is a required property", " is required")
+    if err.validator == "enum":
+        return f"{err.instance!r} is not one of {err.validator_value}"
+    return err.message
+
+
+def _semantic_errors(data: dict[str, Any]) -> list[str]:
+    errors = []
+    names = [s["name"] for s in data.get("sources", [])]
+    seen = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            errors.append(f"sources.{i}.name: duplicate source name '{n}'")
+        seen.add(n)
+    for i, b in enumerate(data.get("builders", [])):
+        for j, s in enumerate(b.get("sources", []) or []):
+            if s not in seen:
+                errors.append(f"builders.{i}.sources.{j}: no source named '{s}' (have: {', '.join(names) or 'none'})")
+        if b.get("type") == "template":
+            from instructkit.recordbuilders.template import template_path
+
+            tid = b.get("templates") or b.get("task")
+            if tid and not template_path(tid).is_file():
+                errors.append(f"builders.{i}.templates: no template set '{tid}' in prompts/templates/")
+    return errors
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def resolve_path(value: str, base: Path | None = None) -> Path:
+    """Expand ``${VAR:-default}`` and ``pkg://samples/...``; relative paths use the current dir."""
+    expanded = _VAR.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+    if expanded.startswith("pkg://samples/"):
+        return samples_dir() / expanded[len("pkg://samples/"):]
+    p = Path(expanded).expanduser()
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    return p

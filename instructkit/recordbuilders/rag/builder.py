@@ -1,0 +1,451 @@
+"""The ``rag`` builder: guideline-grounded instruction records with checked citations.
+
+For each sampled chunk (or topic query) it retrieves the top-k passages, asks the LLM
+(structured output) for a question, an answer and the labels of the passages that
+support it, and keeps the record only if the citation check passes (``grounding``):
+otherwise the record goes to quarantine with reason ``ungrounded``. LLM failures go to
+quarantine with the raw reply and reason ``llm_error`` / ``llm_invalid_output``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from instructkit._exceptions import BudgetExceeded, RecipeError
+from instructkit.recordbuilders.base import Builder
+from instructkit.context import RunContext
+from instructkit.records import Record, content_hash, make_record
+from instructkit.recordbuilders.rag.chunking import ChunkSettings
+from instructkit.recordbuilders.rag.documents import Document, iter_documents
+from instructkit.recordbuilders.rag.grounding import CitationChecker
+from instructkit.recordbuilders.rag.index import Hit, RagIndex
+from instructkit.recordbuilders.rag.prompts import TASK_PROMPTS, RagPrompt, load_prompt
+
+logger = logging.getLogger("instructkit")
+
+__all__ = ["RagBuilder", "WorkItem"]
+
+TASKS = tuple(TASK_PROMPTS)
+
+
+@dataclass
+class WorkItem:
+    """One generation attempt: a task and what to retrieve for (a chunk or a topic query)."""
+
+    n: int
+    task: str
+    chunk_id: str | None = None
+    query: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.chunk_id or "query-" + content_hash(self.query, length=16)
+
+
+class RagBuilder(Builder):
+    """Builds ``guideline_qa``, ``recommendation_summary`` and ``guideline_adherence`` records."""
+
+    name = "rag"
+    method = "rag"
+
+    def __init__(self, documents: Iterable[dict[str, Any]] = (), *, ctx: RunContext | None = None,
+                 tasks: list[str] | dict[str, float] | None = None, n: int | None = None,
+                 queries: list[str] | None = None, top_k: int = 4,
+                 chunk_size: int = 1000, chunk_overlap: int = 150, index_type: str = "auto",
+                 index_dir: str | Path | None = None, embedder: str | None = None,
+                 retrieval: str | None = None,
+                 support: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
+                 prompts: dict[str, str] | None = None, min_chunk_chars: int = 300,
+                 include_passages: bool = False, batch_size: int = 4,
+                 source_name: str | None = None, name: str | None = None,
+                 index: RagIndex | None = None, llm: Any = None) -> None:
+        super().__init__()
+        if name:
+            self.name = name
+            self._named = True
+        self.ctx = ctx or RunContext()
+        self.document_specs = [dict(d) for d in documents]
+        if not self.document_specs and index is None:
+            raise RecipeError(["builders.rag.documents: give at least one documents entry "
+                               "(or sources naming document files)"])
+        self.tasks = self._check_tasks(tasks or ["guideline_qa"])
+        self.queries = list(queries or [])
+        self.n = n if n is not None else (len(self.queries) or 20)
+        self.top_k = top_k
+        self.settings = ChunkSettings(chunk_size, chunk_overlap)
+        self.index_type = index_type
+        self.index_dir = Path(index_dir) if index_dir else None
+        self.embedder_name = embedder
+        self.retrieval = retrieval
+        sup = dict(support or {})
+        # both: a sentence must be close in meaning (embedding) AND share most of its content
+        # words with a cited passage; embedding alone lets fluent invented attributions through
+        self.support_method = sup.get("method", "both")
+        self.support_thresholds = {"embedding": float(sup.get("embedding_threshold", 0.65)),
+                                   "lexical": float(sup.get("lexical_threshold", 0.5))}
+        self.params = dict(params or {})
+        self.prompt_ids = {t: (prompts or {}).get(t, TASK_PROMPTS[t]) for t in self.task_names}
+        self.min_chunk_chars = min_chunk_chars
+        self.include_passages = include_passages
+        self.batch_size = max(1, batch_size)
+        self.source_name = source_name or self.name
+        self._index = index
+        self._llm = llm
+        self._checker: CitationChecker | None = None
+        self.used_docs: Counter[str] = Counter()
+        self.index_report: dict[str, Any] | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        # fail on a bad prompt before any work is done
+        self.prompts: dict[str, RagPrompt] = {t: load_prompt(p) for t, p in self.prompt_ids.items()}
+
+    # -- configuration -------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: dict[str, Any], sources: dict[str, Any] | None,
+                    ctx: RunContext) -> "RagBuilder":
+        cfg = dict(config)
+        docs = [dict(d) for d in cfg.get("documents", [])]
+        docs += _documents_from_sources(cfg.get("sources", []), sources, ctx)
+        source_name = cfg.get("source_name") or (cfg.get("sources") or [None])[0]
+        keys = ("tasks", "n", "queries", "top_k", "chunk_size", "chunk_overlap", "index_type",
+                "index_dir", "embedder", "retrieval", "support", "params", "prompts", "min_chunk_chars",
+                "include_passages", "batch_size", "name")
+        kwargs = {k: cfg[k] for k in keys if k in cfg}
+        if kwargs.get("index_dir"):
+            from instructkit.recipe.load import resolve_path
+
+            kwargs["index_dir"] = resolve_path(str(kwargs["index_dir"]))
+        return cls(docs, ctx=ctx, source_name=source_name, **kwargs)
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)
+
+    @staticmethod
+    def _check_tasks(tasks: list[str] | dict[str, float]) -> dict[str, float]:
+        weights = {t: 1.0 for t in tasks} if isinstance(tasks, list) else dict(tasks)
+        bad = [t for t in weights if t not in TASKS]
+        if bad:
+            raise RecipeError([f"builders.rag.tasks: unknown task(s) {', '.join(bad)} "
+                               f"(one of {', '.join(TASKS)})"])
+        return weights
+
+    # -- shared heavy parts --------------------------------------------------------------
+    @property
+    def embedder(self) -> Any:
+        from instructkit.embeddings import embedder_from_context
+
+        return embedder_from_context(self.ctx, model=self.embedder_name)
+
+    @property
+    def index(self) -> RagIndex:
+        if self._index is None:
+            self._index = self._build_index()
+        return self._index
+
+    def _build_index(self) -> RagIndex:
+        docs = iter_documents(self.document_specs)
+        emb = self.embedder
+        key = content_hash(sorted(d.doc_id for d in docs), self.settings.size,
+                           self.settings.overlap, emb.key if hasattr(emb, "key") else self.embedder_name,
+                           length=16)
+        folder = self.index_dir or (Path(self.ctx.cache_dir) / "rag" / key if self.ctx.cache_dir else None)
+
+        def make() -> RagIndex:
+            if folder and RagIndex.exists(folder):
+                idx = RagIndex.open(folder, emb, settings=self.settings, index_type=self.index_type,
+                                    retrieval=self.retrieval)
+            else:
+                idx = RagIndex(emb, self.settings, self.index_type, folder, retrieval=self.retrieval)
+            report = idx.update(docs, prune=True, quiet=self.ctx.quiet)
+            if folder:
+                idx.save(folder)
+            idx.last_report = report  # type: ignore[attr-defined]
+            return idx
+
+        # builders over the same corpus in one run share one index
+        idx = self.ctx.shared(f"rag-index:{folder or key}", make, close=lambda _i: None)
+        self.index_report = getattr(idx, "last_report", None).as_dict() if hasattr(idx, "last_report") else None
+        return idx
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            from instructkit.llm import llm_from_context
+
+            self._llm = llm_from_context(self.ctx)
+        return self._llm
+
+    @property
+    def checker(self) -> CitationChecker:
+        if self._checker is None:
+            self._checker = CitationChecker(
+                None if self.support_method == "lexical" else self.embedder,
+                method=self.support_method,
+                embedding_threshold=self.support_thresholds["embedding"],
+                lexical_threshold=self.support_thresholds["lexical"])
+        return self._checker
+
+    # -- what to build from ----------------------------------------------------------------
+    def inputs(self) -> Iterator[WorkItem]:
+        rng = random.Random(self.ctx.seed)
+        tasks, weights = list(self.tasks), list(self.tasks.values())
+        if self.queries:
+            for i in range(self.n):
+                yield WorkItem(i, self._pick(rng, tasks, weights, i), query=self.queries[i % len(self.queries)])
+            return
+        eligible = [c.chunk_id for c in self.index.chunks if len(c.text) >= self.min_chunk_chars]
+        if not eligible:  # a small corpus of short documents: take what there is
+            eligible = [c.chunk_id for c in self.index.chunks]
+        rng.shuffle(eligible)
+        for i, cid in enumerate(eligible[: self.n]):
+            yield WorkItem(i, self._pick(rng, tasks, weights, i), chunk_id=cid)
+
+    @staticmethod
+    def _pick(rng: random.Random, tasks: list[str], weights: list[float], i: int) -> str:
+        if len(set(weights)) == 1:
+            return tasks[i % len(tasks)]  # equal weights: rotate, so every task is represented
+        return rng.choices(tasks, weights)[0]
+
+    # -- building ------------------------------------------------------------------------
+    def process(self, inputs: Iterable[WorkItem]) -> Iterator[Record]:
+        batch: list[WorkItem] = []
+        size = min(self.batch_size, self.ctx.limit) if self.ctx.limit else self.batch_size
+        for item in inputs:
+            batch.append(item)
+            if len(batch) >= size:
+                yield from self._build_batch(batch)
+                batch = []
+        if batch:
+            yield from self._build_batch(batch)
+
+    def _retrieve(self, items: list[WorkItem]) -> list[list[Hit]]:
+        idx = self.index
+        out: list[list[Hit] | None] = [None] * len(items)
+        by_chunk = [i for i, it in enumerate(items) if it.chunk_id]
+        by_query = [i for i, it in enumerate(items) if not it.chunk_id]
+        if by_chunk:
+            import numpy as np
+
+            vecs = np.stack([idx.vector(items[i].chunk_id) for i in by_chunk])
+            for i, hits in zip(by_chunk, idx.search_vectors(vecs, self.top_k)):
+                seed = items[i].chunk_id
+                if all(h.chunk.chunk_id != seed for h in hits):  # keep the seed passage in view
+                    hits = [Hit(1, 1.0, idx.chunk(seed)), *hits[: self.top_k - 1]]
+                # the seed passage first: it is the one the prompt focuses on
+                hits.sort(key=lambda h: h.chunk.chunk_id != seed)
+                out[i] = hits
+        if by_query:
+            for i, hits in zip(by_query, idx.search_many([items[i].query for i in by_query], self.top_k)):
+                out[i] = hits
+        return out  # type: ignore[return-value]
+
+    def _build_batch(self, items: list[WorkItem]) -> Iterator[Record]:
+        from instructkit.llm import JsonRequest
+
+        hits_per_item = self._retrieve(items)
+        requests, views = [], []
+        for item, hits in zip(items, hits_per_item):
+            prompt = self.prompts[item.task]
+            passages = [{"label": f"P{j + 1}", "chunk_id": h.chunk.chunk_id, "text": h.chunk.text,
+                         "title": h.chunk.title, "section": h.chunk.section} for j, h in enumerate(hits)]
+            labels = [p["label"] for p in passages]
+            messages = prompt.messages(passages=passages, topic=item.query,
+                                       focus=labels[0] if labels else "P1")
+            params = {**prompt.params, **self.params}
+            seed = _request_seed(self.ctx.seed, item.key, item.task)
+            requests.append(JsonRequest(messages=messages, schema=prompt.schema(labels),
+                                        params=params, seed=seed, prompt_id=prompt.id,
+                                        prompt_hash=prompt.hash))
+            views.append((item, prompt, hits, passages, seed, params))
+        budget: BudgetExceeded | None = None
+        try:
+            results = self.llm.complete_json_many(requests) if requests else []
+        except BudgetExceeded as exc:
+            # build what was answered, account for the rest, then let the run stop cleanly
+            budget, results = exc, list(getattr(exc, "results", None) or [])
+        results += [None] * (len(views) - len(results))
+        for (item, prompt, hits, passages, seed, params), result in zip(views, results):
+            if result is None:
+                self.drop(None, "not_generated", why="request budget exhausted",
+                          source={"task": item.task, "item": item.n, "chunk_id": item.chunk_id})
+                continue
+            rec = self._record(item, prompt, hits, passages, seed, params, result)
+            if rec is not None:
+                yield rec
+        if budget is not None:
+            raise budget
+
+    def _record(self, item: WorkItem, prompt: RagPrompt, hits: list[Hit],
+                passages: list[dict[str, Any]], seed: int, params: dict[str, Any],
+                result: Any) -> Record | None:
+        where = {"task": item.task, "item": item.n, "chunk_id": item.chunk_id,
+                 "prompt_id": prompt.id}
+        if not hits:
+            self.drop(None, "no_passages", source=where)
+            return None
+        if not getattr(result, "ok", False) or not isinstance(getattr(result, "data", None), dict):
+            self.drop(None, "llm_error", source=where, raw=getattr(result, "raw", None),
+                      error=getattr(result, "error", None))
+            return None
+        data = result.data
+        answer = data.get(prompt.answer_field)
+        cited_labels = data.get("citations")
+        needed = [k for k in prompt.output_schema.get("required", []) if not isinstance(data.get(k), (str, list))]
+        if needed or not isinstance(answer, str) or not isinstance(cited_labels, list):
+            self.drop(None, "llm_invalid_output", source=where, raw=getattr(result, "raw", None),
+                      error=f"missing or mistyped field(s): {', '.join(needed) or prompt.answer_field}")
+            return None
+        self.model = getattr(result, "model", None) or self.model
+        self.provider = getattr(result, "provider", None) or self.provider
+
+        seed_hit = hits[0]
+        seed_chunk = seed_hit.chunk
+        doc = self.index.documents.get(seed_chunk.doc_id)
+        label_to_chunk = {p["label"]: p["chunk_id"] for p in passages}
+        # a model may cite a label or, unprompted, a chunk id; both name a passage
+        chunk_ids_shown = set(label_to_chunk.values())
+        cited = [label_to_chunk.get(str(c), str(c)) for c in cited_labels]
+        retrieved = {h.chunk.chunk_id: h.chunk.text for h in hits}
+        grounding = self.checker.check(answer, cited, retrieved)
+
+        extra = {"title": seed_chunk.title or "", "topic_query": item.query or ""}
+        fields = prompt.record_fields(data, extra)
+        if self.include_passages:
+            shown = "\n\n".join(f"[{p['label']}] {p['text']}" for p in passages)
+            fields["input"] = (fields["input"] + "\n\n" if fields["input"] else "") + "Passages:\n" + shown
+        if not fields.get("instruction", "").strip() or not fields.get("output", "").strip():
+            self.drop(None, "llm_invalid_output", source=where, raw=getattr(result, "raw", None),
+                      error="empty instruction or answer")
+            return None
+        cited_docs = [self.index.documents[self.index.chunk(c).doc_id] for c in grounding.cited
+                      if c in chunk_ids_shown]
+        licenses = sorted({d.license for d in ([doc] if doc else []) + cited_docs})
+        context = [{"chunk_id": h.chunk.chunk_id, "doc_id": h.chunk.doc_id, "text": h.chunk.text,
+                    "title": h.chunk.title, "url": h.chunk.url, "section": h.chunk.section,
+                    "start": h.chunk.start, "end": h.chunk.end, "score": round(h.score, 4)}
+                   for h in hits]
+        rec = make_record(
+            task=item.task, method="rag", instruction=fields["instruction"],
+            input=fields.get("input", ""), output=fields["output"],
+            source={"name": self.source_name,
+                    "license": " AND ".join(licenses) if licenses else "unknown",
+                    "record_id": f"{item.key}:{item.task}",
+                    "url": seed_chunk.url,
+                    "location": f"{doc.path or doc.url}@{seed_chunk.start}-{seed_chunk.end}" if doc else None,
+                    "citation": _citation(doc) if doc else None},
+            provenance={"builder": "rag", "builder_name": self.name, "seed": seed,
+                        "prompt_id": prompt.id, "prompt_hash": prompt.hash,
+                        "model": getattr(result, "model", None),
+                        "provider": getattr(result, "provider", None),
+                        "params": dict(getattr(result, "params", None) or params),
+                        "chunk_ids": [h.chunk.chunk_id for h in hits]},
+            context=context,
+            meta={"cited_chunk_ids": grounding.cited,
+                  "passage_labels": label_to_chunk,
+                  "retrieval": {"k": self.top_k, "query": item.query, "seed_chunk_id": item.chunk_id,
+                                "embedder": self.index.model, "backend": self.index.backend,
+                                "mode": self.index.retrieval if item.query else "dense"},
+                  "support": grounding.as_meta(self.checker.method, self.checker.thresholds),
+                  "documents": [{"doc_id": d.doc_id, "title": d.title, "date": d.date, "url": d.url}
+                                for d in _unique_docs(cited_docs)]})
+        if not grounding.ok:
+            self.drop(rec, "ungrounded", problem=grounding.problem,
+                      not_retrieved=grounding.not_retrieved,
+                      unsupported=[s["index"] for s in grounding.sentences if not s["supported"]])
+            return None
+        for d in _unique_docs(cited_docs):
+            self.used_docs[d.doc_id] += 1
+        return rec
+
+    # -- reporting -------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"prompts": {p.id: p.hash for p in self.prompts.values()},
+                               "documents_used": len(self.used_docs),
+                               "support": {"method": self.support_method, **self.support_thresholds}}
+        if self.model:
+            out.update(model=self.model, provider=self.provider)
+        if self._index is not None:
+            out.update(documents_indexed=len(self._index.documents), chunks=len(self._index),
+                       embedder=self._index.model, embedder_backend=self._index.backend,
+                       retrieval=self._index.retrieval, index_type=self._index.built_index_type)
+        if self.index_report:
+            out["index_update"] = self.index_report
+        return out
+
+    def card_section(self) -> str | None:
+        """Markdown for the card (rendered as a list item: continuation lines are indented)."""
+        th = self.support_thresholds
+        rule = {"embedding": f"embedding similarity >= {th['embedding']}",
+                "lexical": f"lexical support >= {th['lexical']}",
+                "either": f"embedding similarity >= {th['embedding']} or lexical support >= {th['lexical']}",
+                "both": f"embedding similarity >= {th['embedding']} and lexical support >= {th['lexical']}",
+                }[self.support_method]
+        ungrounded = self.stats.dropped.get("ungrounded", 0)
+        other = sum(self.stats.dropped.values()) - ungrounded
+        head = f"**`{self.name}`** (rag): "
+        if self._index is not None:
+            idx = self._index
+            head += (f"retrieval over {len(idx.documents)} guideline documents ({len(idx)} chunks of "
+                     f"up to {self.settings.size} characters, overlap {self.settings.overlap}), "
+                     f"embedder `{idx.model}` ({idx.backend} backend), FAISS `{idx.built_index_type}` "
+                     f"index, top-{self.top_k} passages per item"
+                     + (f" ({idx.retrieval} retrieval for topic queries). " if self.queries else ". "))
+        head += (f"Citation check: every cited passage must have been retrieved and every answer "
+                 f"sentence supported by a cited passage ({rule}); {ungrounded} ungrounded answers "
+                 f"and {other} other failures went to quarantine.")
+        lines = [head]
+        if self.used_docs and self._index is not None:
+            lines += ["", "  Guideline documents cited by the records:", "",
+                      "  | document | date | source | license | records |", "  |---|---|---|---|---|"]
+            for doc_id, n in self.used_docs.most_common():
+                d = self._index.documents[doc_id]
+                title = (d.title or doc_id).replace("|", "\\|")
+                lines.append(f"  | {title} | {d.date or 'n/a'} | {d.url or d.path or ''} | {d.license} | {n} |")
+        return "\n".join(lines) + "\n"
+
+
+def _documents_from_sources(names: list[str], sources: dict[str, Any] | None,
+                             ctx: RunContext) -> list[dict[str, Any]]:
+    """Recipe sources named by the builder: their path, format and license describe documents."""
+    declared = {s.get("name"): s for s in (ctx.recipe or {}).get("sources", []) if isinstance(s, dict)}
+    out = []
+    for i, name in enumerate(names):
+        spec = declared.get(name)
+        if spec is None and sources and name in sources:
+            src = sources[name]
+            spec = {k: getattr(src, k, None) for k in ("path", "license", "type", "limit")}
+            spec["path"] = str(spec["path"]) if spec["path"] else None
+        if not spec or not spec.get("path"):
+            raise RecipeError([f"builders.rag.sources.{i}: source '{name}' has no path to documents"])
+        entry = {"path": spec["path"], "license": spec.get("license", "unknown")}
+        if spec.get("type") == "json":
+            entry["format"] = "json_url_text"
+        if spec.get("limit"):
+            entry["limit"] = spec["limit"]
+        out.append(entry)
+    return out
+
+
+def _request_seed(run_seed: int, key: str, task: str) -> int:
+    """A seed per generation, derived from the run seed and what is generated (reproducible)."""
+    return int(content_hash(run_seed, key, task, length=8), 16) % (2**31)
+
+
+def _citation(doc: Document) -> str:
+    return f"{doc.title}" + (f" ({doc.date})" if doc.date else "") + (f". {doc.url}" if doc.url else "")
+
+
+def _unique_docs(docs: list[Document]) -> list[Document]:
+    seen, out = set(), []
+    for d in docs:
+        if d.doc_id not in seen:
+            seen.add(d.doc_id)
+            out.append(d)
+    return out

@@ -1,0 +1,738 @@
+"""PHI detection: Presidio's AnalyzerEngine on spaCy, with the project's clinical recognizers.
+
+The recognizers, the deny list and the masks are data (``recognizers.yaml``,
+``denylist.yaml`` next to this file). ``PhiDetector.detect_many`` runs spaCy once over a
+batch of texts (``nlp.pipe``, NER only) and hands the precomputed NLP artifacts to
+Presidio, which is what makes it several times faster than ``AnalyzerEngine.analyze`` per
+text. Findings are mapped to the project's types (``NAME``, ``DATE``, ``MRN`` ...), checked
+against the deny list (medicine is not PHI), kept off existing masks, and made
+non-overlapping.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from instructkit._resources import require
+
+logger = logging.getLogger("instructkit")
+
+__all__ = ["Finding", "PhiDetector", "load_recognizer_config", "configure_tldextract_offline",
+           "PHI_TYPES", "STRUCTURED_TYPES"]
+
+HERE = Path(__file__).resolve().parent
+
+#: every type the stage replaces; placeholders are ``[TYPE]``
+PHI_TYPES = ("NAME", "DATE", "AGE", "PHONE", "EMAIL", "URL", "IP", "SSN", "MRN", "ID",
+             "ACCOUNT", "HEALTH_PLAN", "ACCESSION", "LICENSE", "DEVICE_ID", "VEHICLE_ID",
+             "ADDRESS", "LOCATION", "ZIP", "HOSPITAL")
+#: identifiers with a fixed shape (leak target < 1%); the others are names and places
+STRUCTURED_TYPES = frozenset(PHI_TYPES) - {"NAME", "ADDRESS", "LOCATION", "HOSPITAL"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One PHI span in one text: ``text[start:end]`` is of ``type``."""
+
+    start: int
+    end: int
+    type: str
+    score: float
+    recognizer: str = ""
+
+
+@functools.cache
+def load_recognizer_config() -> dict[str, Any]:
+    """The recognizer and deny-list data shipped next to this module."""
+    cfg = yaml.safe_load((HERE / "recognizers.yaml").read_text(encoding="utf-8"))
+    cfg["deny"] = yaml.safe_load((HERE / "denylist.yaml").read_text(encoding="utf-8"))
+    return cfg
+
+
+def expand(regex: str, fragments: dict[str, str]) -> str:
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: fragments[m.group(1)], regex)
+
+
+_TLD_CONFIGURED = False
+
+
+def configure_tldextract_offline() -> None:
+    """Presidio's email/URL checks call ``tldextract.extract``, whose default extractor
+    fetches the public suffix list over the network and caches it on disk. Swap in an
+    extractor that uses only the snapshot bundled with tldextract: no network, no cache,
+    no warning."""
+    global _TLD_CONFIGURED
+    if _TLD_CONFIGURED:
+        return
+    tldextract = require("tldextract", "anonymize", "offline e-mail and URL checks")
+    from tldextract import tldextract as _impl
+
+    _impl.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None,
+                                                fallback_to_snapshot=True)
+    # load the snapshot now, so nothing happens lazily inside a worker
+    _impl.TLD_EXTRACTOR("example.com")
+    logging.getLogger("tldextract").setLevel(logging.ERROR)
+    _TLD_CONFIGURED = True
+
+
+# -- validators named in recognizers.yaml ------------------------------------------------------
+def _over_89(text: str) -> bool:
+    digits = re.sub(r"\D", "", text)
+    return bool(digits) and 89 < int(digits) < 130
+
+
+_DATE_SHAPE = re.compile(r"\d{4}[-.]\d{1,2}[-.]\d{1,2}|\d{1,2}[-.]\d{1,2}[-.]\d{2,4}")
+
+
+def _phone_digits(text: str) -> bool:
+    """7 to 15 digits (ITU E.164), in at most six groups, and not shaped like a date."""
+    digits = sum(c.isdigit() for c in text)
+    return 7 <= digits <= 15 and not _DATE_SHAPE.fullmatch(text.strip())
+
+
+def _iban_checksum(text: str) -> bool:
+    """ISO 13616 check digits (mod 97), for IBANs in any letter case."""
+    s = re.sub(r"\s+", "", text).upper()
+    if not (15 <= len(s) <= 34):
+        return False
+    n = "".join(str(int(c, 36)) for c in s[4:] + s[:4])
+    return int(n) % 97 == 1
+
+
+def _not_generic_facility(text: str, generic: frozenset[str]) -> bool:
+    words = re.findall(r"[A-Za-z][A-Za-z'.&-]*", text)
+    # the last word(s) are the facility kind; a name needs one non-generic word before them
+    return any(w.lower() not in generic for w in words[:-1])
+
+
+def _result(pa: Any, recognizer: Any, entity: str, start: int, end: int, score: float) -> Any:
+    """A Presidio finding that names its recognizer (``_clean`` reads the name)."""
+    return pa.RecognizerResult(
+        entity, start, end, score,
+        analysis_explanation=pa.AnalysisExplanation(recognizer=recognizer.name,
+                                                    original_score=score),
+        recognition_metadata={pa.RecognizerResult.RECOGNIZER_NAME_KEY: recognizer.name,
+                              pa.RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id})
+
+
+def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
+    """Presidio recognizers for the project's patterns (one per YAML entry)."""
+    pa = require("presidio_analyzer", "anonymize", "PHI detection")
+    generic = frozenset(w.lower() for w in cfg.get("generic_facility_words", []))
+    validators = {"over_89": _over_89, "phone_digits": _phone_digits, "iban": _iban_checksum,
+                  "not_generic_facility": lambda t: _not_generic_facility(t, generic)}
+
+    class GroupPatternRecognizer(pa.LocalRecognizer):
+        """A regex recognizer whose finding is the ``phi`` group when there is one
+        (Presidio's PatternRecognizer always takes the whole match, label included)."""
+
+        def __init__(self, name: str, entity: str, regex: str, score: float,
+                     validator: str | None, context: list[str] | None = None) -> None:
+            self.regex = re.compile(regex, re.MULTILINE)
+            self.score = score
+            self.validator = validators[validator] if validator else None
+            # a pattern with context words scores below the threshold alone and passes
+            # only when Presidio's context enhancer finds one of them just before it
+            super().__init__(supported_entities=[entity], name=name, supported_language="en",
+                             context=context)
+
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
+            entity = self.supported_entities[0]
+            out = []
+            for m in self.regex.finditer(text):
+                start, end = m.span("phi") if "phi" in self.regex.groupindex else m.span()
+                if end <= start or (self.validator and not self.validator(text[start:end])):
+                    continue
+                out.append(_result(pa, self, entity, start, end, self.score))
+            return out
+
+    fragments = {k: expand(v, cfg["fragments"]) for k, v in cfg["fragments"].items()}
+    return [GroupPatternRecognizer(p["name"], p["type"], expand(p["regex"], fragments),
+                                   float(p["score"]), p.get("validator"), p.get("context"))
+            for p in cfg["patterns"]]
+
+
+class EnglishWords:
+    """Common English words: the WordNet-derived lemma index that the spaCy model ships for
+    its lemmatizer, with its inflection rules ("pleasures" -> "pleasure"). A word outside it
+    that the tagger calls a proper noun is most likely a name."""
+
+    def __init__(self, lookups: Any) -> None:
+        index = lookups.get_table("lemma_index")
+        self.words = frozenset(w for pos in index.values() for w in pos)
+        self.irregular = frozenset(w for pos in lookups.get_table("lemma_exc").values() for w in pos)
+        self.rules = tuple({(old, new) for pos in lookups.get_table("lemma_rules").values()
+                            for old, new in pos if old})
+
+    def __contains__(self, word: str) -> bool:
+        w = word.lower()
+        if w in self.words or w in self.irregular:
+            return True
+        return any(w.endswith(old) and w[: len(w) - len(old)] + new in self.words
+                   for old, new in self.rules)
+
+
+def _split_at_punct(span: Any) -> list[list[Any]]:
+    """An entity's tokens in the pieces its punctuation separates ("Laax, Environmental
+    Data Resources" -> "Laax" | "Environmental Data Resources")."""
+    parts: list[list[Any]] = [[]]
+    for t in span:
+        if t.is_punct and t.text != "-":
+            parts.append([])
+        else:
+            parts[-1].append(t)
+    return [p for p in parts if p]
+
+
+@functools.cache
+def english_words(lemmatizer: Any) -> EnglishWords:
+    return EnglishWords(lemmatizer.lookups)
+
+
+def _may_hold_name(text: str, words: EnglishWords) -> bool:
+    """Whether a text has a capitalised word outside the dictionary, shaped like a name
+    (what a proper-noun candidate needs)."""
+    return any(w[0].isupper() and _name_shaped(w) and w not in words
+               for w in _ALPHA_RUN.findall(text))
+
+
+def _name_shaped(t: str) -> bool:
+    return sum(c.isupper() for c in t) == 1 or bool(_NAME_PREFIX.match(t))
+
+
+def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
+                            followers: frozenset[str]) -> Any:
+    """NAME candidates from the tagger: runs of proper nouns that NER missed, holding at
+    least one word that is not a common English word ("Yefremova", not "Personal Info")."""
+    tags = frozenset(conf["tags"])
+    not_names = frozenset(conf["not_names"])
+    places = frozenset(conf["places"])  # NER labels that make a candidate a LOCATION
+    people_words = frozenset(conf["people_words"])
+    score = float(conf["score"])
+
+    def unknown(tok: Any) -> bool:
+        """Not a common word, and shaped like a name: one capital, or one per part
+        ("McDowell"); "UTIs", "RotaTeq" are abbreviations and brands."""
+        t = tok.text.strip(".")
+        return len(t) > 1 and t.isalpha() and _name_shaped(t) and t not in words
+
+    def joins(doc: Any, tok: Any) -> bool:
+        """A particle or an unspaced hyphen between two proper nouns ("Ludwig van
+        Beethoven", "Klippel-Trenaunay")."""
+        nxt = doc[tok.i + 1] if tok.i + 1 < len(doc) else None
+        if nxt is None or nxt.tag_ not in tags:
+            return False
+        return tok.lower_ in _PARTICLES or (tok.text == "-" and not tok.whitespace_
+                                             and not doc[tok.i - 1].whitespace_)
+
+    def term_like(text: str, start: int, end: int, n_tokens: int) -> bool:
+        before = text[:start]
+        # a lone capitalised word at a sentence start or after a bullet is as often a term
+        # ("Pentamidine is ...", "- Radiofrequency ablation") as a name
+        # unless it is spoken to or speaks ("Warrane, can I ...", "Ubul: What a wife.")
+        if n_tokens == 1 and _SENTENCE_START.search(before) and not _ADDRESSED.match(text, end):
+            return True
+        # a brand beside its generic name: "metformin (Glucophage)", "Elmiron (pentosan)"
+        m = _PAREN_AFTER_WORD.search(before)
+        if m and m.group(1).islower() and m.group(1) not in people_words:
+            return True
+        return bool(_PAREN_LOWER_AFTER.match(text, end))
+
+    class ProperNounRecognizer(pa.LocalRecognizer):
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
+            doc = getattr(nlp_artifacts, "tokens", None)
+            if doc is None or not doc.has_annotation("TAG"):
+                return []
+            # an ORG (FAC, PRODUCT ...) of unknown words only is as often people ("Kónya,
+            # Becker and Vasquez"); one with a common word is not ("Entertainment Weekly")
+            other = {t.i for ent in doc.ents if ent.label_ in not_names
+                     for part in _split_at_punct(ent)
+                     if not all(unknown(t) for t in part if t.tag_ in tags and len(t.text) > 2)
+                     for t in part}
+            place = {i for ent in doc.ents if ent.label_ in places
+                     for i in range(ent.start, ent.end)}
+            out, run = [], []
+            for tok in [*doc, None]:
+                if tok is not None and ((tok.tag_ in tags and tok.i not in other
+                                         and tok.text[:1].isupper()
+                                         and tok.lower_ not in followers)
+                                        or (run and joins(doc, tok))):
+                    run.append(tok)
+                    continue
+                if run and any(unknown(t) for t in run):
+                    start, end = run[0].idx, run[-1].idx + len(run[-1].text)
+                    if not term_like(text, start, end, len(run)):
+                        entity = "LOCATION" if any(t.i in place for t in run) else "PERSON"
+                        out.append(_result(pa, self, entity, start, end, score))
+                run = []
+            return out
+
+    return ProperNounRecognizer(supported_entities=["PERSON", "LOCATION"], name="proper_noun",
+                                supported_language="en")
+
+
+def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float = 0.5) -> Any:
+    """A Presidio ``AnalyzerEngine`` on the lean spaCy model with the project's recognizers."""
+    cfg = cfg or load_recognizer_config()
+    pa = require("presidio_analyzer", "anonymize", "PHI detection")
+    require("spacy", "anonymize", "PHI detection")
+    from presidio_analyzer import predefined_recognizers as pr
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    configure_tldextract_offline()
+    scfg = cfg["spacy"]
+
+    class LeanSpacyNlpEngine(SpacyNlpEngine):
+        """spaCy with only the NER component; lower-cased tokens stand in for lemmas
+        (Presidio uses lemmas only to find context words)."""
+
+        #: text -> whether the tagger must run on it (None: always)
+        needs_tags: Any = None
+
+        def load(self) -> None:
+            self.nlp = {"en": _load_spacy(scfg["model"], tuple(scfg["exclude"]))}
+
+        def process_batch(self, texts: Any, language: str, batch_size: int = 1,
+                          n_process: int = 1, as_tuples: bool = False) -> Any:
+            """The tagger only runs on texts that may hold a proper-noun candidate (a
+            capitalised word outside the dictionary); the rest get NER alone, which halves
+            their cost."""
+            if as_tuples or self.needs_tags is None:
+                yield from super().process_batch(texts, language, batch_size, n_process, as_tuples)
+                return
+            tagged: list[str] = []
+            plain: list[str] = []
+            for t in map(str, texts):
+                (tagged if self.needs_tags(t) else plain).append(t)
+            nlp = self.nlp[language]
+            for group, off in ((tagged, []), (plain, ["tok2vec", "tagger"])):
+                if group:
+                    for doc in nlp.pipe(group, batch_size=batch_size, n_process=n_process,
+                                        disable=off):
+                        yield doc.text, self._doc_to_nlp_artifact(doc, language)
+
+        def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
+            entities, scores = self._get_updated_entities(
+                list(doc.ents), [self.ner_model_configuration.default_score] * len(doc.ents))
+            art = NlpArtifacts(entities=entities, tokens=doc,
+                               tokens_indices=[t.idx for t in doc],
+                               lemmas=[t.lower_ for t in doc], nlp_engine=self,
+                               language=language, scores=scores)
+            # context words may be stop words ("call me on ..."): keep every word
+            art.keywords = [t.lower_ for t in doc if t.is_alpha]
+            return art
+
+    labels = dict(scfg["labels"])
+    ner_conf = NerModelConfiguration(
+        model_to_presidio_entity_mapping=labels,
+        labels_to_ignore=["DATE", "TIME", "ORG", "NORP", "FAC", "CARDINAL", "ORDINAL",
+                          "QUANTITY", "PERCENT", "MONEY", "PRODUCT", "EVENT", "WORK_OF_ART",
+                          "LAW", "LANGUAGE"],
+        low_score_entity_names=[], default_score=float(scfg.get("score", 0.85)))
+    nlp_engine = LeanSpacyNlpEngine(models=[{"lang_code": "en", "model_name": scfg["model"]}],
+                                    ner_model_configuration=ner_conf)
+    nlp_engine.load()
+
+    registry = pa.RecognizerRegistry(supported_languages=["en"])
+    registry.add_recognizer(pr.SpacyRecognizer(supported_entities=sorted(set(labels.values())),
+                                               ner_strength=float(scfg.get("score", 0.85))))
+    for cls_name in cfg["presidio"]:
+        if cls_name == "PhoneRecognizer":
+            # libphonenumber, tried as a number of each listed region (international formats)
+            rec = pr.PhoneRecognizer(supported_regions=tuple(cfg["phone_regions"]))
+            _skip_without_digits(rec, 7)
+        else:
+            rec = getattr(pr, cls_name)()
+        registry.add_recognizer(rec)
+    for rec in _make_recognizers(cfg):
+        registry.add_recognizer(rec)
+    if scfg.get("proper_nouns"):
+        words = english_words(nlp_engine.nlp["en"].get_pipe("lemmatizer"))
+        nlp_engine.needs_tags = functools.partial(_may_hold_name, words=words)
+        followers = frozenset(w.lower() for w in cfg["deny"]["eponym_followers"])
+        registry.add_recognizer(_proper_noun_recognizer(pa, scfg["proper_nouns"], words, followers))
+    # context words count a little after a value too ("085 175 7641-Office"), and as whole
+    # words only ("tel" must not match "platelets")
+    enhancer = pa.context_aware_enhancers.LemmaContextAwareEnhancer(
+        context_suffix_count=2, context_matching_mode="whole_word")
+    return pa.AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
+                             default_score_threshold=score_threshold,
+                             context_aware_enhancer=enhancer)
+
+
+def _skip_without_digits(recognizer: Any, n: int) -> None:
+    """libphonenumber's matcher is the slowest recognizer; a text with fewer than ``n``
+    digits cannot hold a phone number, so it is not asked."""
+    analyze = recognizer.analyze
+
+    def gated(text: str, entities: Any, nlp_artifacts: Any = None, *a: Any, **k: Any) -> Any:
+        if sum(c.isdigit() for c in text) < n:
+            return []
+        return analyze(text, entities, nlp_artifacts, *a, **k)
+
+    recognizer.analyze = gated
+
+
+@functools.cache
+def _load_spacy(model: str, exclude: tuple[str, ...]) -> Any:
+    """spaCy model by package name (installed from PyPI, never downloaded at run time)."""
+    spacy = require("spacy", "anonymize", "PHI detection")
+    if not spacy.util.is_package(model):
+        from instructkit._exceptions import MissingExtraError
+
+        raise MissingExtraError("anonymize", model.replace("_", "-"), "the spaCy model")
+    # the lemmatizer is loaded (its word lists tell common words from names), not run
+    return spacy.load(model, exclude=list(exclude), disable=["lemmatizer"])
+
+
+class PhiDetector:
+    """Finds PHI spans in texts (batched), typed with the project's types."""
+
+    def __init__(self, *, entities: Iterable[str] | None = None, score_threshold: float = 0.5,
+                 n_process: int = 1, batch_size: int = 32, keep_states_and_countries: bool = True,
+                 extra_deny: Iterable[str] = ()) -> None:
+        self.cfg = load_recognizer_config()
+        self.entities = frozenset(entities) if entities else frozenset(PHI_TYPES)
+        unknown = self.entities - set(PHI_TYPES)
+        if unknown:
+            raise ValueError(f"unknown PHI types {sorted(unknown)}; known: {list(PHI_TYPES)}")
+        self.score_threshold = score_threshold
+        self.n_process = max(1, int(n_process))
+        self.batch_size = batch_size
+        self.analyzer = build_analyzer(self.cfg, score_threshold=score_threshold)
+        self.nlp_engine = self.analyzer.nlp_engine
+        self.english_words = english_words(self.nlp_engine.nlp["en"].get_pipe("lemmatizer"))
+        self.type_of = dict(self.cfg["entity_types"])
+        self.priority = {t: i for i, t in enumerate(self.cfg["priority"])}
+        self.masks = re.compile("|".join(f"(?:{m})" for m in self.cfg["masks"]))
+        deny = self.cfg["deny"]
+        self.deny_terms = frozenset(_norm(t) for t in [*deny["terms"], *deny.get("not_names", []),
+                                                        *extra_deny])
+        self.deny_types = frozenset(self.cfg["deny_checked_types"])
+        followers = "|".join(re.escape(w) for w in sorted(deny["eponym_followers"], key=len, reverse=True))
+        # a second eponym may be joined by a hyphen ("Kasabach-Merritt phenomenon")
+        self.eponym_after = re.compile(rf"^(?:'s|\u2019s|s')?(?:-[A-Z][\w'\u2019]*)*[\s-]*(?:{followers})\b",
+                                       re.IGNORECASE)
+        leaders = "|".join(re.escape(w) for w in deny["eponym_leaders"])
+        of_words = "|".join(re.escape(w) for w in deny["eponym_of"])
+        self.eponym_before = re.compile(rf"(?<!\w)(?:(?:{leaders})[\s-]*|(?:{of_words})\s+of\s+)$",
+                                        re.IGNORECASE)
+        # words that are not names although spaCy often tags them so (clinical vocabulary,
+        # pronouns, greetings' objects); and the shape of medical terms ("-itis", "-omegaly")
+        self.not_name_words = frozenset(_norm(t) for t in deny.get("not_names", []))
+        self.medical_word = re.compile(rf"(?i)^(?:{'|'.join(deny['medical_word_shapes'])})$")
+        word = expand("{{NAME_WORD}}", self.cfg["fragments"])
+        member = rf"{word}(?:\s+(?:[A-Z]\.?\s+)?{word})?"
+        self.list_member = re.compile(member)
+        # two or more capitalised names joined by commas, "and", "&" or "or"
+        self.name_list = re.compile(rf"(?<![\w-]){member}(?:(?:\s*,\s*(?:and\s+|&\s*)?|\s+(?:and|&|or)\s+){member})+(?![\w-])")
+        self.address_part = re.compile(expand(self.cfg["address_block"]["part"],
+                                              {k: expand(v, self.cfg["fragments"])
+                                               for k, v in self.cfg["fragments"].items()}))
+        self.kept_places = frozenset(_norm(p) for p in self.cfg["safe_harbor_places"]) if keep_states_and_countries else frozenset()
+
+    # -- detection ---------------------------------------------------------------------------
+    def detect(self, text: str) -> list[Finding]:
+        return self.detect_many([text])[0]
+
+    def detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """Findings for each text; identical texts are analysed once."""
+        unique: dict[str, int] = {}
+        for t in texts:
+            if t and t not in unique and _worth_analysing(t):
+                unique[t] = len(unique)
+        results: dict[str, list[Finding]] = {}
+        if unique:
+            batches = self.nlp_engine.process_batch(list(unique), language="en",
+                                                    batch_size=self.batch_size,
+                                                    n_process=self.n_process)
+            for text, artifacts in batches:
+                raw = self.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
+                                            score_threshold=self.score_threshold)
+                results[text] = self._clean(text, raw)
+        return [results.get(t, []) for t in texts]
+
+    def _clean(self, text: str, raw: list[Any]) -> list[Finding]:
+        masked = [m.span() for m in self.masks.finditer(text)]
+        found: list[Finding] = []
+        for r in raw:
+            typ = self.type_of.get(r.entity_type, r.entity_type)
+            if typ not in self.entities:
+                continue
+            start, end = _trim(text, r.start, r.end)
+            if end <= start:
+                continue
+            name = (r.recognition_metadata or {}).get("recognizer_name", "")
+            ner = name in _MODEL_RECOGNIZERS
+            if ner and not self._plausible_ner(text, start, end, typ):
+                continue
+            if typ == "URL" and not _plausible_url(text[start:end]):
+                continue
+            # an existing mask is already redacted: keep only what lies outside it
+            for start, end in _outside(start, end, masked):
+                start, end = _trim(text, start, end)
+                if end - start < 2 or not any(c.isalnum() for c in text[start:end]):
+                    continue
+                # what is left beside a mask must still look like a name ("XXXX XXXX PM" -> "PM")
+                if (ner and masked
+                        and not self._plausible_ner(text, start, end, typ)):
+                    continue
+                if typ in self.deny_types and self._is_medicine(text, start, end,
+                                                                titled=name == "name_title"):
+                    continue
+                if typ == "LOCATION" and _norm(text[start:end]) in self.kept_places:
+                    continue  # Safe Harbor allows states and countries
+                found.append(Finding(start, end, typ, float(r.score), name))
+        found = self._extend_address_blocks(text, found, masked)
+        # the tagger's candidates are a fallback: any other finding on the same words wins
+        # (its type is better: "Via Tasso 129, Sorrento" is a place)
+        found = [f for f in found if f.recognizer != "proper_noun" or all(
+            g.recognizer == "proper_noun" or g.end <= f.start or f.end <= g.start for g in found)]
+        kept = _resolve_overlaps(found, self.priority)
+        if "NAME" in self.entities:
+            kept = _resolve_overlaps(kept + self._coordinated_names(text, kept, masked), self.priority)
+            kept = _resolve_overlaps(kept + self._repeat_names(text, kept, masked), self.priority)
+        return kept
+
+    def _coordinated_names(self, text: str, found: list[Finding],
+                           masked: list[tuple[int, int]]) -> list[Finding]:
+        """Words coordinated with a name are names ("founders: Eklund, Michael and Hodge",
+        "Marrero and Murphy"): the model finds one member of a list and misses the others."""
+        names = [f for f in found if f.type == "NAME"]
+        if not names:
+            return []
+        out = []
+        for m in self.name_list.finditer(text):
+            members = [g.span() for g in self.list_member.finditer(text, m.start(), m.end())]
+            if not any(f.start < e and s < f.end for s, e in members for f in names):
+                continue
+            for s, e in members:
+                s, e = _trim(text, s, e)
+                # common words in a list are not made names by it ("Mineral and Bone Disorder")
+                if all(w in self.english_words for w in text[s:e].split()):
+                    continue
+                if (all(e <= f.start or f.end <= s for f in found)
+                        and not any(ms < e and s < me for ms, me in masked)
+                        and self._plausible_ner(text, s, e, "NAME")
+                        and not self._is_medicine(text, s, e)):
+                    out.append(Finding(s, e, "NAME", 0.6, "name_list"))
+        return out
+
+    def _extend_address_blocks(self, text: str, found: list[Finding],
+                               masked: list[tuple[int, int]]) -> list[Finding]:
+        """A postal address goes on after the street: the unit, town, region, postcode and
+        country follow on the next short lines or after commas ("12 Rue X\\n Apt. 3\\n
+        DOLE\\n France 35910"). Each part becomes a finding of its own: a unit is ADDRESS,
+        a postcode ZIP, a town LOCATION; states and countries stay (Safe Harbor)."""
+        out = list(found)
+        for f in found:
+            if f.type != "ADDRESS":
+                continue
+            end, parts = f.end, 0
+            while parts < int(self.cfg["address_block"]["max_parts"]):
+                m = self.address_part.match(text, end)
+                if not m or any(s < m.end() and m.start() < e for s, e in masked):
+                    break
+                end, parts = m.end(), parts + 1
+                grp = next(g for g in ("unit", "nl", "comma") if m.group(g) is not None)
+                out.extend(self._address_part(text, m.start(grp), m.end(grp)))
+        return out
+
+    def _address_part(self, text: str, start: int, end: int) -> list[Finding]:
+        start, end = _trim(text, start, end)
+        part = text[start:end]
+        if not part or part.lower() == "nan":
+            return []
+        if _UNIT.match(part):
+            return [Finding(start, end, "ADDRESS", 0.8, "address_block")]
+        out = []
+        code = _POSTCODE_TAIL.search(part)
+        if code:
+            out.append(Finding(start + code.start(1), start + code.end(1), "ZIP", 0.8, "address_block"))
+            end = start + code.start()
+            part = text[start:end]
+        words = part.strip()
+        if (words and words.lower() != "nan" and _norm(words) not in self.kept_places
+                and not re.fullmatch(r"[A-Z]{2}", words) and not self._is_medicine(text, start, end)):
+            out.append(Finding(start, end, "LOCATION", 0.8, "address_block"))
+        return out
+
+    def _repeat_names(self, text: str, found: list[Finding],
+                      masked: list[tuple[int, int]]) -> list[Finding]:
+        """A name found once in a text is a name wherever else it occurs there ("Christine
+        Hertzog ... calls me Christine"): NER sees it in one sentence only."""
+        words = set()
+        for f in found:
+            if f.type == "NAME":
+                for w in re.findall(r"[^\W\d_][\w'\u2019-]+", text[f.start:f.end]):
+                    if len(w) > 2 and w.lower() not in _PARTICLES and not self.is_medicine_word(w) \
+                            and _norm(w) not in self.not_name_words:
+                        words.add(w)
+        if not words:
+            return []
+        rx = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+                        + r")(?![\w-])")
+        return [Finding(m.start(), m.end(), "NAME", 0.6, "name_repeat") for m in rx.finditer(text)
+                if all(m.end() <= f.start or f.end <= m.start() for f in found)
+                and not any(s < m.end() and m.start() < e for s, e in masked)
+                and not self._is_medicine(text, m.start(), m.end())]
+
+    def _plausible_ner(self, text: str, start: int, end: int, typ: str) -> bool:
+        """The small spaCy model tags many clinical words as PERSON or GPE ("Dyspnea",
+        "Pulmonary", "Cardiomegaly"). An NER-only finding must look like a proper noun
+        (capitalised words, no digits, not a lone acronym) and hold no clinical word: none
+        from the deny lists and none shaped like a medical term ("-itis", "-omegaly").
+        A place also needs a place-like neighbourhood ("lives in X", "X, IL") unless it has
+        several words."""
+        words = re.findall(r"[^\s,]+", text[start:end])
+        if not words or any(any(c.isdigit() for c in w) for w in words):
+            return False
+        proper = [w for w in words if w.lower() not in _PARTICLES]
+        if not proper or any(not w[0].isupper() for w in proper):
+            return False
+        if len(proper) == 1 and proper[0].isupper() and len(proper[0]) > 1 and typ == "NAME":
+            return False  # an acronym ("SOB", "CTA")
+        if typ == "NAME" and len(proper) > 1 and self.eponym_after.match(" " + proper[-1]):
+            return False  # a term ending in "Disorder", "Syndrome" ("Bone Disorder")
+        for w in proper:
+            core = w.strip(".'\u2019()")
+            if len(core) == 1 and len(proper) > 1:
+                continue  # an initial ("Hanne I. Kreutzmann"), not the pronoun
+            if (_norm(core) in self.not_name_words or self.medical_word.match(core)
+                    or (len(proper) > 1 and self.is_medicine_word(core) and typ == "LOCATION")):
+                return False
+        # capitalised only by its place (a sentence start, a heading): the same words stand in
+        # lower case elsewhere in the text ("Adult acute leukemia ... adult ALL"). A name
+        # does not turn into a common noun within one text.
+        if all(re.search(rf"(?<![\w-]){re.escape(w.lower())}(?![\w-])", text)
+               for w in proper if w[0].isupper()):
+            return False
+        if typ == "LOCATION":
+            before = text[max(0, start - 24):start]
+            after = text[end:end + 24]
+            return bool(_PLACE_BEFORE.search(before) or _PLACE_AFTER.match(after)
+                        or (len(proper) > 1 and not any(w.isupper() for w in proper)))
+        return True
+
+    def is_medicine_word(self, word: str) -> bool:
+        return _norm(word) in self.deny_terms
+
+    def _is_medicine(self, text: str, start: int, end: int, titled: bool = False) -> bool:
+        """Medicine, not PHI: deny-list words only, or an eponym ("Parkinson's disease",
+        "non-Hodgkin"). After a title ("Dr. Parkinson") only the eponym test applies."""
+        span = text[start:end]
+        words = re.split(r"[\s,]+", span.strip())
+        if not titled and (_norm(span) in self.deny_terms
+                           or (words and all(_norm(w) in self.deny_terms for w in words if w))):
+            return True
+        if self.eponym_after.match(text[end:end + 40]):
+            return True
+        return bool(self.eponym_before.search(text, max(0, start - 30), start))
+
+
+_ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
+_ALPHA_RUN = re.compile(r"[^\W\d_]{2,}")
+# two spaces or more stand for a line break in flattened text ("Surgery     - Embolization")
+_SENTENCE_START = re.compile(r"(?:(?:^|[.!?:;\"'>|\n])[ \t]*|[ \t]{2,})(?:[-*\u2022][ \t]*)?$")
+_PAREN_AFTER_WORD = re.compile(r"([A-Za-z]+)[ \t]+\((?:[^()]*,[ \t]*)?$")
+_PAREN_LOWER_AFTER = re.compile(r"[ \t]+\([a-z][a-z -]+\)")
+_NAME_PREFIX = re.compile(r"(?:Mc|Mac|O'|D'|De|Di|Da|Du|La|Le|Van|Von)[A-Z][a-z]+$")
+#: findings of the statistical model (NER, tagger), which need the plausibility checks
+_MODEL_RECOGNIZERS = frozenset({"SpacyRecognizer", "proper_noun"})
+_PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "del", "della", "le",
+                        "la", "bin", "bint", "al", "el", "ibn", "y", "dos", "das", "ter", "ten"})
+_PLACE_BEFORE = re.compile(
+    r"\b(?:in|from|at|to|near|of|outside|around|visiting|visited|lives|living|live|born|moved|"
+    r"resident|resides|travel(?:l?ed)?|returned|city|town|county)\s+(?:the\s+)?$", re.IGNORECASE)
+_PLACE_AFTER = re.compile(r"^,\s*(?:[A-Z]{2}\b|[A-Z][a-z]+)")
+
+
+_UNIT = re.compile(r"(?i)(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room)\.?\s*#?\d+[A-Za-z]?$")
+#: a postcode at the end of an address line ("Uruguay 64677", "Mill Village B0J 2H0")
+_POSTCODE_TAIL = re.compile(r"(?:^|\s)(\d{2,5}(?:[ -]\d{2,4})?(?:\s?[A-Z]{2})?|[A-Z]\d[A-Z] ?\d[A-Z]\d"
+                            r"|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})$")
+
+
+def _plausible_url(span: str) -> bool:
+    """Presidio's URL pattern also matches "bilaterally.Th"; without a scheme or "www."
+    a URL needs a lower-case, common top-level domain."""
+    if re.match(r"(?i)(?:https?|ftp)://|www\.", span):
+        return True
+    host = span.split("/", 1)[0]
+    tld = host.rsplit(".", 1)[-1] if "." in host else ""
+    return tld in _COMMON_TLDS and host.islower() and len(host.split(".")[0]) > 1
+
+
+_COMMON_TLDS = frozenset({"com", "org", "net", "edu", "gov", "mil", "int", "io", "info", "biz", "us",
+                          "uk", "ca", "au", "de", "fr", "es", "it", "nl", "ch", "se", "no", "dk",
+                          "fi", "be", "at", "ie", "nz", "in", "jp", "cn", "br", "mx", "ru", "pl",
+                          "health", "care", "me", "co", "ly", "app", "dev", "ai"})
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s.strip().strip(".,;:'\u2019\"()[]")).lower()
+
+
+def _worth_analysing(text: str) -> bool:
+    # PHI needs at least a letter or digit run; skips empty strings and pure punctuation
+    return any(c.isalnum() for c in text)
+
+
+def _outside(start: int, end: int, masks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    pieces = [(start, end)]
+    for ms, me in masks:
+        if ms >= end or me <= start:
+            continue
+        pieces = [p for s, e in pieces for p in ((s, min(e, ms)), (max(s, me), e)) if p[1] > p[0]]
+    return pieces
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    span = text[start:end]
+    lead = " \t\r\n,;:" + ("(" if ")" not in span else "")
+    tail = " \t\r\n,;:." + (")" if "(" not in span else "")
+    while start < end and text[start] in lead:
+        start += 1
+    while end > start and text[end - 1] in tail:
+        # keep the period of an abbreviation such as "St." or "Jr."
+        if text[end - 1] == "." and re.search(r"(?:^|\s)[A-Z][a-z]?\.$", text[start:end]):
+            break
+        end -= 1
+    # "The Mercy Hospital": the article is not part of the name
+    m = re.match(r"(?:The|the)\s+", text[start:end])
+    if m and end - start > m.end():
+        start += m.end()
+    # "Mary Johnson's results": the possessive stays, so the sentence survives the replacement
+    m = re.search(r"[a-z](['\u2019]s?)$", text[start:end])
+    if m:
+        end -= len(m.group(1))
+    return start, end
+
+
+def _resolve_overlaps(found: list[Finding], priority: dict[str, int]) -> list[Finding]:
+    """Keep non-overlapping findings: higher-priority type, then longer, then higher score."""
+    if len(found) <= 1:
+        return found
+    rank = lambda f: (priority.get(f.type, 99), -(f.end - f.start), -f.score, f.start)  # noqa: E731
+    kept: list[Finding] = []
+    for f in sorted(found, key=rank):
+        if all(f.end <= k.start or k.end <= f.start for k in kept):
+            kept.append(f)
+    # a lower-priority finding that covers a kept one fully (e.g. a NAME around a DATE)
+    # is dropped above; sort by position for replacement
+    return sorted(kept, key=lambda f: f.start)

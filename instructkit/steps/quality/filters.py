@@ -1,0 +1,340 @@
+"""Generic quality filters of the validate stage: each keeps a record or drops it with a
+named reason. Settings come per task from ``QualitySettings`` (``defaults.yaml`` + recipe).
+
+Details written with a drop are field names, counts and pattern numbers, never the
+matched text, so a quarantine line says *why* without repeating record text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from instructkit.records import Record
+from instructkit.steps.base import Filter
+from instructkit.steps.quality.settings import QualitySettings
+from instructkit.steps.quality.text import approx_tokens, containment, normalize, sentences, word_count
+
+__all__ = ["QualityFilter", "EmptyFieldsFilter", "LengthFilter", "TemplateLeakageFilter",
+           "ModelArtefactFilter", "TruncationFilter", "CopyFilter", "RepetitionFilter"]
+
+Verdict = Any  # True | reason | (reason, details)
+
+
+class QualityFilter(Filter):
+    """A filter whose settings depend on the record's task.
+
+    ``key`` names the filter in recipes and ``defaults.yaml``; the stage name is
+    ``validate.<key>`` so the manifest and card show each filter's counts on its own row.
+    """
+
+    key = "quality"
+
+    def __init__(self, settings: QualitySettings | None = None) -> None:
+        self.name = f"validate.{self.key}"
+        super().__init__()
+        self.settings = settings or QualitySettings()
+        self._prepared: dict[str, Any] = {}
+
+    def prepare(self, opts: dict[str, Any]) -> Any:
+        """Turn merged settings into what ``judge`` needs (compiled patterns); cached per task."""
+        return opts
+
+    def options(self, task: str | None) -> Any:
+        t = task or ""
+        if t not in self._prepared:
+            opts = self.settings.for_task(self.key, task)
+            self._prepared[t] = None if opts is None else self.prepare(opts)
+        return self._prepared[t]
+
+    def check(self, record: Record) -> Verdict:
+        prepared = self.options(record.get("task"))
+        if prepared is None:
+            return True
+        return self.judge(record, prepared)
+
+    def judge(self, record: Record, prepared: Any) -> Verdict:
+        raise NotImplementedError
+
+
+def _text(record: Record, field: str) -> str:
+    v = record.get(field)
+    return v if isinstance(v, str) else ""
+
+
+def _compile_all(patterns: list[str] | None, flags: int = re.IGNORECASE) -> list[re.Pattern]:
+    return [re.compile(p, flags) for p in (patterns or [])]
+
+
+# -- empty fields ------------------------------------------------------------------------
+class EmptyFieldsFilter(QualityFilter):
+    """Drop records with an empty or whitespace-only required field."""
+
+    key = "empty_fields"
+
+    def judge(self, record: Record, opts: dict[str, Any]) -> Verdict:
+        for field in opts.get("fields", []):
+            if not _text(record, field).strip():
+                return "empty_field", {"field": field}
+        return True
+
+
+# -- length --------------------------------------------------------------------------------
+class LengthFilter(QualityFilter):
+    """Drop records whose fields are too short or too long, in words and approximate tokens."""
+
+    key = "length"
+    FIELDS = ("instruction", "input", "output")
+
+    def judge(self, record: Record, opts: dict[str, Any]) -> Verdict:
+        total_tokens = 0
+        for field in self.FIELDS:
+            text = _text(record, field)
+            bounds = opts.get(field) or {}
+            need_tokens = "min_tokens" in bounds or "max_tokens" in bounds
+            n_words = word_count(text)
+            n_tokens = approx_tokens(text)
+            total_tokens += n_tokens
+            for unit, value in (("words", n_words), ("tokens", n_tokens if need_tokens else None)):
+                if value is None:
+                    continue
+                lo, hi = bounds.get(f"min_{unit}"), bounds.get(f"max_{unit}")
+                if lo is not None and value < lo:
+                    return "too_short", {"field": field, "unit": unit, "value": value, "min": lo}
+                if hi is not None and value > hi:
+                    return "too_long", {"field": field, "unit": unit, "value": value, "max": hi}
+        cap = opts.get("max_tokens")
+        if cap is not None and total_tokens > cap:
+            return "too_long", {"field": "record", "unit": "tokens", "value": total_tokens, "max": cap}
+        return True
+
+
+# -- template leakage ----------------------------------------------------------------------
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|\{\{|\}\}|\{%|%\}", re.DOTALL)
+
+
+class TemplateLeakageFilter(QualityFilter):
+    """Drop records with unrendered template syntax, placeholder names or prompt echo."""
+
+    key = "template_leakage"
+
+    def prepare(self, opts: dict[str, Any]) -> dict[str, Any]:
+        names = "|".join(re.escape(n) for n in opts.get("placeholder_names") or [])
+        placeholders = _compile_all(opts.get("placeholder_patterns"))
+        if names:
+            # {name}, <name>, [name], ${name}: the shapes format strings and prompts use
+            placeholders.insert(0, re.compile(
+                rf"\{{\s*(?:{names})\s*\}}|<\s*(?:{names})\s*>|\[\s*(?:{names})\s*\]|\$\{{?(?:{names})\b",
+                re.IGNORECASE))
+        return {"fields": opts.get("fields", []), "jinja": opts.get("jinja", True),
+                "placeholders": placeholders, "echo_fields": opts.get("echo_fields", []),
+                "echo": _compile_all(opts.get("echo_patterns"), re.IGNORECASE | re.MULTILINE)}
+
+    def judge(self, record: Record, p: dict[str, Any]) -> Verdict:
+        for field in p["fields"]:
+            text = _text(record, field)
+            if p["jinja"] and _JINJA.search(text):
+                return "template_leakage", {"field": field, "kind": "unrendered_template"}
+            for i, rx in enumerate(p["placeholders"]):
+                if rx.search(text):
+                    return "template_leakage", {"field": field, "kind": "placeholder", "pattern": i}
+        for field in p["echo_fields"]:
+            text = _text(record, field)
+            for i, rx in enumerate(p["echo"]):
+                if rx.search(text):
+                    return "template_leakage", {"field": field, "kind": "prompt_echo", "pattern": i}
+        return True
+
+
+# -- model artefacts -----------------------------------------------------------------------
+class ModelArtefactFilter(QualityFilter):
+    """Drop refusals, disclaimers in place of an answer, meta-text and chat-role tokens.
+
+    A refusal is the model declining or talking about itself; a disclaimer ("consult your
+    doctor") is dropped only when, without its disclaimer sentences, fewer than
+    ``min_answer_words`` words of answer remain — a real answer that also advises seeing
+    a doctor is kept.
+    """
+
+    key = "model_artefacts"
+
+    def prepare(self, opts: dict[str, Any]) -> dict[str, Any]:
+        return {"fields": opts.get("fields", []),
+                "identity": _compile_all(opts.get("ai_identity")),
+                "refusal": _compile_all(opts.get("refusal")),
+                "window": int(opts.get("refusal_window", 160)),
+                "disclaimer": _compile_all(opts.get("disclaimer")),
+                "min_answer_words": int(opts.get("min_answer_words", 6)),
+                "meta": _compile_all(opts.get("meta_text"), re.IGNORECASE | re.MULTILINE),
+                "chat_fields": opts.get("chat_token_fields", []),
+                "chat": _compile_all(opts.get("chat_tokens"))}
+
+    def judge(self, record: Record, p: dict[str, Any]) -> Verdict:
+        for field in p["chat_fields"]:
+            text = _text(record, field)
+            for i, rx in enumerate(p["chat"]):
+                if rx.search(text):
+                    return "chat_tokens", {"field": field, "pattern": i}
+        for field in p["fields"]:
+            text = _text(record, field)
+            for i, rx in enumerate(p["identity"]):
+                if rx.search(text):
+                    return "refusal", {"field": field, "kind": "ai_identity", "pattern": i}
+            head = text[:p["window"]]
+            for i, rx in enumerate(p["refusal"]):
+                if rx.search(head):
+                    return "refusal", {"field": field, "kind": "refusal", "pattern": i}
+            for i, rx in enumerate(p["meta"]):
+                if rx.search(text):
+                    return "meta_text", {"field": field, "pattern": i}
+        out = _text(record, "output")
+        if p["disclaimer"] and "output" in p["fields"]:
+            rest, hit = [], False
+            for sent in sentences(out):
+                if any(rx.search(sent) for rx in p["disclaimer"]):
+                    hit = True
+                else:
+                    rest.append(sent)
+            if hit and word_count(" ".join(rest)) < p["min_answer_words"]:
+                return "disclaimer", {"field": "output", "answer_words": word_count(" ".join(rest))}
+        return True
+
+
+# -- truncation ----------------------------------------------------------------------------
+_EMOTICON = re.compile(r"[:;]-?[(\[]")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•·–]|\d{1,3}[.)]|[a-zA-Z][.)])\s+")
+_TERMINAL = re.compile(r"""[.!?…:;)\]}"'»”’*%]\d{0,3}\s*$""")
+# how a sentence cut by a token limit ends: a lowercase word or a connecting mark
+_CUT_END = re.compile(r"(?:\b[a-z][a-z'’-]*|[,(\-–—/&+])\s*$")
+
+
+class TruncationFilter(QualityFilter):
+    """Drop outputs cut off by the generator: finish reason ``length``, brackets, quotes
+    or code fences left open, or a long answer whose last sentence stops mid-way."""
+
+    key = "truncation"
+
+    def judge(self, record: Record, opts: dict[str, Any]) -> Verdict:
+        meta = record.get("meta") or {}
+        llm_meta = meta.get("llm") if isinstance(meta.get("llm"), dict) else {}
+        finish = meta.get("finish_reason") or llm_meta.get("finish_reason")
+        if finish and finish in (opts.get("finish_reasons") or []):
+            return "truncated", {"why": "finish_reason", "finish_reason": finish}
+        for field in opts.get("fields", ["output"]):
+            why = self._why(_text(record, field), opts)
+            if why:
+                return "truncated", {"why": why, "field": field}
+        return True
+
+    @staticmethod
+    def _why(text: str, opts: dict[str, Any]) -> str | None:
+        if opts.get("code_fences", True) and text.count("```") % 2:
+            return "open_code_fence"
+        if opts.get("brackets", True):
+            # only openers left open count: enumerators like "1)" close what nobody opened
+            plain = _EMOTICON.sub(" ", text)
+            for o, c in ("()", "[]", "{}"):
+                if plain.count(o) > plain.count(c):
+                    return "unbalanced_brackets"
+        if opts.get("quotes", True):
+            if text.count('"') % 2 or text.count("“") > text.count("”"):
+                return "unbalanced_quotes"
+        end = opts.get("sentence_end")
+        if end:
+            min_words = int(end.get("min_words", 12)) if isinstance(end, dict) else 12
+            stripped = text.rstrip()
+            last = stripped.splitlines()[-1] if stripped else ""
+            # list items (also inline: "affects - eyes - feet") end without punctuation
+            is_list = bool(_LIST_ITEM.match(last) or re.search(r"\s[-•]\s", last))
+            tail = last.split()[-1] if last.split() else ""
+            if word_count(text) >= min_words and word_count(last) >= 5 \
+                    and not is_list and not last.lstrip().startswith(("#", "|")) \
+                    and not _TERMINAL.search(last) and _CUT_END.search(last) \
+                    and not any(c in tail for c in "/@"):  # a URL or address ends the text
+                return "cut_mid_sentence"
+        return None
+
+
+# -- copying -------------------------------------------------------------------------------
+class CopyFilter(QualityFilter):
+    """Drop outputs that repeat the input or the instruction instead of answering."""
+
+    key = "copy"
+
+    def judge(self, record: Record, opts: dict[str, Any]) -> Verdict:
+        out = _text(record, "output")
+        n_out = word_count(out)
+        norm_out = normalize(out)
+        for field in opts.get("against", []):
+            other = _text(record, field)
+            if not other.strip():
+                continue
+            if norm_out and norm_out == normalize(other):
+                return f"copies_{field}", {"field": field, "containment": 1.0}
+            if n_out >= int(opts.get("min_words", 6)):
+                share = containment(out, other, int(opts.get("ngram", 3)))
+                if share >= float(opts.get("max_containment", 0.9)):
+                    return f"copies_{field}", {"field": field, "containment": round(share, 3)}
+        return True
+
+
+# -- repetition ----------------------------------------------------------------------------
+def _duplicate_chars(words: list[str], n: int) -> int:
+    """Characters in n-grams already seen (non-overlapping), as Gopher/datatrove count them."""
+    seen: set[tuple[str, ...]] = set()
+    repeated, i = 0, 0
+    while i < len(words) - n + 1:
+        gram = tuple(words[i:i + n])
+        if gram in seen:
+            repeated += sum(map(len, gram))
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return repeated
+
+
+class RepetitionFilter(QualityFilter):
+    """Drop degenerate, looping text using Gopher's repetition statistics."""
+
+    key = "repetition"
+
+    def judge(self, record: Record, opts: dict[str, Any]) -> Verdict:
+        for field in opts.get("fields", ["output"]):
+            why = self._why(_text(record, field), opts)
+            if why:
+                return "repetition", {"field": field, **why}
+        return True
+
+    @staticmethod
+    def _why(text: str, opts: dict[str, Any]) -> dict[str, Any] | None:
+        words = text.lower().split()
+        if len(words) < int(opts.get("min_words", 20)):
+            return None
+        for unit, parts, limit in (
+                ("line", [ln.strip() for ln in text.splitlines() if ln.strip()],
+                 opts.get("max_duplicate_line_fraction")),
+                ("sentence", [normalize(s) for s in sentences(text)],
+                 opts.get("max_duplicate_sentence_fraction"))):
+            if limit is None or len(parts) < 3:
+                continue
+            counts = Counter(parts)
+            dup = sum(c - 1 for c in counts.values() if c > 1) / len(parts)
+            if dup > float(limit):
+                return {"measure": f"duplicate_{unit}_fraction", "value": round(dup, 3), "max": limit}
+        total = sum(map(len, words)) or 1
+        for n, limit in sorted((int(k), float(v)) for k, v in (opts.get("top_ngram_char_fraction") or {}).items()):
+            grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+            if not grams:
+                continue
+            gram, count = grams.most_common(1)[0]
+            if count >= int(opts.get("top_ngram_min_count", 2)):
+                share = count * sum(map(len, gram)) / total
+                if share > limit:
+                    return {"measure": f"top_{n}gram_char_fraction", "value": round(share, 3), "max": limit}
+        for n, limit in sorted((int(k), float(v)) for k, v in (opts.get("duplicate_ngram_char_fraction") or {}).items()):
+            share = _duplicate_chars(words, n) / total
+            if share > limit:
+                return {"measure": f"duplicate_{n}gram_char_fraction", "value": round(share, 3), "max": limit}
+        return None
