@@ -1,6 +1,6 @@
 """The ``instructkit`` command: a thin shell over the Python API.
 
-Each area adds its commands from its own module (``instructkit/cli_<area>.py`` with
+Each area adds its commands from its own module (``instructkit/cli/<area>.py`` with
 ``register(app)``), so the commands live next to the code they drive. Errors the user
 can cause (``InstructkitError``) are printed as one clear message, never a traceback.
 """
@@ -28,7 +28,7 @@ app = typer.Typer(
 logger = logging.getLogger("instructkit")
 
 #: modules that add commands; a module not present yet is skipped
-COMMAND_MODULES = ["cli_llm", "cli_rag", "cli_anonymize", "cli_dedup", "cli_quality", "cli_publish"]
+COMMAND_MODULES = ["llm", "rag", "anonymize", "dedup", "quality", "publish"]
 
 _state = {"quiet": False}
 
@@ -105,9 +105,9 @@ def inspect(
 def _register_plugins() -> None:
     for name in COMMAND_MODULES:
         try:
-            mod = importlib.import_module(f"instructkit.{name}")
+            mod = importlib.import_module(f"instructkit.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"instructkit.{name}":
+            if exc.name == f"instructkit.cli.{name}":
                 continue
             raise
         mod.register(app)

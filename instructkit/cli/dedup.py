@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         """Remove benchmark-contaminated records, then exact / near / semantic duplicates.
 
         Without --exact/--near/--semantic, exact and near (0.7) dedup run."""
-        from instructkit import cli
+        from instructkit.cli.app import quiet
 
         if not (exact or near is not None or semantic is not None):
             exact, near = True, 0.7
@@ -63,8 +63,8 @@ def register(app: typer.Typer) -> None:
             config["decontaminate"] = list(decontaminate)
             config["decontamination"] = {"ngram": ngram, "min_ngram": min(8, ngram)}
         written, dropped, summaries = dedup_file(input, out, config=config,
-                                                 quarantine_path=quarantine, quiet=cli.quiet())
-        if not cli.quiet():
+                                                 quarantine_path=quarantine, quiet=quiet())
+        if not quiet():
             typer.echo(f"{written} records kept, {dropped} quarantined")
             for name, s in summaries.items():
                 reasons = ", ".join(f"{k}: {v}" for k, v in s.get("dropped_by_reason", {}).items())
