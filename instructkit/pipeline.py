@@ -169,6 +169,11 @@ class Pipeline:
         llm = self.context.get("llm")
         if llm is not None and getattr(llm, "ledger", None) is not None:
             extra["llm_usage"] = llm.ledger.as_dict()
+        # the sentence embedder(s) the run used (retrieval, citation check, relevance, dedup)
+        embedders = [obj.describe() for key, obj in self.context._shared.items()
+                     if key.split(":", 1)[0] == "embedder" and hasattr(obj, "describe")]
+        if embedders:
+            extra["embedders"] = embedders
         extra.update(self.context.manifest_notes)
         return build_manifest(recipe=self.recipe, seed=self.context.seed, limit=self.context.limit,
                               sources=self.sources.values(), builders=ex.builders, stages=ex.stages,

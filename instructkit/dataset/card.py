@@ -345,6 +345,8 @@ def build_card(manifest: Mapping[str, Any], *, recipe: Mapping[str, Any] | None 
         seed=manifest.get("seed"), limit=manifest.get("limit"),
         version=manifest.get("instructkit_version"),
         built_at=(manifest.get("finished_at") or _dt.date.today().isoformat())[:10],
+        embedders=", ".join(f"{e.get('model')} ({e.get('backend')} backend)"
+                            for e in manifest.get("embedders") or []),
         license_id=license_id if license_id != "other" else f"other ({license_name})",
         sources=source_rows, declarations=[c for c in classified if c.declaration],
         license_problems=[p for c in classified for p in c.problems],

@@ -75,6 +75,7 @@ class RagBuilder(Builder):
                  queries: list[str] | None = None, top_k: int = 4,
                  chunk_size: int = 1000, chunk_overlap: int = 150, index_type: str = "auto",
                  index_dir: str | Path | None = None, embedder: str | None = None,
+                 retrieval: str | None = None,
                  support: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
                  prompts: dict[str, str] | None = None, min_chunk_chars: int = 300,
                  include_passages: bool = False, batch_size: int = 4,
@@ -99,6 +100,7 @@ class RagBuilder(Builder):
         self.index_type = index_type
         self.index_dir = Path(index_dir) if index_dir else None
         self.embedder_name = embedder
+        self.retrieval = retrieval
         sup = dict(support or {})
         # both: a sentence must be close in meaning (embedding) AND share most of its content
         # words with a cited passage; embedding alone lets fluent invented attributions through
@@ -138,7 +140,7 @@ class RagBuilder(Builder):
         docs += _documents_from_sources(cfg.get("sources", []), sources, ctx)
         source_name = cfg.get("source_name") or (cfg.get("sources") or [None])[0]
         keys = ("tasks", "n", "queries", "top_k", "chunk_size", "chunk_overlap", "index_type",
-                "index_dir", "embedder", "support", "params", "prompts", "min_chunk_chars",
+                "index_dir", "embedder", "retrieval", "support", "params", "prompts", "min_chunk_chars",
                 "include_passages", "batch_size", "name", "answer_mode", "extractive", "roundtrip")
         kwargs = {k: cfg[k] for k in keys if k in cfg}
         if kwargs.get("index_dir"):
@@ -175,16 +177,18 @@ class RagBuilder(Builder):
 
     def _build_index(self) -> RagIndex:
         docs = iter_documents(self.document_specs)
+        emb = self.embedder
         key = content_hash(sorted(d.doc_id for d in docs), self.chunking.size,
-                           self.chunking.overlap, self.embedder_name, length=16)
+                           self.chunking.overlap, emb.key if hasattr(emb, "key") else self.embedder_name,
+                           length=16)
         folder = self.index_dir or (Path(self.ctx.cache_dir) / "rag" / key if self.ctx.cache_dir else None)
 
         def make() -> RagIndex:
-            emb = self.embedder
             if folder and RagIndex.exists(folder):
-                idx = RagIndex.open(folder, emb, settings=self.chunking, index_type=self.index_type)
+                idx = RagIndex.open(folder, emb, settings=self.chunking, index_type=self.index_type,
+                                    retrieval=self.retrieval)
             else:
-                idx = RagIndex(emb, self.chunking, self.index_type, folder)
+                idx = RagIndex(emb, self.chunking, self.index_type, folder, retrieval=self.retrieval)
             report = idx.update(docs, prune=True, quiet=self.ctx.quiet)
             if folder:
                 idx.save(folder)
@@ -390,7 +394,8 @@ class RagBuilder(Builder):
             meta={"cited_chunk_ids": grounding.cited,
                   "passage_labels": labels,
                   "retrieval": {"k": self.top_k, "query": item.query, "seed_chunk_id": item.chunk_id,
-                                "embedder": self.index.model},
+                                "embedder": self.index.model, "backend": self.index.backend,
+                                "mode": self.index.retrieval if item.query else "dense"},
                   "support": support,
                   **(extra_meta or {}),
                   "documents": [{"doc_id": d.doc_id, "title": d.title, "date": d.date, "url": d.url}
@@ -416,7 +421,8 @@ class RagBuilder(Builder):
             out.update(model=self.model, provider=self.provider)
         if self._index is not None:
             out.update(documents_indexed=len(self._index.documents), chunks=len(self._index),
-                       embedder=self._index.model, index_type=self._index.built_index_type)
+                       embedder=self._index.model, embedder_backend=self._index.backend,
+                       retrieval=self._index.retrieval, index_type=self._index.built_index_type)
         if self.index_report:
             out["index_update"] = self.index_report
         if self._mode is not None:
@@ -443,8 +449,9 @@ class RagBuilder(Builder):
             idx = self._index
             head += (f"retrieval over {len(idx.documents)} guideline documents ({len(idx)} chunks of "
                      f"up to {self.chunking.size} characters, overlap {self.chunking.overlap}), "
-                     f"embedder `{idx.model}`, FAISS `{idx.built_index_type}` index, "
-                     f"top-{self.top_k} passages per item. ")
+                     f"embedder `{idx.model}` ({idx.backend} backend), FAISS `{idx.built_index_type}` "
+                     f"index, top-{self.top_k} passages per item"
+                     + (f" ({idx.retrieval} retrieval for topic queries). " if self.queries else ". "))
         failed_rt = stats.dropped.get("roundtrip_failed", 0)
         other -= failed_rt
         if self._mode == "extractive":

@@ -195,7 +195,8 @@ class DedupStep(Step):
                  near_fields: Sequence[str] | None = None, near_min_words: int = DEFAULT_NEAR_MIN_WORDS,
                  semantic: bool = False, semantic_threshold: float = 0.95,
                  semantic_fields: Sequence[str] | None = None, embedder: Any = None,
-                 embed_batch_size: int = 64, approximate_after: int = 100_000,
+                 embed_batch_size: int | None = None, approximate_after: int = 100_000,
+                 cache_vectors: bool = False, cache_dir: str | Path | None = None,
                  nlist: int | None = None, nprobe: int = 16,
                  keep: KeepRule | None = None,
                  seed_tasks: Mapping[str, Mapping[str, str]] | None = None,
@@ -220,6 +221,10 @@ class DedupStep(Step):
         self.semantic_fields = tuple(semantic_fields or (CONTENT_FIELDS if fields == DEFAULT_FIELDS else fields))
         self._embedder = embedder  # an Embedder, or a zero-argument callable making one
         self.embed_batch_size = embed_batch_size
+        # vectors by content hash (vector_cache): a rerun embeds only new or changed text
+        self.cache_vectors = cache_vectors
+        self.cache_dir = cache_dir
+        self._vector_cache: Any = None
         self.approximate_after = approximate_after
         self.nlist, self.nprobe = nlist, nprobe
         self.keep = keep or KeepRule()
@@ -248,6 +253,13 @@ class DedupStep(Step):
         if callable(self._embedder) and not hasattr(self._embedder, "embed"):
             self._embedder = self._embedder()
         return self._embedder
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        from instructkit.vector_cache import VectorCache, embed_cached
+
+        if self.cache_vectors and self._vector_cache is None:
+            self._vector_cache = VectorCache.for_embedder(self.embedder, self.cache_dir)
+        return embed_cached(self.embedder, texts, self._vector_cache, batch_size=self.embed_batch_size)
 
     def _signatures(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         h, idx = hash_words(texts)
@@ -287,6 +299,11 @@ class DedupStep(Step):
                     self.drop(rec, reason, **details)
         finally:
             buffer.close()
+            if self._vector_cache is not None:
+                self.stats.extra["semantic_vectors_reused"] = self._vector_cache.hits
+                self.stats.extra["semantic_vectors_embedded"] = self._vector_cache.misses
+                self._vector_cache.close()
+                self._vector_cache = None
 
     def _take(self, batch: list[Record], buffer: RecordBuffer, ids: list[str], method_rank: _Chunks,
               out_len: _Chunks, scores: _Chunks, exact_h: _Chunks, sigs: _Chunks,
@@ -319,7 +336,7 @@ class DedupStep(Step):
             has_words.add(has)
         if self.semantic:
             texts = [record_text(r, self.semantic_fields) for r in batch]
-            vecs.add(self.embedder.embed(texts, batch_size=self.embed_batch_size).astype(np.float16))
+            vecs.add(self._embed_texts(texts).astype(np.float16))
         if self.seed_tasks:
             self._check_seeds(batch, base, seed_dups)
 
@@ -519,6 +536,8 @@ class DedupStep(Step):
         if self.semantic:
             s["semantic"] = {"threshold": self.semantic_threshold,
                              "model": getattr(self._embedder, "name", "all-MiniLM-L6-v2"),
+                             "backend": getattr(self._embedder, "backend", None),
+                             "vector_cache": self.cache_vectors,
                              "approximate_after": self.approximate_after,
                              "fields": list(self.semantic_fields)}
         else:
@@ -544,7 +563,8 @@ class DedupStep(Step):
                          f"{self.minhasher.shingle_size}-grams, {self.minhasher.num_perm} "
                          f"permutations, {self.bands} bands x {self.rows} rows)")
         if self.semantic:
-            kinds.append(f"semantic ({s['semantic']['model']} embeddings, cosine >= "
+            backend = f" on {s['semantic']['backend']}" if s["semantic"].get("backend") else ""
+            kinds.append(f"semantic ({s['semantic']['model']} embeddings{backend}, cosine >= "
                          f"{self.semantic_threshold}, FAISS range search)")
         lines = ["### Deduplication", "",
                  f"Kinds: {'; '.join(kinds) or 'none'}. Kept record of each cluster: "
