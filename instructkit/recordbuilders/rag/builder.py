@@ -176,7 +176,7 @@ class RagBuilder(Builder):
         return self._index
 
     def _build_index(self) -> RagIndex:
-        docs = iter_documents(self.document_specs)
+        docs = iter_documents(self.document_specs, ctx=self.ctx)
         emb = self.embedder
         key = content_hash(sorted(d.doc_id for d in docs), self.chunking.size,
                            self.chunking.overlap, emb.key if hasattr(emb, "key") else self.embedder_name,
@@ -492,7 +492,8 @@ def _documents_from_sources(names: list[str], sources: dict[str, Any] | None,
             spec["path"] = str(spec["path"]) if spec["path"] else None
         if not spec or not spec.get("path"):
             raise RecipeError([f"builders.rag.sources.{i}: source '{name}' has no path to documents"])
-        entry = {"path": spec["path"], "license": spec.get("license", "unknown")}
+        entry = {"path": spec["path"], "license": spec.get("license", "unknown"),
+                 "phi": spec.get("phi", getattr(sources.get(name) if sources else None, "phi", True))}
         if spec.get("type") == "json":
             entry["format"] = "json_url_text"
         if spec.get("limit"):

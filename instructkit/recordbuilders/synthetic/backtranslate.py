@@ -20,6 +20,8 @@ The record keeps the source's licence, record id, location and citation.
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import random
 import re
@@ -114,9 +116,12 @@ class Backtranslation:
     # -- the texts -------------------------------------------------------------------------------
     def texts(self) -> list[SourceText]:
         """Every candidate text of the configured sources and documents, in source order."""
+        from instructkit.steps.anonymize.guard import phi_guard
+
         out: list[SourceText] = []
         for name in self.cfg.sources:
             src = self.sources[name]
+            found: list[SourceText] = []
             for row in src.rows():
                 if row.error:
                     self.b.drop(None, "unreadable_row", source=src.record_source(row), error=row.error)
@@ -124,7 +129,11 @@ class Backtranslation:
                 raw = self._field(row.data)
                 text = self._trim(raw) if raw else None
                 if text:
-                    out.append(SourceText(text, src.record_source(row)))
+                    found.append(SourceText(text, src.record_source(row)))
+            if found and src.phi:  # anonymized before the model or any record sees them
+                clean = phi_guard(self.b.ctx).scrub_many([t.text for t in found])
+                found = [dataclasses.replace(t, text=c) for t, c in zip(found, clean)]
+            out += found
         if self.cfg.documents:
             out += self._document_texts()
         return out
@@ -166,7 +175,7 @@ class Backtranslation:
         from instructkit.recordbuilders.rag.sentences import passage_sentences
 
         out = []
-        for doc in iter_documents(self.cfg.documents):
+        for doc in iter_documents(self.cfg.documents, ctx=self.b.ctx):
             for ch in chunk_document(doc, ChunkSettings(self.cfg.chunk_size, 0)):
                 sents = passage_sentences(ch.chunk_id, ch.text)
                 text = " ".join(s.text for s in sents)

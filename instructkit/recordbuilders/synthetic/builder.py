@@ -103,7 +103,7 @@ class SyntheticBuilder(Builder):
                  categories: list[str] | None = None, params: dict[str, Any] | None = None,
                  batch_size: int = 8, client=None, name: str | None = None,
                  backtranslate: BacktranslateConfig | None = None,
-                 sources: dict[str, Any] | None = None) -> None:
+                 sources: dict[str, Any] | None = None, seed_tasks_phi: bool | None = None) -> None:
         super().__init__()
         if name:
             self.name = name
@@ -111,6 +111,10 @@ class SyntheticBuilder(Builder):
             self._named = True
         self.ctx = ctx
         self.pool: SeedPool = load_seed_pool(seed_tasks)
+        # a seed file of your own may hold PHI (the project's pool does not): its tasks are
+        # anonymized before any of them is shown to the model
+        if (seed_tasks_phi if seed_tasks_phi is not None else bool(seed_tasks)) and ctx is not None:
+            self.pool = _anonymized_pool(self.pool, ctx)
         self.categories = list(categories or self.pool.categories)
         unknown = [c for c in self.categories if not self.pool.by_category(c)]
         if unknown:
@@ -151,10 +155,15 @@ class SyntheticBuilder(Builder):
             bt = section("backtranslate", BacktranslateConfig)
         except TypeError as exc:
             raise RecipeError([f"builders.synthetic: {exc}"]) from None
-        return cls(ctx, self_instruct=si, evol_instruct=evol, seed_tasks=cfg.get("seed_tasks"),
+        seed_tasks = cfg.get("seed_tasks")
+        if seed_tasks:
+            from instructkit.recipe.paths import checked_source_path
+
+            seed_tasks = str(checked_source_path(str(seed_tasks), ctx, "builders.synthetic.seed_tasks"))
+        return cls(ctx, self_instruct=si, evol_instruct=evol, seed_tasks=seed_tasks,
                    categories=cfg.get("categories"), params=cfg.get("params"),
                    batch_size=cfg.get("batch_size", 8), name=cfg.get("name"),
-                   backtranslate=bt, sources=sources)
+                   backtranslate=bt, sources=sources, seed_tasks_phi=cfg.get("seed_tasks_phi"))
 
     def _cap_to_limit(self, limit: int | None) -> None:
         """``--limit N``: plan at most N records in all, split between the methods."""
@@ -498,3 +507,19 @@ class SyntheticBuilder(Builder):
         if self.stopped:
             lines.append(f"- Stopped early: {self.stopped}")
         return "\n".join(lines)
+
+
+def _anonymized_pool(pool: SeedPool, ctx: Any) -> SeedPool:
+    """The pool with PHI in every seed task replaced by placeholders (the run's guard)."""
+    import dataclasses
+
+    from instructkit.steps.anonymize.guard import phi_guard
+
+    guard = phi_guard(ctx)
+    if guard.send_phi:
+        return pool
+    texts = [x for t in pool.tasks for x in (t.instruction, t.input, t.output)]
+    clean = iter(guard.scrub_many(texts))
+    tasks = [dataclasses.replace(t, instruction=next(clean), input=next(clean), output=next(clean))
+             for t in pool.tasks]
+    return dataclasses.replace(pool, tasks=tasks)
