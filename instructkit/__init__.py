@@ -71,6 +71,10 @@ _LAZY = {
     "publish_dataset": ("instructkit.hub.publisher", "publish_dataset"),
     "PublishResult": ("instructkit.hub.publisher", "PublishResult"),
     "GateResult": ("instructkit.hub.gates", "GateResult"),
+    # the HTML dataset report (issue 17)
+    "write_report": ("instructkit.dataset.report", "write_report"),
+    # phased and curriculum training exports (issue 18)
+    "write_phase_exports": ("instructkit.dataset.phases", "write_phase_exports"),
 }
 
 

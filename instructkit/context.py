@@ -30,6 +30,8 @@ class RunContext:
     cache_dir: Path | None = None
     #: the folder of the recipe file (source paths are resolved against it)
     recipe_dir: Path | None = None
+    #: the recipe ships with instructkit (its source folders are not checked)
+    trusted_recipe: bool = False
     #: folders a recipe may read from besides the current directory and its own folder
     allowed_paths: list[Path] = field(default_factory=list)
     #: names of sources the recipe declares free of PHI (``phi: false``)

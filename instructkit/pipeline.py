@@ -89,6 +89,7 @@ class Pipeline:
         ctx = context or RunContext()
         ctx.recipe = recipe.data
         ctx.recipe_dir = recipe.path.parent if recipe.path is not None else None
+        ctx.trusted_recipe = recipe.shipped
         ctx.seed = recipe.data.get("seed", 0) if seed is None else seed
         ctx.limit = limit if limit is not None else ctx.limit
         sources = sources_from_recipe(recipe.data, ctx)
@@ -158,8 +159,11 @@ class Pipeline:
             with DatasetWriter(out_dir, formats=formats, shard_rows=output_cfg["shard_rows"]) as writer:
                 ex = executor.run(self, writer, quiet=quiet)
                 self._check_not_empty(ex, allow_empty)
-                hashes = writer.assemble()
-                manifest = self._manifest(ex, started, writer.formats, hashes)
+                writer.assemble()
+                export_order = self._training_exports(writer, output_cfg)
+                manifest = self._manifest(ex, started, writer.formats, writer.hash_files())
+                if export_order:
+                    manifest["export_order"] = export_order
                 writer.commit(manifest, recipe_text=getattr(self.recipe, "text", None),
                               extras=self._extras(output_cfg))
             return RunResult(Path(out_dir), ex.counts.records, ex.quarantined, manifest)
@@ -176,6 +180,11 @@ class Pipeline:
         llm = self.context.get("llm")
         if llm is not None and getattr(llm, "ledger", None) is not None:
             extra["llm_usage"] = llm.ledger.as_dict()
+        # the sentence embedder(s) the run used (retrieval, citation check, relevance, dedup)
+        embedders = [obj.describe() for key, obj in self.context._shared.items()
+                     if key.split(":", 1)[0] == "embedder" and hasattr(obj, "describe")]
+        if embedders:
+            extra["embedders"] = embedders
         extra.update(self.context.manifest_notes)
         return build_manifest(recipe=self.recipe, seed=self.context.seed, limit=self.context.limit,
                               sources=self.sources.values(), builders=ex.builders, stages=ex.stages,
@@ -183,9 +192,21 @@ class Pipeline:
                               finished=time.time(), formats=formats, data_files=data_files,
                               executor=ex.info, extra=extra)
 
+    def _training_exports(self, writer: Any, output_cfg: dict[str, Any]) -> dict[str, Any] | None:
+        """Phase exports and the curriculum order (``output.phases``, ``output.curriculum``),
+        from the written records; before the manifest, which records the choice."""
+        from instructkit.dataset.phases import write_phase_exports
+
+        return write_phase_exports(writer.staging, output_cfg, writer.formats)
+
     def _extras(self, output_cfg: dict[str, Any]) -> list[Callable[[Path, dict], None]]:
-        """Files written into the folder after the card (report, phase exports)."""
-        return []
+        """Files written into the folder after the card (the report, phase exports)."""
+        extras: list[Callable[[Path, dict], None]] = []
+        if output_cfg.get("report"):
+            from instructkit.dataset.report import build_extra
+
+            extras.append(build_extra)
+        return extras
 
     def _check_not_empty(self, ex: Any, allow_empty: bool) -> None:
         if ex.counts.records or allow_empty:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["progress_iter"]
+__all__ = ["progress_iter", "progress_counter"]
 
 
 def progress_iter(items: Iterable[T], description: str, *, total: int | None = None,
@@ -16,6 +17,18 @@ def progress_iter(items: Iterable[T], description: str, *, total: int | None = N
     """Yield ``items`` while showing a rich progress bar on stderr."""
     if quiet or not sys.stderr.isatty():
         yield from items
+        return
+    with progress_counter(description, total=total, quiet=quiet) as advance:
+        for item in items:
+            yield item
+            advance(1)
+
+
+@contextmanager
+def progress_counter(description: str, *, total: int | None, quiet: bool = False) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar driven by ``advance(n)`` calls (for work done in uneven batches)."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda n: None
         return
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
@@ -25,6 +38,4 @@ def progress_iter(items: Iterable[T], description: str, *, total: int | None = N
                MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         task = progress.add_task(description, total=total)
-        for item in items:
-            yield item
-            progress.advance(task)
+        yield lambda n: progress.advance(task, n)

@@ -18,8 +18,10 @@ BUILDERS: dict[str, str] = {
     "rag": "instructkit.recordbuilders.rag:RagBuilder",
 }
 
-#: Stages run in this order, after all builders, over their merged output.
-STAGE_ORDER: list[str] = ["anonymize", "dedup", "validate", "judge", "audit", "bias_report"]
+#: Stages run in this order, after all builders, over their merged output. validate and
+#: judge run before dedup so that dedup's keep rule can read their scores (relevance, judge)
+#: and a junk record never wins a duplicate cluster over a clean one.
+STAGE_ORDER: list[str] = ["anonymize", "validate", "judge", "dedup", "audit", "bias_report"]
 
 STAGES: dict[str, str] = {
     "anonymize": "instructkit.steps.anonymize:AnonymizeStep",

@@ -73,7 +73,7 @@ def template_quickstart() -> dict:
 
 
 # area fixtures (each module is optional until its area lands)
-for _mod in ("fixtures_llm", "fixtures_rag", "fixtures_anonymize"):
+for _mod in ("fixtures_llm", "fixtures_rag", "fixtures_anonymize", "fixtures_report"):
     try:
         exec(f"from {_mod} import *")  # noqa: S102 - star-import fixtures by name
     except ModuleNotFoundError as _exc:

@@ -87,8 +87,23 @@ def test_quickstart_runs_from_the_cli_with_every_task(tmp_path):
     assert r.returncode == 0, r.stderr
     m = _check_folder(out)
     assert set(m["counts"]["task"]) >= set(REAL_RECIPES.values())
-    assert m["counts"]["method"].get("synthetic", 0) > 0, "the embedded model made synthetic records"
+    # issue 14: the embedded model makes records worth keeping in both LLM builders
+    assert m["counts"]["method"].get("synthetic", 0) >= 10, "the embedded model made synthetic records"
+    assert m["counts"]["method"].get("rag", 0) >= 10, "the embedded model made RAG records"
     assert {b["method"] for b in m["builders"]} == {"template", "synthetic", "rag"}
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out / "data" / "train-00000-of-00001.parquet").to_pylist()
+    for row in (r for r in rows if r["method"] == "rag"):
+        meta, ctx = json.loads(row["meta"]), json.loads(row["context"])
+        passages = {c["chunk_id"]: " ".join(c["text"].split()) for c in ctx}
+        sentences = meta["answer"]["sentences"]
+        assert sentences and all(s["chunk_id"] in meta["cited_chunk_ids"] for s in sentences)
+        for s in sentences:  # every answer sentence is word for word in the passage it cites
+            text = " ".join(next(c["text"] for c in ctx if c["chunk_id"] == s["chunk_id"])[s["start"]:s["end"]].split())
+            assert text in row["output"] and text in passages[s["chunk_id"]]
+    card = (out / "README.md").read_text()
+    assert "extractive" in card and "Back-translation" in card
     assert m["llm_usage"]["model"].startswith("SmolLM2-135M")
     for f in ("alpaca", "sharegpt", "messages"):
         lines = (out / "exports" / f"{f}.jsonl").read_text().splitlines()

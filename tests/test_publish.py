@@ -86,6 +86,24 @@ def test_gate_1_audits_the_files_not_the_manifest(tmp_path):
     assert "PHONE" in text and "(617) 724-3188" not in text
 
 
+def test_gate_1_checks_reordered_and_phase_exports(tmp_path):
+    """A curriculum reorders the exports and phases split them: both still match the audited
+    records; a line added to a phase export fails gate 1."""
+    out = tmp_path / "phased"
+    build(_recipe([_inline()], output={"formats": ["messages", "alpaca"], "curriculum": "length",
+                                       "phases": [{"name": "short", "length": {"max": 40}},
+                                                  {"name": "rest"}]}), out, quiet=True)
+    phase_files = sorted((out / "exports").rglob("phase-*/*.jsonl"))
+    assert phase_files
+    res = publish(out, "org/x", dry_run=True)
+    assert _gates(res)[1].passed, _gates(res)[1].details
+    assert {f.path for f in res.files} >= {p.relative_to(out).as_posix() for p in phase_files}
+    with phase_files[0].open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "x", "messages": [{"role": "user", "content": "Call 617-724-3188"}]}) + "\n")
+    g1 = _gates(publish(out, "org/x", dry_run=True))[1]
+    assert not g1.passed and phase_files[0].relative_to(out).as_posix() in " ".join(g1.details)
+
+
 # -- gate 2: licences ----------------------------------------------------------------------
 def test_iu_xray_source_fails_gate_2(tmp_path, shared_data):
     csv = shared_data / "iu_xray" / "indiana_reports.csv"

@@ -19,5 +19,9 @@ def test_readme_yaml_examples_are_valid():
             load_recipe(block)
         if "llm" in block:
             LLMSettings.from_config(block["llm"])
+        if "embedder" in block:
+            from instructkit.embeddings import EmbedderSettings
+
+            EmbedderSettings.from_config(block["embedder"])
         if "builders" in block and "name" not in block:  # a recipe fragment
             load_recipe({"name": "readme", "seed": 1, "sources": [], **block})

@@ -23,7 +23,8 @@ def test_wheel_install_runs_quickstart_from_another_directory(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for must in ("instructkit/_data/schemas/record.schema.json", "instructkit/_data/builders/quickstart.yaml",
                  "instructkit/_data/prompts/templates/consumer_health_qa.yaml", "instructkit/py.typed",
-                 "instructkit/_data/builders/samples/health_questions.jsonl"):
+                 "instructkit/_data/builders/samples/health_questions.jsonl",
+                 "instructkit/dataset/report_assets/report.html.j2"):
         assert must in names, must
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
@@ -40,3 +41,4 @@ def test_wheel_install_runs_quickstart_from_another_directory(tmp_path):
                        capture_output=True, text=True, cwd=elsewhere, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (elsewhere / "qs" / "data" / "train-00000-of-00001.parquet").exists()
+    assert (elsewhere / "qs" / "report.html").exists()  # the report's template ships in the wheel

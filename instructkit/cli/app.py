@@ -34,7 +34,7 @@ app = typer.Typer(
 logger = logging.getLogger("instructkit")
 
 #: modules that add commands
-COMMAND_MODULES = ["build", "llm", "rag", "anonymize", "dedup", "quality", "publish"]
+COMMAND_MODULES = ["build", "llm", "rag", "anonymize", "dedup", "quality", "publish", "report"]
 
 _state = {"quiet": False, "verbose": False}
 

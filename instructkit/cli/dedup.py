@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
             None, "--decontaminate", metavar="FILE_OR_DATASET",
             help="Benchmark test set to remove (file, PubMedQA folder, or hf:owner/name[:split]); repeatable."),
         quarantine: Optional[Path] = typer.Option(None, "--quarantine", help="Where dropped records go (default: OUT's folder/quarantine.jsonl)."),
-        keep: Optional[str] = typer.Option(None, "--keep", help="Keep rule, comma-separated: method,output_length,judge_score,id."),
+        keep: Optional[str] = typer.Option(None, "--keep", help="Keep rule, comma-separated: method,judge_score,relevance,output_length,id."),
         ngram: int = typer.Option(13, "--ngram", help="Decontamination: shared word n-gram length."),
     ) -> None:
         """Remove benchmark-contaminated records, then exact / near / semantic duplicates.

@@ -25,6 +25,7 @@ def index_command(
     chunk_size: int = typer.Option(1000, "--chunk-size", help="Characters per chunk."),
     overlap: int = typer.Option(150, "--overlap", help="Characters shared by neighbouring chunks."),
     model: Optional[str] = typer.Option(None, "--model", help="sentence-transformers model folder or name (default: all-MiniLM-L6-v2, offline)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Embedder backend: auto, torch, onnx, onnx-int8 or static (default: the index's own, else auto)."),
     format: Optional[str] = typer.Option(None, "--format", help="Force a format: markdown, text, html, pdf, json_url_text."),
     license: str = typer.Option("unknown", "--license", help="License of documents that do not declare one."),
     index_type: str = typer.Option("auto", "--index-type", help="auto, flat (exact), hnsw or ivf (approximate)."),
@@ -38,6 +39,10 @@ def index_command(
     from instructkit.recordbuilders.rag.documents import load_documents
     from instructkit.recordbuilders.rag.index import RagIndex
 
+    from instructkit.embedding_backends import BACKENDS
+
+    if backend is not None and backend not in ("auto", *BACKENDS):
+        raise typer.BadParameter(f"one of auto, {', '.join(BACKENDS)}", param_hint="--backend")
     try:
         settings = ChunkSettings(chunk_size, overlap)
     except ValueError as exc:
@@ -46,18 +51,18 @@ def index_command(
     for p in docs:
         documents += load_documents(p, format=format, license=license)
     if RagIndex.exists(out):
-        saved_model = json.loads((out / "meta.json").read_text(encoding="utf-8"))["model"]
-        embedder = load_embedder(model or saved_model)
+        saved = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+        embedder = load_embedder(model or saved["model"], backend=backend or saved.get("backend", "torch"))
         index = RagIndex.open(out, embedder, settings=settings, index_type=index_type)
     else:
-        embedder = load_embedder(model)
+        embedder = load_embedder(model, backend=backend)
         index = RagIndex(embedder, settings, index_type, out)
     report = index.update(documents, prune=not keep_missing, quiet=quiet())
     index.save(out)
     if not quiet():
         rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds else 0.0
         echo(f"{out}: {len(index.documents)} documents, {len(index)} chunks "
-                   f"({index.built_index_type} index, {index.model}); "
+                   f"({index.built_index_type} index, {index.model}, {index.backend} backend); "
                    f"{len(report.added)} added, {len(report.changed)} changed, "
                    f"{len(report.unchanged)} unchanged, {len(report.removed)} removed; "
                    f"{report.chunks_embedded} chunks embedded ({rate:.1f}/s)")
@@ -69,18 +74,23 @@ def search_command(
     k: int = typer.Option(5, "-k", "--top-k", help="Number of passages to show."),
     snippet: int = typer.Option(200, "--snippet", help="Characters of each passage to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+    retrieval: Optional[str] = typer.Option(None, "--retrieval", help="hybrid (BM25 + dense, fused; the default) or dense."),
 ) -> None:
     """Show the top-k passages for QUERY: rank, score, document title and URL, section, snippet."""
     from instructkit.embeddings import load_embedder
-    from instructkit.recordbuilders.rag.index import RagIndex
+    from instructkit.recordbuilders.rag.index import RETRIEVAL_MODES, RagIndex
 
+    if retrieval is not None and retrieval not in RETRIEVAL_MODES:
+        raise typer.BadParameter(f"one of {', '.join(RETRIEVAL_MODES)}", param_hint="--retrieval")
     meta_file = index_dir / "meta.json"
     if not meta_file.is_file():
         raise SourceError("not an index folder (no meta.json); build one with `instructkit index`",
                           file=str(index_dir))
-    model = json.loads(meta_file.read_text(encoding="utf-8"))["model"]
-    index = RagIndex.open(index_dir, load_embedder(model))
-    hits = index.search(query, k)
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    # the backend the index was built with: query vectors must come from the same one
+    index = RagIndex.open(index_dir, load_embedder(meta["model"], backend=meta.get("backend", "torch")),
+                          retrieval=retrieval)
+    hits = index.search_many([query], k)[0]
     if as_json:
         for h in hits:
             echo(json.dumps({"rank": h.rank, "score": round(h.score, 4), **h.chunk.as_dict()},

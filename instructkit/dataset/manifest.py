@@ -21,7 +21,7 @@ __all__ = ["build_manifest", "package_versions", "step_entry"]
 _PACKAGES = ("instructkit", "datasets", "huggingface_hub", "pyarrow", "jsonschema", "jinja2",
              "openai", "llama_cpp_python", "sentence-transformers", "faiss-cpu",
              "langchain-text-splitters", "presidio-analyzer", "presidio-anonymizer", "spacy",
-             "torch", "numpy", "ray")
+             "torch", "numpy", "ray", "onnxruntime", "model2vec", "bm25s")
 
 
 def package_versions() -> dict[str, str]:

@@ -182,7 +182,8 @@ class DatasetWriter:
 
     # -- finishing ----------------------------------------------------------------------------
     def assemble(self) -> dict[str, str]:
-        """Name the shards, join export and quarantine parts. Returns {data file: sha256}."""
+        """Name the shards, join export and quarantine parts. Returns {data file: sha256}
+        (``hash_files`` again after anything rewrites an export)."""
         assert self.staging is not None
         for w in self.shard_writers:
             w.close()
@@ -200,20 +201,22 @@ class DatasetWriter:
             empty = self.staging / PARTS_DIR / "data-empty.parquet"
             pq.write_table(pa.Table.from_pylist([], schema=arrow_schema()), empty)
             shards = [empty]
-        hashes = {}
         for i, p in enumerate(shards):
-            dest = self.staging / shard_name(i, len(shards))
-            p.replace(dest)
-            hashes[shard_name(i, len(shards))] = file_sha256(dest)
+            p.replace(self.staging / shard_name(i, len(shards)))
         parts = self.staging / PARTS_DIR
         if self.formats:
             (self.staging / EXPORTS_DIR).mkdir(exist_ok=True)
         for f in self.formats:
-            rel = f"{EXPORTS_DIR}/{f}.jsonl"
-            _concat(sorted(parts.glob(f"{f}-*.jsonl")), self.staging / rel)
-            hashes[rel] = file_sha256(self.staging / rel)
+            _concat(sorted(parts.glob(f"{f}-*.jsonl")), self.staging / EXPORTS_DIR / f"{f}.jsonl")
         _concat(sorted(parts.glob("quarantine-*.jsonl")), self.staging / QUARANTINE)
-        return hashes
+        return self.hash_files()
+
+    def hash_files(self) -> dict[str, str]:
+        """sha256 of every data and export file (phase exports included), by relative path."""
+        assert self.staging is not None
+        files = [*sorted((self.staging / DATA_DIR).glob("*.parquet")),
+                 *sorted((self.staging / EXPORTS_DIR).rglob("*.jsonl"))]
+        return {p.relative_to(self.staging).as_posix(): file_sha256(p) for p in files}
 
     @property
     def counts(self) -> DatasetCounts:

@@ -139,9 +139,31 @@ def collect_files(folder: str | Path, card_text: str,
     for p in data:
         files.append(UploadFile(p.relative_to(folder).as_posix(), local=p))
     if (folder / "exports").is_dir():
-        for p in sorted((folder / "exports").glob("*.jsonl")):
+        for p in sorted((folder / "exports").rglob("*.jsonl")):
             files.append(UploadFile(p.relative_to(folder).as_posix(), local=p))
     return files
+
+
+def check_folder(folder: str | Path, *, repo_id: str | None = None,
+                 audit: Mapping[str, Any] | None = None, require_complete: bool = True,
+                 ) -> tuple[dict[str, Any] | None, str, list[UploadFile], list[GateResult]]:
+    """What ``publish`` checks, without sending anything: the manifest, the card rendered
+    from the folder, the exact files, and the five gates. ``audit`` is a residual-PHI audit
+    report of these very files when the caller has one (the build that just wrote them);
+    without it the audit runs here."""
+    from instructkit.dataset.reader import DatasetFolder
+
+    folder = Path(folder)
+    DatasetFolder(folder, require_complete=require_complete)  # refuses an unfinished build
+    manifest = _load_manifest(folder)
+    card_text = str(card_for_folder(folder, manifest or {}, repo_id=repo_id, complete=require_complete))
+    files = collect_files(folder, card_text, manifest)
+    for f in files:  # fixed now: the result stays valid if the folder goes (publish_dataset)
+        f.size, f.sha256  # noqa: B018
+    changed = changed_files(files, manifest)
+    if audit is None and manifest is not None:
+        audit = publish_audit(folder, require_complete=require_complete)
+    return manifest, card_text, files, run_gates(manifest, card_text, changed=changed, audit=audit)
 
 
 def changed_files(files: Iterable[UploadFile], manifest: Mapping[str, Any] | None) -> list[str]:
@@ -154,7 +176,7 @@ def changed_files(files: Iterable[UploadFile], manifest: Mapping[str, Any] | Non
     return out
 
 
-def publish_audit(folder: Path) -> dict[str, Any]:
+def publish_audit(folder: Path, require_complete: bool = True) -> dict[str, Any]:
     """The residual-PHI audit over what will be uploaded: every record of the Parquet files
     (the card's examples are among them), and the exports checked to be exactly those
     records. Names are looked for with spaCy only when the recipe limits them (they are
@@ -163,7 +185,7 @@ def publish_audit(folder: Path) -> dict[str, Any]:
 
     config = _recipe_audit_config(folder)
     names = (config.get("limits") or {}).get("NAME") is not None
-    return audit_dataset(folder, config, names=names)
+    return audit_dataset(folder, config, names=names, require_complete=require_complete)
 
 
 def _check_no_secrets(files: Iterable[UploadFile], secrets: list[str]) -> None:
@@ -193,17 +215,7 @@ def publish(dir: str | Path, repo_id: str, *, private: bool = True, dry_run: boo
         raise PublishError(f"{folder}: no such dataset folder")
     if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
         raise PublishError(f"repo id '{repo_id}' is not of the form ORG/NAME")
-    from instructkit.dataset.reader import open_dataset
-
-    open_dataset(folder)  # refuses a folder whose build did not finish
-    manifest = _load_manifest(folder)
-    card_text = str(card_for_folder(folder, manifest or {}, repo_id=repo_id))
-    files = collect_files(folder, card_text, manifest)
-    for f in files:  # fixed now: the result stays valid if the folder goes (publish_dataset)
-        f.size, f.sha256  # noqa: B018
-    changed = changed_files(files, manifest)
-    audit = publish_audit(folder) if manifest is not None else None
-    gates = run_gates(manifest, card_text, changed=changed, audit=audit)
+    manifest, card_text, files, gates = check_folder(folder, repo_id=repo_id)
     _check_no_secrets(files, secret_values(token))
     from huggingface_hub import constants
 

@@ -34,6 +34,17 @@ class Recipe:
     path: Path | None = None
 
     @property
+    def shipped(self) -> bool:
+        """A recipe that ships with instructkit (``builders/``): the product's own, so the
+        folders it reads are not checked against the current directory."""
+        if self.path is None:
+            return False
+        try:
+            return self.path.resolve().parent == builders_dir().resolve()
+        except FileNotFoundError:
+            return False
+
+    @property
     def name(self) -> str:
         return self.data["name"]
 
@@ -174,6 +185,9 @@ def _semantic_errors(data: dict[str, Any]) -> list[str]:
                 continue
             if tid and not found:
                 errors.append(f"builders.{i}.templates: no template set '{tid}' in prompts/templates/")
+    from instructkit.dataset.phases import phase_errors  # issue 18: output.phases
+
+    errors.extend(phase_errors(data.get("output")))
     return errors
 
 

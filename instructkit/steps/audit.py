@@ -346,31 +346,68 @@ def audit_dataset(directory: str | Path, config: dict[str, Any] | None = None, *
 
 def _audit_folder(folder: Any, detector: AuditDetector, report: AuditReport, directory: str | Path,
                   check_exports: bool) -> dict[str, Any]:
-    import hashlib
-
     from instructkit.dataset.layout import EXPORTS_DIR
-    from instructkit.dataset.writer import export_row, file_sha256
 
-    exports = {}
-    if check_exports:
-        for f in sorted((Path(directory) / EXPORTS_DIR).glob("*.jsonl")):
-            exports[f.stem] = (f, hashlib.sha256())
+    export_files = sorted((Path(directory) / EXPORTS_DIR).rglob("*.jsonl")) if check_exports else []
+    formats = sorted({f.stem for f in export_files})
+    check = _ExportCheck(formats, phases=any(f.parent.name != EXPORTS_DIR for f in export_files))
     for rec, _ in audit_records(folder.records(), detector, report):
-        for fmt, (_, h) in exports.items():
-            try:
-                line = json.dumps(export_row(fmt, rec), ensure_ascii=False) + "\n"
-            except (KeyError, TypeError):
-                line = ""
-            h.update(line.encode("utf-8"))
+        check.add(rec)
     out = report.as_dict()
     if check_exports:
-        out["exports"] = {f"{EXPORTS_DIR}/{f.name}": (
-            "matches" if h.hexdigest() == file_sha256(f) else
-            "does not match the records (edited, or not made from this data)")
-            for fmt, (f, h) in exports.items()}
+        out["exports"] = {f.relative_to(directory).as_posix(): check.verdict(f) for f in export_files}
         if any(v != "matches" for v in out["exports"].values()):
             out["passed"] = False
     return out
+
+
+class _ExportCheck:
+    """Whether each training export holds exactly the audited records' lines: a full export
+    is the same multiset of lines (a curriculum may reorder it), a phase export a subset."""
+
+    _MOD = 1 << 256
+
+    def __init__(self, formats: list[str], phases: bool) -> None:
+        self.formats = formats
+        self.sums = dict.fromkeys(formats, 0)
+        self.counts = dict.fromkeys(formats, 0)
+        self.members: dict[str, set[int]] | None = {f: set() for f in formats} if phases else None
+
+    @staticmethod
+    def _digest(line: bytes) -> int:
+        import hashlib
+
+        return int.from_bytes(hashlib.sha256(line).digest(), "big")
+
+    def add(self, rec: Record) -> None:
+        from instructkit.dataset.writer import export_row
+
+        for fmt in self.formats:
+            try:
+                line = (json.dumps(export_row(fmt, rec), ensure_ascii=False) + "\n").encode("utf-8")
+            except (KeyError, TypeError):
+                continue
+            d = self._digest(line)
+            self.sums[fmt] = (self.sums[fmt] + d) % self._MOD
+            self.counts[fmt] += 1
+            if self.members is not None:
+                self.members[fmt].add(d >> 192)
+
+    def verdict(self, path: Path) -> str:
+        fmt, total, n = path.stem, 0, 0
+        if fmt not in self.sums:
+            return "not a known export format"
+        full = path.parent.name == "exports"
+        with path.open("rb") as fh:
+            for line in fh:
+                d = self._digest(line)
+                total = (total + d) % self._MOD
+                n += 1
+                if not full and (self.members is None or (d >> 192) not in self.members[fmt]):
+                    return "holds a line that is not one of the records (edited, or not made from this data)"
+        if full and (total != self.sums[fmt] or n != self.counts[fmt]):
+            return "does not hold exactly the records (edited, or not made from this data)"
+        return "matches"
 
 
 def _recipe_audit_config(directory: Path) -> dict[str, Any]:

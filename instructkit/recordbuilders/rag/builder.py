@@ -1,10 +1,22 @@
 """The ``rag`` builder: guideline-grounded instruction records with checked citations.
 
-For each sampled chunk (or topic query) it retrieves the top-k passages, asks the LLM
-(structured output) for a question, an answer and the labels of the passages that
-support it, and keeps the record only if the citation check passes (``grounding``):
-otherwise the record goes to quarantine with reason ``ungrounded``. LLM failures go to
-quarantine with the raw reply and reason ``llm_error`` / ``llm_invalid_output``.
+For each sampled chunk (or topic query) it retrieves the top-k passages and writes a record
+in one of two answer modes (``answer_mode``):
+
+- ``extractive``: the answer is made of sentences of the retrieved passages, word for word;
+  the model writes only the question (and for ``guideline_adherence`` the short case), as a
+  short few-shot task (``extractive.py``). Grounded by construction: the citations are the
+  passages the sentences came from.
+- ``abstractive``: the model writes question, answer and the labels of the passages that
+  support it (structured output); the record is kept only if the citation check passes
+  (``grounding``), else it goes to quarantine ``ungrounded``.
+- ``auto`` (default): extractive on the embedded model and on models too small to write
+  grounded prose (``instructkit.llm.capability``), abstractive otherwise.
+
+In every mode the generated question is searched against the index and must find its seed
+passage in the top k (round-trip consistency, Alberti et al. 2019), else the record is
+quarantined ``roundtrip_failed``. LLM failures go to quarantine with the raw reply and
+reason ``llm_error`` / ``llm_invalid_output``.
 """
 
 from __future__ import annotations
@@ -23,15 +35,16 @@ from instructkit.context import RunContext
 from instructkit.records import Record, content_hash, make_record
 from instructkit.recordbuilders.rag.chunking import ChunkSettings
 from instructkit.recordbuilders.rag.documents import Document, iter_documents
-from instructkit.recordbuilders.rag.grounding import CitationChecker
+from instructkit.recordbuilders.rag.grounding import CitationChecker, GroundingResult
 from instructkit.recordbuilders.rag.index import Hit, RagIndex
 from instructkit.recordbuilders.rag.prompts import TASK_PROMPTS, RagPrompt, load_prompt
 
 logger = logging.getLogger("instructkit")
 
-__all__ = ["RagBuilder", "WorkItem"]
+__all__ = ["RagBuilder", "WorkItem", "ANSWER_MODES"]
 
 TASKS = tuple(TASK_PROMPTS)
+ANSWER_MODES = ("auto", "extractive", "abstractive")
 
 
 @dataclass
@@ -42,10 +55,13 @@ class WorkItem:
     task: str
     chunk_id: str | None = None
     query: str | None = None
+    #: how many times this chunk was sampled before (n larger than the chunks to sample)
+    round: int = 0
 
     @property
     def key(self) -> str:
-        return self.chunk_id or "query-" + content_hash(self.query, length=16)
+        base = self.chunk_id or "query-" + content_hash(self.query, length=16)
+        return f"{base}#{self.round}" if self.round else base
 
 
 class RagBuilder(Builder):
@@ -59,9 +75,12 @@ class RagBuilder(Builder):
                  queries: list[str] | None = None, top_k: int = 4,
                  chunk_size: int = 1000, chunk_overlap: int = 150, index_type: str = "auto",
                  index_dir: str | Path | None = None, embedder: str | None = None,
+                 retrieval: str | None = None,
                  support: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
                  prompts: dict[str, str] | None = None, min_chunk_chars: int = 300,
                  include_passages: bool = False, batch_size: int = 4,
+                 answer_mode: str = "auto", extractive: dict[str, Any] | None = None,
+                 roundtrip: bool = True,
                  source_name: str | None = None, name: str | None = None,
                  index: RagIndex | None = None, llm: Any = None) -> None:
         super().__init__()
@@ -81,6 +100,7 @@ class RagBuilder(Builder):
         self.index_type = index_type
         self.index_dir = Path(index_dir) if index_dir else None
         self.embedder_name = embedder
+        self.retrieval = retrieval
         sup = dict(support or {})
         # both: a sentence must be close in meaning (embedding) AND share most of its content
         # words with a cited passage; embedding alone lets fluent invented attributions through
@@ -93,6 +113,14 @@ class RagBuilder(Builder):
         self.include_passages = include_passages
         self.batch_size = max(1, batch_size)
         self.source_name = source_name or self.name
+        if answer_mode not in ANSWER_MODES:
+            raise RecipeError([f"builders.rag.answer_mode: one of {', '.join(ANSWER_MODES)}, not {answer_mode!r}"])
+        self.answer_mode = answer_mode
+        self.extractive_settings = dict(extractive or {})
+        self.roundtrip = roundtrip
+        self._mode: str | None = None
+        self._extractive: Any = None
+        self.roundtrip_ranks: Counter[int] = Counter()
         self._index = index
         self._llm = llm
         self._checker: CitationChecker | None = None
@@ -112,8 +140,8 @@ class RagBuilder(Builder):
         docs += _documents_from_sources(cfg.get("sources", []), sources, ctx)
         source_name = cfg.get("source_name") or (cfg.get("sources") or [None])[0]
         keys = ("tasks", "n", "queries", "top_k", "chunk_size", "chunk_overlap", "index_type",
-                "index_dir", "embedder", "support", "params", "prompts", "min_chunk_chars",
-                "include_passages", "batch_size", "name")
+                "index_dir", "embedder", "retrieval", "support", "params", "prompts", "min_chunk_chars",
+                "include_passages", "batch_size", "name", "answer_mode", "extractive", "roundtrip")
         kwargs = {k: cfg[k] for k in keys if k in cfg}
         if kwargs.get("index_dir"):
             from instructkit.recipe.load import resolve_path
@@ -148,17 +176,19 @@ class RagBuilder(Builder):
         return self._index
 
     def _build_index(self) -> RagIndex:
-        docs = iter_documents(self.document_specs)
+        docs = iter_documents(self.document_specs, ctx=self.ctx)
+        emb = self.embedder
         key = content_hash(sorted(d.doc_id for d in docs), self.chunking.size,
-                           self.chunking.overlap, self.embedder_name, length=16)
+                           self.chunking.overlap, emb.key if hasattr(emb, "key") else self.embedder_name,
+                           length=16)
         folder = self.index_dir or (Path(self.ctx.cache_dir) / "rag" / key if self.ctx.cache_dir else None)
 
         def make() -> RagIndex:
-            emb = self.embedder
             if folder and RagIndex.exists(folder):
-                idx = RagIndex.open(folder, emb, settings=self.chunking, index_type=self.index_type)
+                idx = RagIndex.open(folder, emb, settings=self.chunking, index_type=self.index_type,
+                                    retrieval=self.retrieval)
             else:
-                idx = RagIndex(emb, self.chunking, self.index_type, folder)
+                idx = RagIndex(emb, self.chunking, self.index_type, folder, retrieval=self.retrieval)
             report = idx.update(docs, prune=True, quiet=self.ctx.quiet)
             if folder:
                 idx.save(folder)
@@ -188,6 +218,29 @@ class RagBuilder(Builder):
                 lexical_threshold=self.support_thresholds["lexical"])
         return self._checker
 
+    @property
+    def mode(self) -> str:
+        """The answer mode in force: ``auto`` resolved against the run's model."""
+        if self._mode is None:
+            if self.answer_mode != "auto":
+                self._mode = self.answer_mode
+            else:
+                from instructkit.llm.capability import is_small_model
+
+                self._mode = "extractive" if is_small_model(self.llm) else "abstractive"
+        return self._mode
+
+    @property
+    def extractive(self) -> Any:
+        if self._extractive is None:
+            from instructkit.recordbuilders.rag.extractive import SELECT_MODES, ExtractiveAnswers
+
+            cfg = dict(self.extractive_settings)
+            if cfg.get("select", "similarity") not in SELECT_MODES:
+                raise RecipeError([f"builders.rag.extractive.select: one of {', '.join(SELECT_MODES)}"])
+            self._extractive = ExtractiveAnswers(self, **cfg)
+        return self._extractive
+
     # -- what to build from ----------------------------------------------------------------
     def inputs(self) -> Iterator[WorkItem]:
         rng = random.Random(self.ctx.seed)
@@ -199,9 +252,13 @@ class RagBuilder(Builder):
         eligible = [c.chunk_id for c in self.index.chunks if len(c.text) >= self.min_chunk_chars]
         if not eligible:  # a small corpus of short documents: take what there is
             eligible = [c.chunk_id for c in self.index.chunks]
+        if not eligible:
+            return
         rng.shuffle(eligible)
-        for i, cid in enumerate(eligible[: self.n]):
-            yield WorkItem(i, self._pick(rng, tasks, weights, i), chunk_id=cid)
+        # more attempts than chunks: go round again (each round focuses on other sentences)
+        for i in range(self.n):
+            yield WorkItem(i, self._pick(rng, tasks, weights, i), chunk_id=eligible[i % len(eligible)],
+                           round=i // len(eligible))
 
     @staticmethod
     def _pick(rng: random.Random, tasks: list[str], weights: list[float], i: int) -> str:
@@ -243,90 +300,86 @@ class RagBuilder(Builder):
         return out  # type: ignore[return-value]
 
     def _build_batch(self, items: list[WorkItem]) -> Iterator[Record]:
-        from instructkit.llm import JsonRequest
-
         hits_per_item = self._retrieve(items)
-        requests, views = [], []
-        for item, hits in zip(items, hits_per_item):
-            prompt = self.prompts[item.task]
-            passages = [{"label": f"P{j + 1}", "chunk_id": h.chunk.chunk_id, "text": h.chunk.text,
-                         "title": h.chunk.title, "section": h.chunk.section} for j, h in enumerate(hits)]
-            labels = [p["label"] for p in passages]
-            messages = prompt.messages(passages=passages, topic=item.query,
-                                       focus=labels[0] if labels else "P1")
-            params = {**prompt.params, **self.params}
-            seed = _request_seed(self.ctx.seed, item.key, item.task)
-            requests.append(JsonRequest(messages=messages, schema=prompt.schema(labels),
-                                        params=params, seed=seed, prompt_id=prompt.id,
-                                        prompt_hash=prompt.hash))
-            views.append((item, prompt, hits, passages, seed, params))
-        budget: BudgetExceeded | None = None
+        if self.mode == "extractive":
+            seeds = [(self.index.chunk(it.chunk_id) if it.chunk_id else (hits[0].chunk if hits else None))
+                     for it, hits in zip(items, hits_per_item)]
+            yield from self.extractive.build_batch(items, seeds)
+            return
+        from instructkit.recordbuilders.rag.abstractive import abstractive_batch
+
+        yield from abstractive_batch(self, items, hits_per_item)
+
+    # -- the LLM, and the one place where source text becomes a request ------------------------
+    def source_request(self, prompt: Any, *, seed: int, params: dict[str, Any],
+                       schema: dict[str, Any] | None = None, **texts: Any) -> Any:
+        """The request for ``prompt`` filled with ``texts`` (passages, sentences: source
+        text). Every request this builder sends is made here, so whatever must happen to
+        source text before a model sees it (anonymization, issue 12) happens in one place."""
+        from instructkit.llm import ChatRequest, JsonRequest
+
+        messages = prompt.messages(**texts)
+        pid, phash = prompt.id, prompt.hash
+        if schema is None:
+            return ChatRequest(messages=messages, params=dict(params), seed=seed, prompt_id=pid,
+                               prompt_hash=phash)
+        return JsonRequest(messages=messages, schema=schema, params=dict(params), seed=seed,
+                           prompt_id=pid, prompt_hash=phash)
+
+    def ask(self, requests: list[Any], *, json: bool) -> tuple[list[Any], BudgetExceeded | None]:
+        """Answers in order; after a request cap, None for what was not answered and the
+        exception to raise once the answered ones are built."""
+        if not requests:
+            return [], None
         try:
-            results = self.llm.complete_json_many(requests) if requests else []
+            results = (self.llm.complete_json_many if json else self.llm.chat_many)(requests)
+            return list(results), None
         except BudgetExceeded as exc:
-            # build what was answered, account for the rest, then let the run stop cleanly
-            budget, results = exc, list(getattr(exc, "results", None) or [])
-        results += [None] * (len(views) - len(results))
-        for (item, prompt, hits, passages, seed, params), result in zip(views, results):
-            if result is None:
-                self.drop(None, "not_generated", why="request budget exhausted",
-                          source={"task": item.task, "item": item.n, "chunk_id": item.chunk_id})
-                continue
-            rec = self._record(item, prompt, hits, passages, seed, params, result)
-            if rec is not None:
-                yield rec
-        if budget is not None:
-            raise budget
+            done = list(getattr(exc, "results", None) or [])
+            return done + [None] * (len(requests) - len(done)), exc
 
-    def _record(self, item: WorkItem, prompt: RagPrompt, hits: list[Hit],
-                passages: list[dict[str, Any]], seed: int, params: dict[str, Any],
-                result: Any) -> Record | None:
-        where = {"task": item.task, "item": item.n, "chunk_id": item.chunk_id,
-                 "prompt_id": prompt.id}
-        if not hits:
-            self.drop(None, "no_passages", source=where)
-            return None
-        if not getattr(result, "ok", False) or not isinstance(getattr(result, "data", None), dict):
-            self.drop(None, "llm_error", source=where, raw=getattr(result, "raw", None),
-                      error=getattr(result, "error", None))
-            return None
-        data = result.data
-        answer = data.get(prompt.answer_field)
-        cited_labels = data.get("citations")
-        needed = [k for k in prompt.output_schema.get("required", []) if not isinstance(data.get(k), (str, list))]
-        if needed or not isinstance(answer, str) or not isinstance(cited_labels, list):
-            self.drop(None, "llm_invalid_output", source=where, raw=getattr(result, "raw", None),
-                      error=f"missing or mistyped field(s): {', '.join(needed) or prompt.answer_field}")
-            return None
-        self.model = getattr(result, "model", None) or self.model
-        self.provider = getattr(result, "provider", None) or self.provider
+    def request_seed(self, item: WorkItem) -> int:
+        return _request_seed(self.ctx.seed, item.key, item.task)
 
-        seed_hit = hits[0]
-        seed_chunk = seed_hit.chunk
+    @staticmethod
+    def where(item: WorkItem, prompt_id: str) -> dict[str, Any]:
+        return {"task": item.task, "item": item.n, "chunk_id": item.chunk_id, "prompt_id": prompt_id}
+
+    # -- one record, whatever the mode -----------------------------------------------------------
+    def finish_record(self, item: WorkItem, prompt: RagPrompt, hits: list[Hit], data: dict[str, Any],
+                      grounding: GroundingResult, *, seed: int, params: dict[str, Any],
+                      model: str | None, provider: str | None, support: dict[str, Any],
+                      extra_meta: dict[str, Any] | None = None,
+                      passage_labels: dict[str, str] | None = None,
+                      params_sent: dict[str, Any] | None = None,
+                      gen_prompt: tuple[str, str] | None = None) -> Record | None:
+        """The record for ``data`` (the task's fields: question/topic/case and the answer),
+        or None after quarantining it (empty fields, citation check failed)."""
+        where = self.where(item, prompt.id)
+        self.model = model or self.model
+        self.provider = provider or self.provider
+        seed_chunk = hits[0].chunk if item.chunk_id is None else self.index.chunk(item.chunk_id)
         doc = self.index.documents.get(seed_chunk.doc_id)
-        label_to_chunk = {p["label"]: p["chunk_id"] for p in passages}
-        # a model may cite a label or, unprompted, a chunk id; both name a passage
-        chunk_ids_shown = set(label_to_chunk.values())
-        cited = [label_to_chunk.get(str(c), str(c)) for c in cited_labels]
-        retrieved = {h.chunk.chunk_id: h.chunk.text for h in hits}
-        grounding = self.checker.check(answer, cited, retrieved)
-
-        extra = {"title": seed_chunk.title or "", "topic_query": item.query or ""}
-        fields = prompt.record_fields(data, extra)
+        labels = passage_labels or {f"P{j + 1}": h.chunk.chunk_id for j, h in enumerate(hits)}
+        shown = set(labels.values())
+        fields = prompt.record_fields(data, {"title": seed_chunk.title or "", "topic_query": item.query or ""})
         if self.include_passages:
-            shown = "\n\n".join(f"[{p['label']}] {p['text']}" for p in passages)
-            fields["input"] = (fields["input"] + "\n\n" if fields["input"] else "") + "Passages:\n" + shown
+            text = "\n\n".join(f"[{lab}] {self.index.chunk(cid).text}" for lab, cid in labels.items())
+            fields["input"] = (fields["input"] + "\n\n" if fields["input"] else "") + "Passages:\n" + text
         if not fields.get("instruction", "").strip() or not fields.get("output", "").strip():
-            self.drop(None, "llm_invalid_output", source=where, raw=getattr(result, "raw", None),
-                      error="empty instruction or answer")
+            self.drop(None, "llm_invalid_output", source=where, error="empty instruction or answer")
             return None
-        cited_docs = [self.index.documents[self.index.chunk(c).doc_id] for c in grounding.cited
-                      if c in chunk_ids_shown]
+        cited_docs = [self.index.documents[self.index.chunk(c).doc_id] for c in grounding.cited if c in shown]
         licenses = sorted({d.license for d in ([doc] if doc else []) + cited_docs})
         context = [{"chunk_id": h.chunk.chunk_id, "doc_id": h.chunk.doc_id, "text": h.chunk.text,
                     "title": h.chunk.title, "url": h.chunk.url, "section": h.chunk.section,
                     "start": h.chunk.start, "end": h.chunk.end, "score": round(h.score, 4)}
                    for h in hits]
+        prov = {"builder": "rag", "builder_name": self.name, "seed": seed,
+                "prompt_id": prompt.id, "prompt_hash": prompt.hash, "model": model, "provider": provider,
+                "params": dict(params_sent or params), "chunk_ids": [h.chunk.chunk_id for h in hits]}
+        if gen_prompt is not None:  # the prompt that wrote the text (extractive: few-shot task)
+            prov["prompt_chain"] = [{"prompt_id": gen_prompt[0], "prompt_hash": gen_prompt[1]}]
         rec = make_record(
             task=item.task, method="rag", instruction=fields["instruction"],
             input=fields.get("input", ""), output=fields["output"],
@@ -336,18 +389,15 @@ class RagBuilder(Builder):
                     "url": seed_chunk.url,
                     "location": f"{doc.path or doc.url}@{seed_chunk.start}-{seed_chunk.end}" if doc else None,
                     "citation": _citation(doc) if doc else None},
-            provenance={"builder": "rag", "builder_name": self.name, "seed": seed,
-                        "prompt_id": prompt.id, "prompt_hash": prompt.hash,
-                        "model": getattr(result, "model", None),
-                        "provider": getattr(result, "provider", None),
-                        "params": dict(getattr(result, "params", None) or params),
-                        "chunk_ids": [h.chunk.chunk_id for h in hits]},
+            provenance=prov,
             context=context,
             meta={"cited_chunk_ids": grounding.cited,
-                  "passage_labels": label_to_chunk,
+                  "passage_labels": labels,
                   "retrieval": {"k": self.top_k, "query": item.query, "seed_chunk_id": item.chunk_id,
-                                "embedder": self.index.model},
-                  "support": grounding.as_meta(self.checker.method, self.checker.thresholds),
+                                "embedder": self.index.model, "backend": self.index.backend,
+                                "mode": self.index.retrieval if item.query else "dense"},
+                  "support": support,
+                  **(extra_meta or {}),
                   "documents": [{"doc_id": d.doc_id, "title": d.title, "date": d.date, "url": d.url}
                                 for d in _unique_docs(cited_docs)]})
         if not grounding.ok:
@@ -355,6 +405,9 @@ class RagBuilder(Builder):
                       not_retrieved=grounding.not_retrieved,
                       unsupported=[s["index"] for s in grounding.sentences if not s["supported"]])
             return None
+        rt = (extra_meta or {}).get("answer", {}).get("roundtrip")
+        if rt:
+            self.roundtrip_ranks[rt["rank"]] += 1
         for d in _unique_docs(cited_docs):
             self.used_docs[d.doc_id] += 1
         return rec
@@ -368,9 +421,17 @@ class RagBuilder(Builder):
             out.update(model=self.model, provider=self.provider)
         if self._index is not None:
             out.update(documents_indexed=len(self._index.documents), chunks=len(self._index),
-                       embedder=self._index.model, index_type=self._index.built_index_type)
+                       embedder=self._index.model, embedder_backend=self._index.backend,
+                       retrieval=self._index.retrieval, index_type=self._index.built_index_type)
         if self.index_report:
             out["index_update"] = self.index_report
+        if self._mode is not None:
+            out["answer_mode"] = {"configured": self.answer_mode, "used": self._mode}
+            if self._mode == "extractive" and self._extractive is not None:
+                out["extractive"] = {"select": self._extractive.select, "prompts": self._extractive.prompt_ids}
+        out["roundtrip"] = {"enabled": self.roundtrip, "k": self.top_k,
+                            "failed": self.stats.dropped.get("roundtrip_failed", 0),
+                            "rank_of_source": {str(k): v for k, v in sorted(self.roundtrip_ranks.items())}}
         return out
 
     def card_section(self, stats: Any) -> str | None:
@@ -388,11 +449,25 @@ class RagBuilder(Builder):
             idx = self._index
             head += (f"retrieval over {len(idx.documents)} guideline documents ({len(idx)} chunks of "
                      f"up to {self.chunking.size} characters, overlap {self.chunking.overlap}), "
-                     f"embedder `{idx.model}`, FAISS `{idx.built_index_type}` index, "
-                     f"top-{self.top_k} passages per item. ")
-        head += (f"Citation check: every cited passage must have been retrieved and every answer "
-                 f"sentence supported by a cited passage ({rule}); {ungrounded} ungrounded answers "
-                 f"and {other} other failures went to quarantine.")
+                     f"embedder `{idx.model}` ({idx.backend} backend), FAISS `{idx.built_index_type}` "
+                     f"index, top-{self.top_k} passages per item"
+                     + (f" ({idx.retrieval} retrieval for topic queries). " if self.queries else ". "))
+        failed_rt = stats.dropped.get("roundtrip_failed", 0)
+        other -= failed_rt
+        if self._mode == "extractive":
+            why = (" (chosen automatically: the model is too small to write grounded answers)"
+                   if self.answer_mode == "auto" else "")
+            head += (f"Answers are **extractive**{why}: sentences of the retrieved passages, word for word "
+                     f"(up to line wrapping), chosen by {self.extractive.select}; the model wrote only the "
+                     f"questions and cases. The citations are the passages those sentences came from; "
+                     f"{ungrounded} answers failed the verbatim check")
+        else:
+            head += (f"Answers are **abstractive** (written by the model). Citation check: every cited "
+                     f"passage must have been retrieved and every answer sentence supported by a cited "
+                     f"passage ({rule}); {ungrounded} ungrounded answers")
+        head += (f". Round-trip check: each question, searched against the index, must find its source "
+                 f"passage in the top {self.top_k}; {failed_rt} failed. {other} other failures went to "
+                 f"quarantine." if self.roundtrip else f"; {other} other failures went to quarantine.")
         lines = [head]
         if self.used_docs and self._index is not None:
             lines += ["", "  Guideline documents cited by the records:", "",
@@ -417,7 +492,8 @@ def _documents_from_sources(names: list[str], sources: dict[str, Any] | None,
             spec["path"] = str(spec["path"]) if spec["path"] else None
         if not spec or not spec.get("path"):
             raise RecipeError([f"builders.rag.sources.{i}: source '{name}' has no path to documents"])
-        entry = {"path": spec["path"], "license": spec.get("license", "unknown")}
+        entry = {"path": spec["path"], "license": spec.get("license", "unknown"),
+                 "phi": spec.get("phi", getattr(sources.get(name) if sources else None, "phi", True))}
         if spec.get("type") == "json":
             entry["format"] = "json_url_text"
         if spec.get("limit"):

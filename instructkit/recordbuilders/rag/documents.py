@@ -357,9 +357,14 @@ _LOADERS = {
 }
 
 
-def iter_documents(specs: Iterable[dict[str, Any]], base: Path | None = None) -> list[Document]:
-    """Load documents from config entries ``{path, format?, license?, url?, title?, date?, limit?}``;
-    a doc id seen twice (same URL in two files) is an error, naming both places."""
+def iter_documents(specs: Iterable[dict[str, Any]], base: Path | None = None,
+                   ctx: Any = None) -> list[Document]:
+    """Load documents from config entries ``{path, format?, license?, url?, title?, date?, limit?,
+    phi?}``; a doc id seen twice (same URL in two files) is an error, naming both places.
+
+    With the run's ``ctx``, a recipe's paths are checked like source paths, and the text of
+    documents that may hold PHI (``phi: true``, the default) is anonymized as it is loaded,
+    before it is chunked, embedded, indexed or shown to a model."""
     from instructkit.recipe.load import resolve_path
 
     docs: list[Document] = []
@@ -367,13 +372,38 @@ def iter_documents(specs: Iterable[dict[str, Any]], base: Path | None = None) ->
     for i, spec in enumerate(specs):
         if "path" not in spec:
             raise SourceError("a documents entry needs a path", field=f"documents.{i}.path")
-        p = resolve_path(str(spec["path"]), base)
-        for d in load_documents(p, format=spec.get("format"), license=spec.get("license", "unknown"),
+        if ctx is not None and base is None:
+            from instructkit.recipe.paths import checked_source_path
+
+            p = checked_source_path(str(spec["path"]), ctx, f"documents.{i}.path")
+        else:
+            p = resolve_path(str(spec["path"]), base)
+        loaded = load_documents(p, format=spec.get("format"), license=spec.get("license", "unknown"),
                                 url=spec.get("url"), title=spec.get("title"), date=spec.get("date"),
-                                limit=spec.get("limit")):
+                                limit=spec.get("limit"))
+        if ctx is not None and spec.get("phi", True):
+            loaded = anonymized_documents(loaded, ctx)
+        for d in loaded:
             if d.doc_id in seen:
                 raise SourceError(f"document {d.url or d.path} appears twice (also in {seen[d.doc_id]})",
                                   file=str(p))
             seen[d.doc_id] = d.path or str(p)
             docs.append(d)
     return docs
+
+
+def anonymized_documents(docs: Iterable[Document], ctx: Any) -> list[Document]:
+    """Documents with PHI in their text and title replaced by placeholders (the run's guard:
+    nothing changes with ``llm.send_phi: true``)."""
+    import dataclasses
+
+    from instructkit.steps.anonymize.guard import phi_guard
+
+    docs = list(docs)
+    guard = phi_guard(ctx)
+    if guard.send_phi or not docs:
+        return docs
+    texts = guard.scrub_many([d.text for d in docs])
+    titles = guard.scrub_many([d.title or "" for d in docs])
+    return [dataclasses.replace(d, text=t, title=ti or d.title, content_hash="")
+            for d, t, ti in zip(docs, texts, titles)]

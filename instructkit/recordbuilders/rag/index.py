@@ -2,7 +2,7 @@
 
 On disk (``INDEX_DIR``)::
 
-    meta.json      model, dimension, chunk settings, index type, counts
+    meta.json      model and embedder backend, dimension, chunk settings, index type, counts
     documents.json one entry per document: id, title, url, license, date, content hash
     chunks.jsonl   one chunk per line, in FAISS id order
     vectors.npy    float32 unit vectors, one row per chunk (the truth the FAISS index is built from)
@@ -11,7 +11,13 @@ On disk (``INDEX_DIR``)::
 ``update(documents)`` embeds only what changed: a document with the same content hash
 keeps its chunks and vectors, a changed one has its chunks replaced, and (with
 ``prune=True``) a document no longer given is removed. The FAISS structure itself is
-rebuilt from the stored vectors, which costs little next to embedding.
+rebuilt from the stored vectors, which costs little next to embedding. Vectors depend on
+the model *and* the backend (``torch`` and ``onnx`` agree to float precision, int8 and static
+do not), so a change of either re-embeds everything.
+
+Search is ``hybrid`` by default: the dense ranking fused with BM25 (``rag.lexical``); it
+found more of the held-out bench queries than dense search alone (bench/retrieval.py).
+``retrieval="dense"`` gives the FAISS ranking alone.
 """
 
 from __future__ import annotations
@@ -27,15 +33,18 @@ from pathlib import Path
 from typing import Any
 
 from instructkit._exceptions import InstructkitError, SourceError
-from instructkit._resources import require
+from instructkit._resources import load_schema, require
 from instructkit.recordbuilders.rag.chunking import Chunk, ChunkSettings, chunk_document
 from instructkit.recordbuilders.rag.documents import Document
 
 logger = logging.getLogger("instructkit")
 
-__all__ = ["Hit", "RagIndex", "UpdateReport", "INDEX_TYPES"]
+__all__ = ["Hit", "RagIndex", "UpdateReport", "INDEX_TYPES", "RETRIEVAL_MODES", "DEFAULT_RETRIEVAL"]
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
+RETRIEVAL_MODES = ("hybrid", "dense")
+#: the rag builder schema's default (one place)
+DEFAULT_RETRIEVAL: str = load_schema("builders/rag.schema.json")["properties"]["retrieval"]["default"]
 #: with index_type auto, corpora from this many chunks up get an approximate (HNSW) index
 APPROXIMATE_FROM = 50_000
 FORMAT_VERSION = 1
@@ -43,6 +52,8 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Hit:
+    """One retrieved chunk. ``score`` is the cosine (dense) or the fused RRF score (hybrid)."""
+
     rank: int
     score: float
     chunk: Chunk
@@ -72,9 +83,14 @@ class RagIndex:
     """Chunks of documents, their vectors and a FAISS index over them."""
 
     def __init__(self, embedder: Any, settings: ChunkSettings | None = None,
-                 index_type: str = "auto", path: str | Path | None = None) -> None:
+                 index_type: str = "auto", path: str | Path | None = None, *,
+                 retrieval: str | None = None) -> None:
         if index_type not in INDEX_TYPES:
             raise InstructkitError(f"unknown index type '{index_type}' (one of {', '.join(INDEX_TYPES)})")
+        retrieval = retrieval or DEFAULT_RETRIEVAL
+        if retrieval not in RETRIEVAL_MODES:
+            raise InstructkitError(f"unknown retrieval '{retrieval}' (one of {', '.join(RETRIEVAL_MODES)})")
+        self.retrieval = retrieval
         self.np = require("numpy", "rag", "the retrieval index")
         self.faiss = require("faiss", "rag", "the retrieval index")
         self.embedder = embedder
@@ -82,25 +98,30 @@ class RagIndex:
         self.index_type = index_type
         self.path = Path(path) if path else None
         self.model = getattr(embedder, "name", None) if embedder is not None else None
+        self.backend = getattr(embedder, "backend", None) if embedder is not None else None
         self.documents: dict[str, Document] = {}
         self.chunks: list[Chunk] = []
         self.vectors = self.np.zeros((0, getattr(embedder, "dim", 0) or 0), dtype=self.np.float32)
         self._by_id: dict[str, int] = {}
         self._faiss: Any = None
+        self._lexical: Any = None
         self.built_index_type: str | None = None
 
     # -- building ------------------------------------------------------------------------
     def update(self, docs: Iterable[Document], *, prune: bool = True, quiet: bool = True,
-               batch_size: int = 64) -> UpdateReport:
+               batch_size: int | None = None) -> UpdateReport:
         """Bring the index in line with ``docs`` (see the module docstring)."""
         np = self.np
         report = UpdateReport()
         docs = list(docs)
         incoming = {d.doc_id: d for d in docs}
         model = getattr(self.embedder, "name", None)
-        stale_all = bool(self.chunks) and model is not None and self.model not in (None, model)
+        backend = getattr(self.embedder, "backend", None)
+        stale_all = bool(self.chunks) and model is not None and (
+            self.model not in (None, model) or (self.backend or "torch") != (backend or "torch"))
         if stale_all:
-            logger.info("index model changed (%s -> %s): re-embedding every document", self.model, model)
+            logger.info("index embedder changed (%s/%s -> %s/%s): re-embedding every document",
+                        self.model, self.backend, model, backend)
         keep_docs: dict[str, Document] = {}
         to_embed: list[Document] = []
         for doc_id, doc in incoming.items():
@@ -126,7 +147,13 @@ class RagIndex:
         report.embed_seconds = time.perf_counter() - t
         report.chunks_embedded = len(new_chunks)
 
-        old_vecs = self.vectors[kept_rows] if kept_rows else np.zeros((0, new_vecs.shape[1] or self.dim), np.float32)
+        if stale_all and kept_rows:  # kept (not pruned) documents: their chunk texts are stored
+            old_vecs = self._embed([self.chunks[i].text for i in kept_rows], batch_size=batch_size, quiet=quiet)
+            report.chunks_embedded += len(kept_rows)
+        elif kept_rows:
+            old_vecs = self.vectors[kept_rows]
+        else:
+            old_vecs = np.zeros((0, new_vecs.shape[1] or self.dim), np.float32)
         self.chunks = [self.chunks[i] for i in kept_rows] + new_chunks
         self.vectors = np.ascontiguousarray(np.vstack([old_vecs, new_vecs]).astype(np.float32)) \
             if len(self.chunks) else np.zeros((0, self.dim), np.float32)
@@ -134,6 +161,7 @@ class RagIndex:
             keep_docs[d.doc_id] = _meta_only(d)
         self.documents = keep_docs
         self.model = model or self.model
+        self.backend = backend or self.backend
         self._by_id = {c.chunk_id: i for i, c in enumerate(self.chunks)}
         t = time.perf_counter()
         self.build_faiss()
@@ -150,19 +178,21 @@ class RagIndex:
             return int(self.vectors.shape[1])
         return int(getattr(self.embedder, "dim", 0) or 0)
 
-    def _embed(self, texts: Sequence[str], *, batch_size: int, quiet: bool) -> Any:
+    def _embed(self, texts: Sequence[str], *, batch_size: int | None, quiet: bool) -> Any:
         np = self.np
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.embedder is None:
             raise InstructkitError("this index was opened without an embedder")
-        from instructkit.progress import progress_iter
+        from instructkit.progress import progress_counter
 
-        step = max(batch_size * 4, 1)
-        starts = range(0, len(texts), step)
-        parts = [self.embedder.embed(list(texts[s:s + step]), batch_size=batch_size)
-                 for s in progress_iter(starts, "embedding chunks", total=len(starts), quiet=quiet)]
-        return np.ascontiguousarray(np.vstack(parts), dtype=np.float32)
+        # one call over every text: the embedder sorts them all by length before batching
+        with progress_counter("embedding chunks", total=len(texts), quiet=quiet) as advance:
+            import inspect
+
+            kwargs = {"progress": advance} if "progress" in inspect.signature(self.embedder.embed).parameters else {}
+            vecs = self.embedder.embed(list(texts), batch_size=batch_size, **kwargs)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def build_faiss(self) -> None:
         """(Re)build the FAISS structure from the stored vectors (no embedding)."""
@@ -188,6 +218,7 @@ class RagIndex:
         if n:
             index.add(self.vectors)
         self._faiss = index
+        self._lexical = None  # the chunks may have changed: BM25 is rebuilt when next needed
         self.built_index_type = kind
 
     # -- searching -----------------------------------------------------------------------
@@ -203,10 +234,38 @@ class RagIndex:
     def search(self, query: str, k: int = 5) -> list[Hit]:
         return self.search_many([query], k)[0]
 
-    def search_many(self, queries: Sequence[str], k: int = 5) -> list[list[Hit]]:
+    def search_many(self, queries: Sequence[str], k: int = 5, *,
+                    retrieval: str | None = None) -> list[list[Hit]]:
+        """Top-``k`` chunks per query: ``hybrid`` (dense + BM25, fused) or ``dense``."""
         if self.embedder is None:
             raise InstructkitError("this index was opened without an embedder")
-        return self.search_vectors(self.embedder.embed(list(queries)), k)
+        mode = retrieval or self.retrieval
+        if mode not in RETRIEVAL_MODES:
+            raise InstructkitError(f"unknown retrieval '{mode}' (one of {', '.join(RETRIEVAL_MODES)})")
+        vectors = self.embedder.embed(list(queries))
+        if mode == "dense" or not self.chunks:
+            return self.search_vectors(vectors, k)
+        from instructkit.recordbuilders.rag.lexical import FUSION_DEPTH, fuse_hits
+
+        depth = max(FUSION_DEPTH, k)
+        dense = self.search_vectors(vectors, depth)
+        lexical = self.lexical.search_many(list(queries), depth)
+        out = []
+        for d_hits, l_hits in zip(dense, lexical):
+            rows = [self._by_id[h.chunk.chunk_id] for h in d_hits]
+            fused = fuse_hits(rows, l_hits, k)
+            out.append([Hit(rank=r + 1, score=round(s, 6), chunk=self.chunks[i])
+                        for r, (i, s) in enumerate(fused)])
+        return out
+
+    @property
+    def lexical(self) -> Any:
+        """The BM25 index over the chunk texts (built on first use)."""
+        if self._lexical is None or self._lexical.size != len(self.chunks):
+            from instructkit.recordbuilders.rag.lexical import LexicalIndex
+
+            self._lexical = LexicalIndex([c.text for c in self.chunks])
+        return self._lexical
 
     def search_vectors(self, vectors: Any, k: int = 5) -> list[list[Hit]]:
         if self._faiss is None or not self.chunks:
@@ -226,7 +285,8 @@ class RagIndex:
         if not str(path):
             raise InstructkitError("no folder to save the index to")
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"format_version": FORMAT_VERSION, "model": self.model, "dim": self.dim,
+        meta = {"format_version": FORMAT_VERSION, "model": self.model,
+                "backend": self.backend or "torch", "dim": self.dim,
                 "chunk_size": self.settings.size, "chunk_overlap": self.settings.overlap,
                 "min_chars": self.settings.min_chars, "index_type": self.index_type,
                 "built_index_type": self.built_index_type, "documents": len(self.documents),
@@ -253,7 +313,7 @@ class RagIndex:
 
     @classmethod
     def open(cls, path: str | Path, embedder: Any = None, *, settings: ChunkSettings | None = None,
-             index_type: str | None = None) -> "RagIndex":
+             index_type: str | None = None, retrieval: str | None = None) -> "RagIndex":
         """Open a saved index. ``settings``/``index_type`` that differ from the saved ones
         take effect at the next ``update`` (which then re-chunks every document)."""
         path = Path(path)
@@ -266,11 +326,16 @@ class RagIndex:
             raise SourceError(f"index format {meta.get('format_version')} is not supported "
                               f"(expected {FORMAT_VERSION}); rebuild it", file=str(path / "meta.json"))
         saved = ChunkSettings(meta["chunk_size"], meta["chunk_overlap"], meta.get("min_chars", 40))
-        self = cls(embedder, settings or saved, index_type or meta.get("index_type", "auto"), path)
-        if embedder is not None and getattr(embedder, "dim", meta["dim"]) != meta["dim"]:
+        self = cls(embedder, settings or saved, index_type or meta.get("index_type", "auto"), path,
+                   retrieval=retrieval)
+        # indexes written before backends existed were made with torch
+        saved_backend = meta.get("backend", "torch")
+        same_embedder = embedder is None or (getattr(embedder, "name", meta["model"]) == meta["model"]
+                                             and getattr(embedder, "backend", saved_backend) == saved_backend)
+        if same_embedder and embedder is not None and getattr(embedder, "dim", meta["dim"]) != meta["dim"]:
             raise InstructkitError(f"index {path} has {meta['dim']}-dimensional vectors from "
                                    f"'{meta['model']}'; the embedder gives {embedder.dim}")
-        self.model = meta["model"]
+        self.model, self.backend = meta["model"], saved_backend
         docs = json.loads((path / "documents.json").read_text(encoding="utf-8"))
         self.documents = {d["doc_id"]: Document.from_dict(d) for d in docs}
         with (path / "chunks.jsonl").open(encoding="utf-8") as fh:

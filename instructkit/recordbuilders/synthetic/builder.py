@@ -1,5 +1,9 @@
-"""The synthetic builder: new instruction records from a seed pool, by Self-Instruct and
-Evol-Instruct, through the run's LLM client.
+"""The synthetic builder: instruction records through the run's LLM client, three ways:
+
+- ``backtranslate`` (Li et al. 2023): real answer text from a licensed source, the model
+  writes the request it answers (``backtranslate.py``); works on the embedded model;
+- Self-Instruct and Evol-Instruct from the project's seed pool (for capable endpoints: a
+  small model writes mostly junk there, which the validate stage's filters catch).
 
 Determinism: every choice (which seeds are shown, which evolution is applied, the seed of
 each request) is drawn from the run seed and the record's index, and requests go out in
@@ -19,13 +23,14 @@ from typing import Any
 from instructkit._exceptions import BudgetExceeded, RecipeError
 from instructkit.recordbuilders.base import Builder
 from instructkit.records import Record, content_hash, make_record
+from instructkit.recordbuilders.synthetic.backtranslate import BacktranslateConfig, Backtranslation
 from instructkit.recordbuilders.synthetic.filters import NoveltyFilter, elimination_reason, instruction_problem
 from instructkit.recordbuilders.synthetic.prompts import PromptSet, load_prompt_set
 from instructkit.recordbuilders.synthetic.seeds import SeedPool, SeedTask, load_seed_pool
 
 logger = logging.getLogger("instructkit")
 
-__all__ = ["SyntheticBuilder", "SelfInstructConfig", "EvolInstructConfig"]
+__all__ = ["SyntheticBuilder", "SelfInstructConfig", "EvolInstructConfig", "BacktranslateConfig"]
 
 EVOL_OPERATIONS = ("add_constraints", "deepen", "concretise", "increase_reasoning",
                    "complicate_input", "breadth")
@@ -96,7 +101,9 @@ class SyntheticBuilder(Builder):
     def __init__(self, ctx, *, self_instruct: SelfInstructConfig | None = None,
                  evol_instruct: EvolInstructConfig | None = None, seed_tasks: str | None = None,
                  categories: list[str] | None = None, params: dict[str, Any] | None = None,
-                 batch_size: int = 8, client=None, name: str | None = None) -> None:
+                 batch_size: int = 8, client=None, name: str | None = None,
+                 backtranslate: BacktranslateConfig | None = None,
+                 sources: dict[str, Any] | None = None, seed_tasks_phi: bool | None = None) -> None:
         super().__init__()
         if name:
             self.name = name
@@ -104,6 +111,10 @@ class SyntheticBuilder(Builder):
             self._named = True
         self.ctx = ctx
         self.pool: SeedPool = load_seed_pool(seed_tasks)
+        # a seed file of your own may hold PHI (the project's pool does not): its tasks are
+        # anonymized before any of them is shown to the model
+        if (seed_tasks_phi if seed_tasks_phi is not None else bool(seed_tasks)) and ctx is not None:
+            self.pool = _anonymized_pool(self.pool, ctx)
         self.categories = list(categories or self.pool.categories)
         unknown = [c for c in self.categories if not self.pool.by_category(c)]
         if unknown:
@@ -115,12 +126,16 @@ class SyntheticBuilder(Builder):
             if bad:
                 raise RecipeError([f"builders.synthetic.evol_instruct.operations: unknown {', '.join(bad)}"])
         self.params = {**DEFAULT_PARAMS, **(params or {})}
+        #: what the recipe set itself: it overrides a few-shot prompt's own params
+        self.params_override = dict(params or {})
         self.batch_size = max(1, batch_size)
         self._client = client
         self.si_prompts: PromptSet = load_prompt_set("synthetic/self_instruct")
         self.evol_prompts: PromptSet = load_prompt_set("synthetic/evol_instruct")
         self.counts: Counter[str] = Counter()
         self.stopped: str | None = None
+        self.bt: Backtranslation | None = (Backtranslation(self, backtranslate, sources)
+                                           if backtranslate and backtranslate.n > 0 else None)
         self._cap_to_limit(ctx.limit if ctx is not None else None)
 
     # -- construction ---------------------------------------------------------------------------
@@ -137,11 +152,18 @@ class SyntheticBuilder(Builder):
         try:
             si = section("self_instruct", SelfInstructConfig)
             evol = section("evol_instruct", EvolInstructConfig)
+            bt = section("backtranslate", BacktranslateConfig)
         except TypeError as exc:
             raise RecipeError([f"builders.synthetic: {exc}"]) from None
-        return cls(ctx, self_instruct=si, evol_instruct=evol, seed_tasks=cfg.get("seed_tasks"),
+        seed_tasks = cfg.get("seed_tasks")
+        if seed_tasks:
+            from instructkit.recipe.paths import checked_source_path
+
+            seed_tasks = str(checked_source_path(str(seed_tasks), ctx, "builders.synthetic.seed_tasks"))
+        return cls(ctx, self_instruct=si, evol_instruct=evol, seed_tasks=seed_tasks,
                    categories=cfg.get("categories"), params=cfg.get("params"),
-                   batch_size=cfg.get("batch_size", 8), name=cfg.get("name"))
+                   batch_size=cfg.get("batch_size", 8), name=cfg.get("name"),
+                   backtranslate=bt, sources=sources, seed_tasks_phi=cfg.get("seed_tasks_phi"))
 
     def _cap_to_limit(self, limit: int | None) -> None:
         """``--limit N``: plan at most N records in all, split between the methods."""
@@ -149,6 +171,15 @@ class SyntheticBuilder(Builder):
             return
         si_n = self.si.n if self.si else 0
         ev_n = self.evol.n if self.evol else 0
+        if self.bt is not None:  # back-translation first: it works on any model
+            self.bt.cfg.n = min(self.bt.cfg.n, limit)
+            limit -= self.bt.cfg.n
+            if limit <= 0:
+                if self.si:
+                    self.si.n = 0
+                if self.evol:
+                    self.evol.n = 0
+                return
         if si_n + ev_n <= limit:
             return
         si_share = round(limit * si_n / (si_n + ev_n)) if si_n and ev_n else (limit if si_n else 0)
@@ -170,8 +201,19 @@ class SyntheticBuilder(Builder):
         return int(getattr(self.ctx, "seed", 0) or 0)
 
     # -- the Builder interface ------------------------------------------------------------------
+    @property
+    def embedder(self):
+        from instructkit.embeddings import embedder_from_context
+
+        return embedder_from_context(self.ctx)
+
+    def derive_seed(self, *parts: Any) -> int:
+        return _derive_seed(self.run_seed, self.name, *parts)
+
     def inputs(self) -> Iterable[str]:
         out = []
+        if self.bt is not None and self.bt.cfg.n > 0:
+            out.append("backtranslate")
         if self.si and self.si.n > 0:
             out.append("self_instruct")
         if self.evol and self.evol.n > 0:
@@ -182,7 +224,8 @@ class SyntheticBuilder(Builder):
         for method in methods:
             if self.stopped:
                 break
-            gen = self._self_instruct() if method == "self_instruct" else self._evol_instruct()
+            gen = {"backtranslate": lambda: self.bt.run(), "self_instruct": self._self_instruct,
+                   "evol_instruct": self._evol_instruct}[method]()
             yield from gen
         # report "in" as generation attempts (each made a record or a quarantine line), not
         # the two method names the base class saw
@@ -204,7 +247,7 @@ class SyntheticBuilder(Builder):
             plans = [self._si_plan(attempt + j, cfg, machine) for j in range(size)]
             attempt += size
             self.counts["self_instruct_attempts"] += size
-            reqs = [self._request(p_task, params, plan.seeds["new_task"],
+            reqs = [self.source_request(p_task, params, plan.seeds["new_task"],
                                   category_label=self.pool.categories[plan.category],
                                   examples=plan.examples) for plan in plans]
             accepted: list[_Plan] = []
@@ -229,7 +272,7 @@ class SyntheticBuilder(Builder):
             if not accepted:
                 continue
             example_of = {id(p): (p.examples[0] if p.examples else None) for p in accepted}
-            reqs = [self._request(p_inst, params, plan.seeds["instance"],
+            reqs = [self.source_request(p_inst, params, plan.seeds["instance"],
                                   instruction=plan.instruction, example=example_of[id(plan)])
                     for plan in accepted]
             for plan, res in zip(accepted, self._ask(reqs)):
@@ -291,7 +334,7 @@ class SyntheticBuilder(Builder):
                 for plan in alive:
                     op = plan.operations[r]
                     prompt = self.evol_prompts["breadth" if ops[op]["kind"] == "in_breadth" else "evolve"]
-                    reqs.append(self._request(prompt, params, plan.seeds[f"evolve_{r}"],
+                    reqs.append(self.source_request(prompt, params, plan.seeds[f"evolve_{r}"],
                                               method=ops[op]["method"], instruction=plan.instruction,
                                               input=plan.input))
                 survivors = []
@@ -320,7 +363,7 @@ class SyntheticBuilder(Builder):
                 alive = survivors
             if not alive:
                 continue
-            reqs = [self._request(p_resp, params, plan.seeds["respond"], instruction=plan.instruction,
+            reqs = [self.source_request(p_resp, params, plan.seeds["respond"], instruction=plan.instruction,
                                   input=plan.input) for plan in alive]
             for plan, res in zip(alive, self._ask(reqs)):
                 if not self._usable(plan, res, p_resp, "respond"):
@@ -342,12 +385,34 @@ class SyntheticBuilder(Builder):
                 yield self._record(plan, self.evol_prompts)
 
     # -- helpers --------------------------------------------------------------------------------
-    def _request(self, prompt, params: dict, seed: int, **variables):
-        from instructkit.llm import JsonRequest
+    def source_request(self, prompt, params: dict, seed: int, **variables):
+        """The request for ``prompt`` filled with ``variables`` (seed tasks, source text).
+        Every request this builder sends is made here, so whatever must happen to source
+        text before a model sees it (anonymization, issue 12) happens in one place. A prompt
+        with a ``schema`` asks for JSON; a few-shot prompt for plain text."""
+        from instructkit.llm import ChatRequest, JsonRequest
 
-        return JsonRequest(messages=prompt.messages(**variables), schema=prompt.schema,
+        schema = getattr(prompt, "schema", None)
+        if schema is None:
+            return ChatRequest(messages=prompt.messages(**variables), params=dict(params), seed=seed,
+                               prompt_id=prompt.id, prompt_hash=prompt.hash)
+        return JsonRequest(messages=prompt.messages(**variables), schema=schema,
                            params=dict(params), seed=seed, prompt_id=prompt.id,
                            prompt_hash=prompt.hash)
+
+    def ask_chat(self, requests: list) -> list:
+        """Plain-text answers in order; after a budget stop, None for what was not answered."""
+        if not requests:
+            return []
+        if self.stopped:
+            return [None] * len(requests)
+        try:
+            return self.client.chat_many(requests)
+        except BudgetExceeded as exc:
+            self.stopped = str(exc)
+            logger.warning("synthetic builder '%s' stops early: %s", self.name, exc)
+            got = list(getattr(exc, "results", None) or [])
+            return got + [None] * (len(requests) - len(got))
 
     def _ask(self, requests: list) -> list:
         """Answers in order; after a budget stop, None for what was not answered."""
@@ -404,6 +469,9 @@ class SyntheticBuilder(Builder):
     # -- reporting ------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         d: dict[str, Any] = dict(self.counts)
+        if self.bt is not None:
+            d.update(backtranslate_requested=self.bt.cfg.n, backtranslate_attempts=self.bt.attempts,
+                     backtranslate_records=self.bt.made)
         if self.si:
             d["self_instruct_requested"] = self.si.n
         if self.evol:
@@ -432,8 +500,26 @@ class SyntheticBuilder(Builder):
                          f"elimination drops evolutions that add nothing (ROUGE-L to the parent at or above "
                          f"{self.evol.same_threshold}), copy the prompt, fail, or get a refusal. "
                          f"Prompts `{self.evol_prompts.id}` (hash `{self.evol_prompts.hash}`).")
+        if self.bt is not None:
+            lines.insert(3, self.bt.card_line())
         lines.append(f"- Model: {model}; sampling {self.params}; request seeds derived from the run seed "
                      f"{self.run_seed}.")
         if self.stopped:
             lines.append(f"- Stopped early: {self.stopped}")
         return "\n".join(lines)
+
+
+def _anonymized_pool(pool: SeedPool, ctx: Any) -> SeedPool:
+    """The pool with PHI in every seed task replaced by placeholders (the run's guard)."""
+    import dataclasses
+
+    from instructkit.steps.anonymize.guard import phi_guard
+
+    guard = phi_guard(ctx)
+    if guard.send_phi:
+        return pool
+    texts = [x for t in pool.tasks for x in (t.instruction, t.input, t.output)]
+    clean = iter(guard.scrub_many(texts))
+    tasks = [dataclasses.replace(t, instruction=next(clean), input=next(clean), output=next(clean))
+             for t in pool.tasks]
+    return dataclasses.replace(pool, tasks=tasks)

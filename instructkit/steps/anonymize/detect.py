@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from instructkit._resources import require
+from instructkit.steps.anonymize.facilities import facility_validator, make_gazetteer_recognizer
 
 logger = logging.getLogger("instructkit")
 
@@ -123,12 +124,20 @@ def _result(pa: Any, recognizer: Any, entity: str, start: int, end: int, score: 
                               pa.RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id})
 
 
-def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
+def _make_recognizers(cfg: dict[str, Any], words: Any = None,
+                      stop: frozenset[str] = frozenset()) -> list[Any]:
     """Presidio recognizers for the project's patterns (one per YAML entry)."""
     pa = require("presidio_analyzer", "anonymize", "PHI detection")
     generic = frozenset(w.lower() for w in cfg.get("generic_facility_words", []))
-    validators = {"over_89": _over_89, "phone_digits": _phone_digits, "iban": _iban_checksum,
-                  "not_generic_facility": lambda t: _not_generic_facility(t, generic)}
+    on_span = {"over_89": _over_89, "phone_digits": _phone_digits, "iban": _iban_checksum,
+               "not_generic_facility": lambda t: _not_generic_facility(t, generic)}
+    # a validator sees the text and the span (a facility check reads the words around it)
+    validators = {k: (lambda f: lambda text, s, e: f(text[s:e]))(f) for k, f in on_span.items()}
+    validators["plausible_facility"] = facility_validator(cfg, words, stop)
+    # "6750 Koskikatu 25" names its street in a word no English dictionary holds; "Medication
+    # 1 Medication 2", "Hospital day 1 Hospital day 3" (table headers) hold only common words
+    validators["unknown_street_word"] = lambda text, s, e: words is None or any(
+        w not in words for w in re.findall(r"[^\W\d_]{3,}", text[s:e]))
 
     class GroupPatternRecognizer(pa.LocalRecognizer):
         """A regex recognizer whose finding is the ``phi`` group when there is one
@@ -152,7 +161,7 @@ def _make_recognizers(cfg: dict[str, Any]) -> list[Any]:
             out = []
             for m in self.regex.finditer(text):
                 start, end = m.span("phi") if "phi" in self.regex.groupindex else m.span()
-                if end <= start or (self.validator and not self.validator(text[start:end])):
+                if end <= start or (self.validator and not self.validator(text, start, end)):
                     continue
                 out.append(_result(pa, self, entity, start, end, self.score))
             return out
@@ -285,7 +294,8 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
                                 supported_language="en")
 
 
-def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float = 0.5) -> Any:
+def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float = 0.5,
+                   name_model: str | None = None) -> Any:
     """A Presidio ``AnalyzerEngine`` on the lean spaCy model with the project's recognizers."""
     cfg = cfg or load_recognizer_config()
     pa = require("presidio_analyzer", "anonymize", "PHI detection")
@@ -359,10 +369,23 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
         else:
             rec = getattr(pr, cls_name)()
         registry.add_recognizer(rec)
-    for rec in _make_recognizers(cfg):
+    words = english_words(nlp_engine.nlp["en"].get_pipe("lemmatizer"))
+    for rec in _make_recognizers(cfg, words, frozenset(nlp_engine.nlp["en"].Defaults.stop_words)):
         registry.add_recognizer(rec)
+    registry.add_recognizer(make_gazetteer_recognizer(pa, cfg, _result, words))
+    if name_model == "rampart":
+        from instructkit.steps.anonymize.name_model import make_rampart_recognizer
+
+        registry.add_recognizer(make_rampart_recognizer(pa, _result))
+    elif name_model:
+        raise ValueError(f"unknown name_model {name_model!r}; choose rampart or none")
+    if cfg.get("lowercase_names"):
+        from instructkit.steps.anonymize.names import make_lowercase_name_recognizer
+
+        stop = frozenset(nlp_engine.nlp["en"].Defaults.stop_words)
+        registry.add_recognizer(make_lowercase_name_recognizer(
+            pa, cfg["lowercase_names"], lambda w: w in stop, _result))
     if scfg.get("proper_nouns"):
-        words = english_words(nlp_engine.nlp["en"].get_pipe("lemmatizer"))
         nlp_engine.needs_tags = functools.partial(_may_hold_name, words=words)
         followers = frozenset(w.lower() for w in cfg["deny"]["eponym_followers"])
         registry.add_recognizer(_proper_noun_recognizer(pa, scfg["proper_nouns"], words, followers))
@@ -405,7 +428,7 @@ class PhiDetector:
 
     def __init__(self, *, entities: Iterable[str] | None = None, score_threshold: float = 0.5,
                  n_process: int = 1, batch_size: int = 32, keep_states_and_countries: bool = True,
-                 extra_deny: Iterable[str] = ()) -> None:
+                 extra_deny: Iterable[str] = (), name_model: str | None = None) -> None:
         self.cfg = load_recognizer_config()
         self.entities = frozenset(entities) if entities else frozenset(PHI_TYPES)
         unknown = self.entities - set(PHI_TYPES)
@@ -414,9 +437,22 @@ class PhiDetector:
         self.score_threshold = score_threshold
         self.n_process = max(1, int(n_process))
         self.batch_size = batch_size
-        self.analyzer = build_analyzer(self.cfg, score_threshold=score_threshold)
+        self.analyzer = build_analyzer(self.cfg, score_threshold=score_threshold, name_model=name_model)
+        #: the optional second name model's CC BY credit (the card prints it when it ran)
+        self.name_model_credit = None
+        if name_model:
+            from instructkit.steps.anonymize.name_model import RAMPART_CREDIT
+
+            self.name_model_credit = RAMPART_CREDIT
         self.nlp_engine = self.analyzer.nlp_engine
         self.english_words = english_words(self.nlp_engine.nlp["en"].get_pipe("lemmatizer"))
+        from instructkit.steps.anonymize.names import name_lists
+
+        # SSA given names and Census surnames: a common word that is also a name stays a
+        # candidate ("David is ...", "Walker began ..."); never a match on their own
+        self.stop_words = frozenset(self.nlp_engine.nlp["en"].Defaults.stop_words)
+        self.people_words = frozenset(self.cfg["spacy"]["proper_nouns"]["people_words"])
+        self.names = name_lists(int((self.cfg.get("lowercase_names") or {}).get("min_births", 20)))
         self.type_of = dict(self.cfg["entity_types"])
         self.priority = {t: i for i, t in enumerate(self.cfg["priority"])}
         self.masks = re.compile("|".join(f"(?:{m})" for m in self.cfg["masks"]))
@@ -426,7 +462,7 @@ class PhiDetector:
         self.deny_types = frozenset(self.cfg["deny_checked_types"])
         followers = "|".join(re.escape(w) for w in sorted(deny["eponym_followers"], key=len, reverse=True))
         # a second eponym may be joined by a hyphen ("Kasabach-Merritt phenomenon")
-        self.eponym_after = re.compile(rf"^(?:'s|\u2019s|s')?(?:-[A-Z][\w'\u2019]*)*[\s-]*(?:{followers})\b",
+        self.eponym_after = re.compile(rf"^(?:'s|\u2019s|s'|'|\u2019)?(?:-[A-Z][\w'\u2019]*)*[\s-]*(?:{followers})\b",
                                        re.IGNORECASE)
         leaders = "|".join(re.escape(w) for w in deny["eponym_leaders"])
         of_words = "|".join(re.escape(w) for w in deny["eponym_of"])
@@ -470,6 +506,7 @@ class PhiDetector:
     def _clean(self, text: str, raw: list[Any]) -> list[Finding]:
         masked = [m.span() for m in self.masks.finditer(text)]
         found: list[Finding] = []
+        markers: set[str] | None = None  # letters of a lettered list, found when needed
         for r in raw:
             typ = self.type_of.get(r.entity_type, r.entity_type)
             if typ not in self.entities:
@@ -479,7 +516,23 @@ class PhiDetector:
                 continue
             name = (r.recognition_metadata or {}).get("recognizer_name", "")
             ner = name in _MODEL_RECOGNIZERS
-            if ner and not self._plausible_ner(text, start, end, typ):
+            if name == "rampart" and not self._plausible_tagged(text, start, end, typ, markers):
+                continue
+            if ner and "\n" in text[start:end]:
+                # a model's span runs over a line break ("Zizi Kónya\nEnigmaio"): the first line
+                cut = text.index("\n", start)
+                start, end = _trim(text, start, cut) if cut > start else _trim(text, cut, end)
+                if end <= start:
+                    continue
+            if ner and typ in ("NAME", "LOCATION"):
+                if markers is None:
+                    markers = _list_markers(text)
+                start, end = _outside_list_markers(text, start, end, markers, self._common_not_name)
+                if end <= start:
+                    continue
+            if (ner or name in _LOOSE_NAME_PATTERNS) and not self._plausible_ner(text, start, end, typ):
+                continue
+            if name == "name_subject" and self._common_word_alone(text, start, end, raw, r):
                 continue
             if typ == "URL" and not _plausible_url(text[start:end]):
                 continue
@@ -495,19 +548,66 @@ class PhiDetector:
                 if typ in self.deny_types and self._is_medicine(text, start, end,
                                                                 titled=name == "name_title"):
                     continue
-                if typ == "LOCATION" and _norm(text[start:end]) in self.kept_places:
-                    continue  # Safe Harbor allows states and countries
+                if (typ == "LOCATION" or typ == "NAME" and name != "name_title") \
+                        and _norm(text[start:end]) in self.kept_places:
+                    continue  # Safe Harbor allows states and countries ("from Somalia presents")
                 found.append(Finding(start, end, typ, float(r.score), name))
         found = self._extend_address_blocks(text, found, masked)
         # the tagger's candidates are a fallback: any other finding on the same words wins
         # (its type is better: "Via Tasso 129, Sorrento" is a place)
         found = [f for f in found if f.recognizer != "proper_noun" or all(
             g.recognizer == "proper_noun" or g.end <= f.start or f.end <= g.start for g in found)]
-        kept = _resolve_overlaps(found, self.priority)
+        kept = _resolve_overlaps(found, self.priority, text)
         if "NAME" in self.entities:
             kept = _resolve_overlaps(kept + self._coordinated_names(text, kept, masked), self.priority)
             kept = _resolve_overlaps(kept + self._repeat_names(text, kept, masked), self.priority)
         return kept
+
+    def _plausible_tagged(self, text: str, start: int, end: int, typ: str,
+                          markers: set[str] | None) -> bool:
+        """The light checks for the optional name model's findings (it also finds lower-case
+        names, so spaCy's capitalisation checks do not apply): not an item's first word, not
+        a lone common word at a sentence start, not an abbreviation, not a clinical word."""
+        if typ not in ("NAME", "LOCATION"):
+            return True
+        s, e = _outside_list_markers(text, start, end, _list_markers(text) if markers is None else markers,
+                                     self._common_not_name)
+        if e <= s or "\n" in text[s:e]:
+            return False
+        words = text[s:e].split()
+        if any(_abbreviation_like(w) for w in words) or any(
+                self.medical_word.match(w.strip(".,'\u2019()")) for w in words):
+            return False
+        # a genus and species ("Candida albicans"), a term ending in its kind ("... purpura")
+        if len(words) > 1 and (_SPECIES_AFTER.fullmatch(" " + words[-1]) and words[-1] not in self.english_words
+                               or self.eponym_after.match(" " + words[-1])):
+            return False
+        species = _SPECIES_AFTER.match(text, e)
+        if species and species.group(1) not in self.english_words:
+            return False
+        if len(words) == 1:
+            w = words[0].strip(".,'\u2019()")
+            if len(w) <= 2 or (self._common_not_name(w) and _SENTENCE_START.search(text, 0, s)):
+                return False
+        return True
+
+    def _common_not_name(self, word: str) -> bool:
+        w = word.strip(".,;:'\u2019()")
+        return w in self.english_words and w.lower() not in self.names.given
+
+    def _common_word_alone(self, text: str, start: int, end: int, raw: list[Any], r: Any) -> bool:
+        """A context pattern's lone common word that no model calls a name and no name list
+        holds ("Insurance denied it", "Previously seen at ...")."""
+        span = text[start:end]
+        if len(span.strip()) <= 2:
+            return True  # "Se", a lone letter pair
+        if " " in span.strip() or (span not in self.english_words
+                                   and span.lower() not in self.stop_words):
+            return False
+        if span.lower() in self.names.given or span.lower() in self.names.surnames:
+            return False  # "Walker began writing", "Scott had given"
+        return not any(o is not r and o.entity_type == "PERSON" and o.start < end and start < o.end
+                       for o in raw)
 
     def _coordinated_names(self, text: str, found: list[Finding],
                            masked: list[tuple[int, int]]) -> list[Finding]:
@@ -602,11 +702,53 @@ class PhiDetector:
         words = re.findall(r"[^\s,]+", text[start:end])
         if not words or any(any(c.isdigit() for c in w) for w in words):
             return False
+        if text[end - 1:end] == "-" or (text[end:end + 1] == "-" and text[end + 1:end + 2].isalnum()):
+            return False  # the head of a compound: "Lys-tRNA"
+        if text[start - 1:start] == "-" and text[start - 2:start - 1].isalnum():
+            return False  # its tail: "γ-Glutamyl", "anti-Ro"
+        # a genus before its species: "Entamoeba histolytica", "Staphylococcus aureus"
+        species = _SPECIES_AFTER.match(text, end)
+        if species and species.group(1) not in self.english_words:
+            return False
+        if text[start - 1:start] == "/" or text[end:end + 1] == "/":
+            return False  # a part of "PI3K/Akt/mTOR", "and/or"
+        if "\n" in text[start:end]:
+            return False  # a name does not run over a line break ("CT\nD.")
+        # a word with capitals inside is an abbreviation or a compound, not a name ("IgM",
+        # "GnRH", "LDL-cholesterol", "Anti-D IgG"); "McDowell", "DeShawn" are names
+        proper = [w for w in words if w.lower() not in _PARTICLES]
+        if any(_abbreviation_like(w) for w in re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", text[start:end])):
+            return False
+        if typ == "LOCATION" and len(proper) == 1 and proper[0].isupper() and len(proper[0]) <= 3:
+            return False  # "4 units of IV fluids", "Defect in BTK gene"
+        # an enzyme or protein's letter or numeral: "Arylsulfatase A", "Antithrombin III"
+        if (len(proper) > 1 and re.fullmatch(r"[A-Z]|[IVX]{2,4}", proper[-1].strip(".,"))
+                and proper[0].lower() not in self.names.given):
+            return False
+        # only common words, none of them a given name ("Alanine Transaminase", "Color Pale")
+        if (typ == "NAME" and len(proper) > 1 and proper[0].lower() not in self.names.given
+                and all(w.strip(".,'\u2019()") in self.english_words for w in proper)):
+            return False
+        if typ == "NAME" and len(words) == 1:
+            core = words[0].strip(".'\u2019()")
+            if len(core) <= 2:
+                return False  # "mm Hg", a lone initial
+            # an abbreviation or brand beside its term: "diphtheria (Td or Tdap)"
+            m = _PAREN_AFTER_WORD.search(text, max(0, start - 60), start)
+            if m and m.group(1).islower() and m.group(1) not in self.people_words:
+                return False
         proper = [w for w in words if w.lower() not in _PARTICLES]
         if not proper or any(not w[0].isupper() for w in proper):
             return False
         if len(proper) == 1 and proper[0].isupper() and len(proper[0]) > 1 and typ == "NAME":
             return False  # an acronym ("SOB", "CTA")
+        # one common word where a sentence or a list item starts is capitalised by its place
+        # ("Leukocyte count ...", "Cultures grew ...", "(B) Septic arthritis")
+        # (a given name stays a name there: "David is ...", "Dale and White were ...")
+        if (len(words) == 1 and typ == "NAME" and words[0].strip(".'\u2019") in self.english_words
+                and words[0].strip(".'\u2019").lower() not in self.names.given
+                and _SENTENCE_START.search(text, 0, start) and not _ADDRESSED.match(text, end)):
+            return False
         if typ == "NAME" and len(proper) > 1 and self.eponym_after.match(" " + proper[-1]):
             return False  # a term ending in "Disorder", "Syndrome" ("Bone Disorder")
         for w in proper:
@@ -642,18 +784,85 @@ class PhiDetector:
             return True
         if self.eponym_after.match(text[end:end + 40]):
             return True
+        # a disease word after the name: "Bruton agammaglobulinemia", "Hashimoto thyroiditis"
+        nxt = re.match(r"(?:['\u2019]s?)?[\s-]+([a-z]+)", text[end:end + 40])
+        if nxt and self.medical_word.match(nxt.group(1)):
+            return True
         return bool(self.eponym_before.search(text, max(0, start - 30), start))
 
 
 _ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
 _ALPHA_RUN = re.compile(r"[^\W\d_]{2,}")
 # two spaces or more stand for a line break in flattened text ("Surgery     - Embolization")
-_SENTENCE_START = re.compile(r"(?:(?:^|[.!?:;\"'>|\n])[ \t]*|[ \t]{2,})(?:[-*\u2022][ \t]*)?$")
-_PAREN_AFTER_WORD = re.compile(r"([A-Za-z]+)[ \t]+\((?:[^()]*,[ \t]*)?$")
+# a list item starts after a bullet or a letter ("- Embolization", "(B) Septic", "C. Gout")
+_SENTENCE_START = re.compile(r"(?:(?:^|[.!?:;\"'>|\n)])[ \t]*|[ \t]{2,})(?:(?:[-*\u2022]|\(?[A-Ja-j][.)])[ \t]*)?$")
+#: a letter that opens an answer option or a list item: "A. ", "(B) ", "c) "
+_LIST_MARKER = re.compile(r"(?<![\w.])\(?([A-Ja-j])[.)][ \t]+(?=[^\W\d_])")
+#: where a letter opens an item: the text's or a line's start, after a sentence or a colon,
+#: after a run of spaces, or after "answer is", "option", "choose"
+_MARKER_PLACE = re.compile(r"(?:^|[\n.!?:;)]|[ \t]{2,}|\b(?:is|answer|option|choice|choose|select|correct)\b:?)[ \t]*$",
+                           re.IGNORECASE)
+
+
+_MARKER_BEFORE = re.compile(r"(?<![\w.])\(?([A-Ja-j])[.)][ \t]+$")
+
+
+def _abbreviation_like(word: str) -> bool:
+    """Capitals inside a word make an abbreviation or a compound, not a name: "IgM",
+    "GnRH", "LDL-cholesterol", "Anti-D" (but "McDowell", "Kędzierzyn-Koźle", "NEW")."""
+    parts = word.split("-")
+    for p in parts:
+        if sum(c.isupper() for c in p) > 1 and not p.isupper() and not _NAME_PREFIX.match(p):
+            return True
+    if len(parts) > 1:
+        upper = [p for p in parts if p.isupper()]
+        if upper and (any(len(p) == 1 for p in upper) or any(p[:1].islower() for p in parts)):
+            return True
+    return False
+
+
+def _list_markers(text: str) -> set[str]:
+    """The letters that open items of a lettered list in ``text`` (two or more: "A. ... B. ...")."""
+    letters = {m.group(1).upper() for m in _LIST_MARKER.finditer(text)}
+    return letters if len(letters) >= 2 else set()
+
+
+def _outside_list_markers(text: str, start: int, end: int, markers: set[str],
+                          common: Any = lambda w: False) -> tuple[int, int]:
+    """A model's name span without the option letters in it: "A. Psoriatic" is item A, not an
+    initial. The span starts after a leading marker and ends before the next one. An item's
+    first word is capitalised by its place: alone it is no name (the span comes back empty),
+    and a common word first is left out ("B. Aggressive IV fluids" -> "IV")."""
+    at_item = False
+    m = _LIST_MARKER.match(text, start)
+    if m and (m.group(1).upper() in markers or _MARKER_PLACE.search(text, max(0, start - 24), start)):
+        start, at_item = m.end(), True
+    else:
+        before = _MARKER_BEFORE.search(text, max(0, start - 6), start)
+        at_item = bool(before and before.group(1).upper() in markers)
+    inner = _LIST_MARKER.search(text, start + 1, end)
+    if inner and inner.group(1).upper() in markers:
+        end = inner.start()  # "Gout D. Septic": the name ends before the next option
+    while end > start and text[end - 1] in " \t,;":
+        end -= 1
+    if at_item:
+        words = text[start:end].split()
+        if len(words) <= 1:
+            return start, start
+        if common(words[0]):
+            start = text.index(words[1], start + len(words[0]))
+    return start, end
+
+
+_PAREN_AFTER_WORD = re.compile(r"([A-Za-z]+)[ \t]+\((?:[^()]*(?:,|\bor\b|\band\b)[ \t]*)?$")
 _PAREN_LOWER_AFTER = re.compile(r"[ \t]+\([a-z][a-z -]+\)")
+#: a Latin species epithet after a capitalised genus ("aureus", "coli", "histolytica", "albicans")
+_SPECIES_AFTER = re.compile(r"[ \t]+([a-z]{3,}(?:us|um|ae|ii|i|a|is|es|ans|ens|oides|ensis|ella|ica|icum|ium))\b")
 _NAME_PREFIX = re.compile(r"(?:Mc|Mac|O'|D'|De|Di|Da|Du|La|Le|Van|Von)[A-Z][a-z]+$")
 #: findings of the statistical model (NER, tagger), which need the plausibility checks
 _MODEL_RECOGNIZERS = frozenset({"SpacyRecognizer", "proper_noun"})
+#: context patterns loose enough to need them too ("for Leah Maldonado." but not "for Lyme Disease.")
+_LOOSE_NAME_PATTERNS = frozenset({"name_for_end", "name_person_word"})
 _PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "del", "della", "le",
                         "la", "bin", "bint", "al", "el", "ibn", "y", "dos", "das", "ter", "ten"})
 _PLACE_BEFORE = re.compile(
@@ -724,7 +933,8 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _resolve_overlaps(found: list[Finding], priority: dict[str, int]) -> list[Finding]:
+def _resolve_overlaps(found: list[Finding], priority: dict[str, int],
+                      text: str | None = None) -> list[Finding]:
     """Keep non-overlapping findings: higher-priority type, then longer, then higher score."""
     if len(found) <= 1:
         return found
@@ -733,6 +943,15 @@ def _resolve_overlaps(found: list[Finding], priority: dict[str, int]) -> list[Fi
     for f in sorted(found, key=rank):
         if all(f.end <= k.start or k.end <= f.start for k in kept):
             kept.append(f)
+        elif f.type in ("NAME", "LOCATION") and text is not None:
+            # what a name has beyond a facility that overlaps it is still a name ("Mr. Dalal
+            # Great-Bend Regional": HOSPITAL takes "Great-Bend Regional", NAME keeps "Dalal")
+            for s, e in _outside(f.start, f.end, [(k.start, k.end) for k in kept]):
+                s, e = _trim(text, s, e)
+                piece = text[s:e]
+                if re.fullmatch(r"[^\W\d_][\w'\u2019.-]*(?:\s+[^\W\d_][\w'\u2019.-]*)*", piece) \
+                        and len(piece) > 2 and piece[0].isupper():
+                    kept.append(Finding(s, e, f.type, f.score, f.recognizer))
     # a lower-priority finding that covers a kept one fully (e.g. a NAME around a DATE)
     # is dropped above; sort by position for replacement
     return sorted(kept, key=lambda f: f.start)

@@ -49,15 +49,23 @@ class PhiGuard:
             return texts
         from instructkit.steps.anonymize.operators import apply_findings
 
-        out = []
-        for text, found in zip(texts, self.detector.detect_many(texts)):
-            new, repl = apply_findings(text, found, lambda _o, f: f"[{f.type}]")
-            out.append(new)
+        # a whole document is read in paragraphs (spaCy refuses texts over its max_length)
+        pieces: list[str] = []
+        owners: list[int] = []
+        for i, text in enumerate(texts):
+            for part in _paragraphs(text):
+                pieces.append(part)
+                owners.append(i)
+        done: list[list[str]] = [[] for _ in texts]
+        for i, piece, found in zip(owners, pieces, self.detector.detect_many(pieces)):
+            new, repl = apply_findings(piece, found, lambda _o, f: f"[{f.type}]")
+            done[i].append(new)
             with self._lock:
-                self.texts += 1
                 self.replaced.update(t for _, _, t in repl)
+        with self._lock:
+            self.texts += len(texts)
         self._note()
-        return out
+        return ["".join(parts) for parts in done]
 
     def _note(self) -> None:
         if self._ctx is not None:
@@ -66,6 +74,27 @@ class PhiGuard:
     def summary(self) -> dict[str, Any]:
         return {"send_phi": self.send_phi, "texts_anonymized_before_requests": self.texts,
                 "replaced": dict(sorted(self.replaced.items()))}
+
+
+#: longest piece of text given to the detector at once
+PIECE_CHARS = 50_000
+
+
+def _paragraphs(text: str) -> list[str]:
+    """``text`` cut at paragraph ends into pieces of at most ``PIECE_CHARS`` characters
+    (joined, they give the text back exactly)."""
+    if len(text) <= PIECE_CHARS:
+        return [text]
+    out, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + PIECE_CHARS)
+        if end < len(text):
+            cut = text.rfind("\n\n", start, end)
+            cut = cut + 2 if cut > start else (text.rfind("\n", start, end) + 1 or end)
+            end = cut if cut > start else end
+        out.append(text[start:end])
+        start = end
+    return out
 
 
 def phi_guard(ctx: Any) -> PhiGuard:

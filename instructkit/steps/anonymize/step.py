@@ -38,7 +38,7 @@ class AnonymizeStep(Step):
                  batch_records: int = 64, keep_states_and_countries: bool = True,
                  deny_terms: Iterable[str] = (), max_shift_days: int = 365,
                  hash_salt: str | None = None, canary: bool = True, canary_records: int = 2,
-                 skip_sources: Iterable[str] = ()) -> None:
+                 skip_sources: Iterable[str] = (), name_model: str | None = None) -> None:
         super().__init__()
         if operator not in OPERATORS:
             raise ValueError(f"unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}")
@@ -48,7 +48,7 @@ class AnonymizeStep(Step):
         self.detector = detector or PhiDetector(
             entities=entities, score_threshold=score_threshold, n_process=n_process,
             batch_size=batch_size, keep_states_and_countries=keep_states_and_countries,
-            extra_deny=deny_terms)
+            extra_deny=deny_terms, name_model=name_model)
         self.seed = seed
         self.batch_records = max(1, int(batch_records))
         self.canary_enabled = canary
@@ -77,12 +77,12 @@ class AnonymizeStep(Step):
         canary = {"enabled": True, "records": 2, **canary}
         det_key = ("anonymize.detector", tuple(sorted(cfg["entities"] or PHI_TYPES)),
                    float(cfg["score_threshold"]), int(cfg["n_process"]), int(cfg["batch_size"]),
-                   bool(cfg["keep_states_and_countries"]), tuple(cfg["deny_terms"]))
+                   bool(cfg["keep_states_and_countries"]), tuple(cfg["deny_terms"]), cfg["name_model"])
         detector = ctx.shared(repr(det_key), lambda: PhiDetector(
             entities=cfg["entities"], score_threshold=float(cfg["score_threshold"]),
             n_process=int(cfg["n_process"]), batch_size=int(cfg["batch_size"]),
             keep_states_and_countries=bool(cfg["keep_states_and_countries"]),
-            extra_deny=cfg["deny_terms"]))
+            extra_deny=cfg["deny_terms"], name_model=cfg["name_model"]))
         return cls(cfg["operator"], detector=detector, seed=int(getattr(ctx, "seed", 0) or 0),
                    batch_records=int(cfg["batch_records"]), max_shift_days=int(cfg["max_shift_days"]),
                    hash_salt=cfg["hash_salt"], canary=bool(canary["enabled"]),
@@ -130,10 +130,22 @@ class AnonymizeStep(Step):
                 and (rec.get("source") or {}).get("name") in self.skip_sources)
 
     def anonymize_records(self, records: list[Record]) -> list[Record | Exception]:
-        """Anonymized copies of ``records`` (an exception in place of a record that failed)."""
+        """Anonymized copies of ``records`` (an exception in place of a record that failed).
+
+        The record's running texts (instruction, input, output, messages, context) are
+        detected in one batch. A short field elsewhere (``meta.options.B``, ``meta.answer``)
+        that is part of one of them takes its findings from there, in context: alone,
+        "Benztropine" looks like a name, inside "B. Benztropine" it does not. Fields found in
+        no running text are detected on their own."""
         plans: list[list[tuple[tuple, str]] | Exception] = []
         texts: list[str] = []
         index: dict[str, int] = {}
+
+        def want(t: str) -> None:
+            if t not in index:  # the same text in two fields (output and meta.answer) once
+                index[t] = len(texts)
+                texts.append(t)
+
         for rec in records:
             try:
                 plan = _texts_of(rec)
@@ -141,18 +153,20 @@ class AnonymizeStep(Step):
                 plans.append(exc)
                 continue
             plans.append(plan)
-            for _, t in plan:
-                if t not in index:  # the same text in two fields (output and meta.answer) once
-                    index[t] = len(texts)
-                    texts.append(t)
+            running = [t for p, t in plan if p[0] in RUNNING_FIELDS]
+            for p, t in plan:
+                if p[0] in RUNNING_FIELDS or not any(t in r for r in running):
+                    want(t)
         found_all = self.detector.detect_many(texts)
         out: list[Record | Exception] = []
         for rec, plan in zip(records, plans):
             if isinstance(plan, Exception):
                 out.append(plan)
                 continue
-            found = [list(found_all[index[t]]) for _, t in plan]
             try:
+                running = [(t, found_all[index[t]]) for p, t in plan if p[0] in RUNNING_FIELDS]
+                found = [list(found_all[index[t]]) if t in index else _in_context(t, running)
+                         for _, t in plan]
                 out.append(self._rewrite(rec, plan, found))
             except Exception as exc:  # noqa: BLE001
                 out.append(exc)
@@ -241,6 +255,7 @@ class AnonymizeStep(Step):
             "records_skipped_phi_free": self.records_skipped,
             "canary": {k: v for k, v in canary.items() if k != "missed_types"},
             "canary_missed_types": list(canary.get("missed_types") or []),
+            **({"name_model": self.detector.name_model_credit} if self.detector.name_model_credit else {}),
         }}
 
     def finalize(self, summary: dict[str, Any]) -> dict[str, Any]:
@@ -267,6 +282,8 @@ class AnonymizeStep(Step):
         if s.get("replaced"):
             lines += ["", "| type | replaced |", "|---|---:|"]
             lines += [f"| {t} | {n} |" for t, n in s["replaced"].items()]
+        if s.get("name_model"):
+            lines += ["", s["name_model"]]  # CC BY 4.0 asks for the credit
         c = s.get("canary") or {}
         if c.get("enabled"):
             verdict = "passed" if c.get("passed") else "FAILED"
@@ -289,6 +306,23 @@ def _texts_of(rec: Record) -> list[tuple[tuple, str]]:
     made = {user_turn(rec), rec.get("output")} if isinstance(rec.get("instruction"), str) else set()
     return [(path, text) for path, text in text_fields(rec)
             if not (path[0] == "messages" and path[-1] == "content" and text in made)]
+
+
+#: fields whose texts are running prose (detected as they are); other fields are often a
+#: word or two taken from them
+RUNNING_FIELDS = frozenset({"instruction", "input", "output", "messages", "context"})
+
+
+def _in_context(text: str, running: list[tuple[str, list[Finding]]]) -> list[Finding]:
+    """Findings of ``text`` read where it stands inside a running text of the record."""
+    for whole, found in running:
+        at = whole.find(text)
+        if at < 0:
+            continue
+        end = at + len(text)
+        return [Finding(max(f.start, at) - at, min(f.end, end) - at, f.type, f.score, f.recognizer)
+                for f in found if f.start < end and f.end > at]
+    return []
 
 
 def _propagate_names(plan: list[tuple[tuple, str]], found: list[list[Finding]],

@@ -7,7 +7,7 @@ Recipe (``stages.dedup``, schema ``schemas/stages/dedup.schema.json``)::
         exact: true                       # normalised-text hash
         near: {threshold: 0.7, num_perm: 128, shingle_size: 1}
         semantic: {threshold: 0.95}       # off unless set (embeds every record)
-        keep: {order: [method, output_length, judge_score, id],
+        keep: {order: [method, judge_score, relevance, output_length, id],
                method_order: [template, rag, synthetic]}
         decontaminate:
           - {path: ../shared/data/decontam/medqa_usmle_4opt_test.jsonl, optional: true}
@@ -105,13 +105,15 @@ class DedupStage:
                           rows=near.get("rows"), near_fields=near.get("fields"),
                           near_min_words=near.get("min_words", 12))
         if semantic:
-            from instructkit.embeddings import embedder_from_context
+            from instructkit.embeddings import EmbedderSettings, embedder_from_context
 
             model = semantic.get("model")
+            embedder_settings = EmbedderSettings.from_config((ctx.recipe or {}).get("embedder"))
             kwargs.update(semantic_threshold=semantic["threshold"],
                           semantic_fields=semantic.get("fields"),
                           embedder=lambda: embedder_from_context(ctx, model),
-                          embed_batch_size=semantic.get("batch_size", 64),
+                          embed_batch_size=semantic.get("batch_size"),
+                          cache_vectors=embedder_settings.cache_vectors, cache_dir=ctx.cache_dir,
                           approximate_after=semantic.get("approximate_after", 100_000),
                           nlist=semantic.get("nlist"), nprobe=semantic.get("nprobe", 16))
         seed_path = cfg.get("seed_tasks", "default")

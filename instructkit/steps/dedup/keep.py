@@ -4,9 +4,14 @@ Criteria are applied in order, the first that differs decides; ``id`` (smallest)
 input order always break remaining ties, so the choice never depends on hash order.
 
 - ``method``:        prefer methods earlier in ``method_order`` (default template, rag, synthetic)
+- ``judge_score``:   prefer the higher judge score (``meta.judge.overall``; records without one come last)
+- ``relevance``:     prefer the higher instruction-output relevance (``meta.quality.relevance``,
+                     left by ``validate.relevance``; records without one come last)
 - ``output_length``: prefer the longer output
-- ``judge_score``:   prefer the higher ``meta.judge.score`` (records without one come last)
 - ``id``:            prefer the smallest record id
+
+The judge and the validate stage run *before* dedup (``registry.STAGE_ORDER``), so their
+scores are on the records when the keep rule reads them.
 """
 
 from __future__ import annotations
@@ -18,20 +23,35 @@ import numpy as np
 
 from instructkit._exceptions import RecipeError
 
-__all__ = ["KeepRule", "DEFAULT_KEEP_ORDER", "DEFAULT_METHOD_ORDER", "judge_score"]
+__all__ = ["KeepRule", "DEFAULT_KEEP_ORDER", "DEFAULT_METHOD_ORDER", "judge_score", "relevance"]
 
-DEFAULT_KEEP_ORDER = ("method", "output_length", "judge_score", "id")
+DEFAULT_KEEP_ORDER = ("method", "judge_score", "relevance", "output_length", "id")
 DEFAULT_METHOD_ORDER = ("template", "rag", "synthetic")
 CRITERIA = frozenset(DEFAULT_KEEP_ORDER)
 
 
 def judge_score(record: Mapping[str, Any]) -> float:
-    """``meta.judge.score`` (or ``meta.judge_score``) as a float; NaN when absent."""
+    """The judge's overall score (``meta.judge.overall``; ``meta.judge.score`` or
+    ``meta.judge_score`` as written by other tools) as a float; NaN when absent."""
     meta = record.get("meta")
     if not meta or not isinstance(meta, Mapping):
         return float("nan")
     judge = meta.get("judge")
-    value = judge.get("score") if isinstance(judge, Mapping) else meta.get("judge_score")
+    if isinstance(judge, Mapping):
+        value = judge.get("overall", judge.get("score"))
+    else:
+        value = meta.get("judge_score")
+    return _float(value)
+
+
+def relevance(record: Mapping[str, Any]) -> float:
+    """``meta.quality.relevance`` (the validate stage's relevance score); NaN when absent."""
+    meta = record.get("meta")
+    quality = meta.get("quality") if isinstance(meta, Mapping) else None
+    return _float(quality.get("relevance") if isinstance(quality, Mapping) else None)
+
+
+def _float(value: Any) -> float:
     if value is None:
         return float("nan")
     try:
@@ -69,14 +89,19 @@ class KeepRule:
 
     def ranks(self, method_rank: np.ndarray, output_length: np.ndarray, score: np.ndarray,
               ids: Sequence[str]) -> np.ndarray:
-        """Rank of every record (0 = kept first); ties broken by id, then input order."""
+        """Rank of every record (0 = kept first); ties broken by id, then input order.
+
+        ``score`` holds the judge score per record, or (n, 2): judge score and relevance."""
         n = len(method_rank)
         id_rank = np.empty(n, np.int64)
         id_rank[np.argsort(np.asarray(ids, dtype=str), kind="stable")] = np.arange(n)
+        score = np.asarray(score, np.float64).reshape(n, -1)
+        rel = score[:, 1] if score.shape[1] > 1 else np.full(n, np.nan)
         columns = {
             "method": method_rank.astype(np.int64),
             "output_length": -output_length.astype(np.int64),
-            "judge_score": -np.nan_to_num(score.astype(np.float64), nan=-np.inf),
+            "judge_score": -np.nan_to_num(score[:, 0], nan=-np.inf),
+            "relevance": -np.nan_to_num(rel, nan=-np.inf),
             "id": id_rank,
         }
         # np.lexsort sorts by the LAST key first: criteria in order, then input position
@@ -88,5 +113,6 @@ class KeepRule:
     def describe(self) -> str:
         names = {"method": "method (" + " > ".join(self.method_order) + ")",
                  "output_length": "longer output", "judge_score": "higher judge score",
+                 "relevance": "more relevant output",
                  "id": "smallest id"}
         return ", then ".join(names[c] for c in self.order)

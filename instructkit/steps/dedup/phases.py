@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from instructkit.records import Record
-from instructkit.steps.dedup.keep import KeepRule, judge_score
+from instructkit.steps.dedup.keep import KeepRule, judge_score, relevance
 from instructkit.steps.dedup.minhash import band_keys, bucket_run_pairs
 from instructkit.steps.dedup.text import exact_hash, hash_words, normalize, record_text
 
@@ -75,7 +75,7 @@ def features(step: "DedupStep", records: Sequence[Record], positions: Sequence[i
         TASK: np.array([str(r.get("task")) for r in records], dtype=object),
         METHOD: np.array([step.keep.method_rank(r.get("method")) for r in records], np.int8),
         OUT_LEN: np.array([len(r.get("output") or "") for r in records], np.int32),
-        SCORE: np.array([judge_score(r) for r in records], np.float32),
+        SCORE: np.array([(judge_score(r), relevance(r)) for r in records], np.float32).reshape(-1, 2),
     }
     norm_cache: dict[tuple[str, ...], list[str]] = {}
 
@@ -97,7 +97,7 @@ def features(step: "DedupStep", records: Sequence[Record], positions: Sequence[i
         block[BANDS] = band_keys(sig, step.bands, step.rows)
     if step.semantic:
         texts = [record_text(r, step.semantic_fields) for r in records]
-        block[VEC] = step.embedder.embed(texts, batch_size=step.embed_batch_size).astype(np.float16)
+        block[VEC] = step.embed_texts(texts).astype(np.float16)
     kinds, sids, sims = [""] * len(records), [""] * len(records), np.zeros(len(records))
     if step.seed_tasks:
         for k, rec in enumerate(records):

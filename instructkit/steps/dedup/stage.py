@@ -9,7 +9,7 @@ bounded memory:
    for small runs, a temporary pickle file past ``spill_after`` records) and only what
    the decision needs is kept in numpy columns (``phases.features``): the exact hash
    (8 bytes), the MinHash signature (4 bytes x num_perm) and band keys (8 bytes x bands),
-   the embedding (float16, 2 bytes x dim), output length, method rank and judge score.
+   the embedding (float16, 2 bytes x dim), output length, method rank, judge score and relevance.
    1M records with 128 permutations need ~0.8 GB for near dedup, plus ~0.8 GB with
    semantic dedup on.
 2. Decide (``phases.decide_in_memory``): exact duplicates form groups represented by their
@@ -126,7 +126,8 @@ class DedupStep(Step):
                  near_fields: Sequence[str] | None = None, near_min_words: int = DEFAULT_NEAR_MIN_WORDS,
                  semantic: bool = False, semantic_threshold: float = 0.95,
                  semantic_fields: Sequence[str] | None = None, embedder: Any = None,
-                 embed_batch_size: int = 64, approximate_after: int = 100_000,
+                 embed_batch_size: int | None = None, approximate_after: int = 100_000,
+                 cache_vectors: bool = False, cache_dir: str | Path | None = None,
                  nlist: int | None = None, nprobe: int = 16,
                  keep: KeepRule | None = None,
                  seed_tasks: Mapping[str, Mapping[str, str]] | None = None,
@@ -151,6 +152,10 @@ class DedupStep(Step):
         self.semantic_fields = tuple(semantic_fields or (CONTENT_FIELDS if fields == DEFAULT_FIELDS else fields))
         self._embedder = embedder  # an Embedder, or a zero-argument callable making one
         self.embed_batch_size = embed_batch_size
+        # vectors by content hash (vector_cache): a rerun embeds only new or changed text
+        self.cache_vectors = cache_vectors
+        self.cache_dir = cache_dir
+        self._vector_cache: Any = None
         self.approximate_after = approximate_after
         self.nlist, self.nprobe = nlist, nprobe
         self.keep = keep or KeepRule()
@@ -177,6 +182,21 @@ class DedupStep(Step):
         if callable(self._embedder) and not hasattr(self._embedder, "embed"):
             self._embedder = self._embedder()
         return self._embedder
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts``, through the vector cache when it is on."""
+        from instructkit.vector_cache import VectorCache, embed_cached
+
+        if self.cache_vectors and self._vector_cache is None:
+            self._vector_cache = VectorCache.for_embedder(self.embedder, self.cache_dir)
+        return embed_cached(self.embedder, texts, self._vector_cache, batch_size=self.embed_batch_size)
+
+    def close_vector_cache(self) -> None:
+        if self._vector_cache is not None:
+            self.stats.extra["semantic_vectors_reused"] = self._vector_cache.hits
+            self.stats.extra["semantic_vectors_embedded"] = self._vector_cache.misses
+            self._vector_cache.close()
+            self._vector_cache = None
 
     def signatures(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """MinHash signatures of normalised texts, and which texts had any word."""
@@ -210,6 +230,7 @@ class DedupStep(Step):
                     yield rec
         finally:
             buffer.close()
+            self.close_vector_cache()
 
     def _take(self, batch: list[Record], buffer: RecordBuffer) -> phases.Block:
         base = buffer.count
@@ -257,6 +278,8 @@ class DedupStep(Step):
         if self.semantic:
             s["semantic"] = {"threshold": self.semantic_threshold,
                              "model": getattr(self._embedder, "name", "all-MiniLM-L6-v2"),
+                             "backend": getattr(self._embedder, "backend", None),
+                             "vector_cache": self.cache_vectors,
                              "approximate_after": self.approximate_after,
                              "fields": list(self.semantic_fields)}
         else:
@@ -282,7 +305,8 @@ class DedupStep(Step):
                          f"{self.minhasher.shingle_size}-grams, {self.minhasher.num_perm} "
                          f"permutations, {self.bands} bands x {self.rows} rows)")
         if self.semantic:
-            kinds.append(f"semantic ({s['semantic']['model']} embeddings, cosine >= "
+            backend = f" on {s['semantic']['backend']}" if s["semantic"].get("backend") else ""
+            kinds.append(f"semantic ({s['semantic']['model']} embeddings{backend}, cosine >= "
                          f"{self.semantic_threshold}, FAISS range search)")
         lines = ["### Deduplication", "",
                  f"Kinds: {'; '.join(kinds) or 'none'}. Kept record of each cluster: "

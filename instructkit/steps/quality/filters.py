@@ -167,6 +167,8 @@ class ModelArtefactFilter(QualityFilter):
                 "disclaimer": _compile_all(opts.get("disclaimer")),
                 "min_answer_words": int(opts.get("min_answer_words", 6)),
                 "meta": _compile_all(opts.get("meta_text"), re.IGNORECASE | re.MULTILINE),
+                # text about the task or the example itself, wherever the model put it
+                "meta_fields": opts.get("meta_text_fields", opts.get("fields", [])),
                 "chat_fields": opts.get("chat_token_fields", []),
                 "chat": _compile_all(opts.get("chat_tokens"))}
 
@@ -185,6 +187,8 @@ class ModelArtefactFilter(QualityFilter):
             for i, rx in enumerate(p["refusal"]):
                 if rx.search(head):
                     return "refusal", {"field": field, "kind": "refusal", "pattern": i}
+        for field in p["meta_fields"]:
+            text = _text(record, field)
             for i, rx in enumerate(p["meta"]):
                 if rx.search(text):
                     return "meta_text", {"field": field, "pattern": i}
@@ -258,16 +262,31 @@ class TruncationFilter(QualityFilter):
 
 # -- copying -------------------------------------------------------------------------------
 class CopyFilter(QualityFilter):
-    """Drop outputs that repeat the input or the instruction instead of answering."""
+    """Drop outputs that repeat the input or the instruction instead of answering.
+
+    ``exclude_meta`` names meta fields whose text is *meant* to be in both: a
+    multiple-choice answer is one of the options of its input, so the options
+    (``meta.options``) are taken out of output and input before they are compared (an
+    output that copies the whole question is still a copy).
+    """
 
     key = "copy"
 
     def judge(self, record: Record, opts: dict[str, Any]) -> Verdict:
         out = _text(record, "output")
+        allowed = [normalize(p) for p in _meta_texts(record, opts.get("exclude_meta") or [])]
+        if allowed:  # what is left of the output without the options is compared
+            out = normalize(out)
+            for part in allowed:
+                out = out.replace(part, " ")
         n_out = word_count(out)
         norm_out = normalize(out)
         for field in opts.get("against", []):
             other = _text(record, field)
+            if allowed:  # compared as normalised text, so spacing and case do not matter
+                other = normalize(other)
+                for part in allowed:
+                    other = other.replace(part, " ")
             if not other.strip():
                 continue
             if norm_out and norm_out == normalize(other):
@@ -277,6 +296,19 @@ class CopyFilter(QualityFilter):
                 if share >= float(opts.get("max_containment", 0.9)):
                     return f"copies_{field}", {"field": field, "containment": round(share, 3)}
         return True
+
+
+def _meta_texts(record: Record, keys: list[str]) -> list[str]:
+    """The strings under ``meta[key]`` (a string, a list, or a mapping's values), longest first."""
+    meta = record.get("meta")
+    if not keys or not isinstance(meta, dict):
+        return []
+    out: list[str] = []
+    for k in keys:
+        v = meta.get(k)
+        vals = v.values() if isinstance(v, dict) else v if isinstance(v, list) else [v]
+        out += [x for x in vals if isinstance(x, str) and x.strip()]
+    return sorted(out, key=len, reverse=True)
 
 
 # -- repetition ----------------------------------------------------------------------------
@@ -295,8 +327,35 @@ def _duplicate_chars(words: list[str], n: int) -> int:
     return repeated
 
 
+_LOOP_WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
+
+
+def _longest_repeat_run(words: list[str], max_n: int) -> tuple[int, int]:
+    """The most times any phrase of 1..``max_n`` words is said back to back, and the
+    phrase's length ("what is the answer? what is the answer? what is the answer?" -> (3, 4)).
+    Masks such as ``xxxx`` (IU X-ray's de-identification) and numbers are not words a model
+    loops on."""
+    best, best_n = 1, 1
+    for n in range(1, max_n + 1):
+        i = 0
+        while i + 2 * n <= len(words):
+            gram = words[i:i + n]
+            if all(w.isdigit() or set(w) == {"x"} for w in gram):
+                i += 1
+                continue
+            run, j = 1, i + n
+            while j + n <= len(words) and words[j:j + n] == gram:
+                run += 1
+                j += n
+            if run > best:
+                best, best_n = run, n
+            i = j if run > 1 else i + 1
+    return best, best_n
+
+
 class RepetitionFilter(QualityFilter):
-    """Drop degenerate, looping text using Gopher's repetition statistics."""
+    """Drop degenerate, looping text: a phrase said back to back again and again (any
+    length of text), and Gopher's repetition statistics (longer texts)."""
 
     key = "repetition"
 
@@ -309,6 +368,17 @@ class RepetitionFilter(QualityFilter):
 
     @staticmethod
     def _why(text: str, opts: dict[str, Any]) -> dict[str, Any] | None:
+        loop = opts.get("consecutive_repeats")
+        if loop:
+            tokens = _LOOP_WORD.findall(text.lower())
+            run, n = _longest_repeat_run(tokens, int(loop.get("max_phrase_words", 6)))
+            limit = int(loop.get("max_repeats", 2))
+            # a loop is most of what the text says; a form or table in a long text repeats a
+            # row ("I will eat ___ instead of ___") without being one, unless it goes on and on
+            share = run * n / max(len(tokens), 1)
+            if run > limit and (share >= float(loop.get("min_share", 0.3))
+                                or run > int(loop.get("max_repeats_anywhere", 6))):
+                return {"measure": "consecutive_repeats", "value": run, "max": limit, "share": round(share, 3)}
         words = text.lower().split()
         if len(words) < int(opts.get("min_words", 20)):
             return None

@@ -43,5 +43,5 @@ class ValidateStage:
         config = dict(config or {})
         steps: list[Step] = [SchemaFilter()]
         if config.get("quality", True) is not False:
-            steps.extend(quality_filters(config))
+            steps.extend(quality_filters(config, ctx))
         return steps
