@@ -106,3 +106,25 @@ def test_audit_of_a_folder_without_data_is_a_clear_error(tmp_path):
 
     with pytest.raises(SourceError, match="data"):
         audit_dataset(tmp_path)
+
+
+def test_audit_in_two_processes_and_with_its_text_cache_counts_as_one_process(audit_detector):
+    """NER shared with a forked worker, each distinct text scanned once and short texts
+    remembered: the same counts per text as one process scanning every text."""
+    from instructkit.steps.audit import AuditDetector
+
+    names = ["Maria Lopez", "John Whitaker", "Ana Souza", "Peter Novak", "Li Wei", "Omar Haddad"]
+    texts = [f"Patient {names[i % 6]} was seen for follow-up number {i}. " * 6 + RAW for i in range(60)]
+    texts += texts[:20] + ["No identifiers here at all, only a plain sentence about asthma."] * 5
+    items = [(t, []) for t in texts]
+    plain = [AuditDetector(names=True, cache_size=0).scan_many([it])[0] for it in items[:3]]
+    pooled = AuditDetector(names=True, n_process=2)
+    try:
+        got = pooled.scan_many(items)
+        assert pooled._pool is not None and pooled._pool._executor is not None  # the pool did run
+        again = pooled.scan_many(items[:3])  # from the cache
+    finally:
+        pooled.close()
+    single = audit_detector.scan_many(items)
+    assert got == single and again == plain == single[:3]
+    assert all(c["NAME"] >= 1 for c in single[:60])

@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,8 @@ class RayExecutor:
             if n:
                 parts = ray.data.read_parquet(scratch, num_cpus=LIGHT_CPUS,
                                               override_num_blocks=max(2 * workers, -(-n // PART_ROWS)))
+                if n < 2 * workers * PART_ROWS:  # few parts: split them so every worker has input
+                    parts = parts.repartition(max(2 * workers, -(-n // self.batch_size) // 2 or 1))
                 counts = self._steps(parts, pipeline, refs, spec, workers, n,
                                      writer, snapshots, driver_stats)
         merged, stops, usage = merge_snapshots(latest_snapshots(snapshots).values())
@@ -222,7 +225,9 @@ class RayExecutor:
         tail, dedup = refs, None
         if at is not None:
             if at > 0:
+                t0 = time.perf_counter()
                 out = self._segment(ds, spec, refs[:at], "a", workers).materialize()
+                logger.info("ray: steps before dedup took %.1fs", time.perf_counter() - t0)
                 snapshots += [r[STATS] for r in out.map_batches(stats_rows, batch_format="pyarrow").take_all()]
                 ds = out.map_batches(records_only, batch_format="pyarrow")
             dedup, tail = refs[at], refs[at + 1:]
@@ -231,12 +236,16 @@ class RayExecutor:
                 ds, replace(spec, dedup=dedup), pipeline.stages[at], workers=workers,
                 partitions=partitions, batch_size=max(self.batch_size, 1024),
                 pool=actor_pool(workers, self._actor_cpus))
+            t0 = time.perf_counter()
             ds = ds.materialize()  # the shuffles are done before the next actors take the CPUs
+            logger.info("ray: dedup join took %.1fs", time.perf_counter() - t0)
         out = self._segment(ds, spec, tail, "b" if dedup else "a", workers, dedup)
         sink = ShardSink(str(writer.staging) if writer is not None else None,
                          writer.formats if writer is not None else [],
                          writer.shard_rows if writer is not None else 200_000)
+        t0 = time.perf_counter()
         out.write_datasink(sink, ray_remote_args={"num_cpus": LIGHT_CPUS})
+        logger.info("ray: steps after dedup and writing took %.1fs", time.perf_counter() - t0)
         snapshots += sink.stats
         return sink.counts
 

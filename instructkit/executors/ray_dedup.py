@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -24,10 +25,12 @@ from instructkit.executors.ray_workers import POS, RECORD, WorkerSpec, build_ste
 from instructkit.steps.base import StepStats
 from instructkit.steps.dedup import phases as ph
 
+logger = logging.getLogger("instructkit")
+
 __all__ = ["FeatureWorker", "run_dedup"]
 
 #: fixed-width columns stored as fixed-size binary (dtype)
-_WIDE = {ph.SIG: np.uint32, ph.BANDS: np.uint64, ph.VEC: np.float16}
+_WIDE = {ph.SIG: np.uint32, ph.BANDS: np.uint64, ph.VEC: np.float16, ph.SCORE: np.float32}
 
 
 def to_table(block: ph.Block) -> Any:
@@ -161,6 +164,7 @@ def _bucket_block(t: Any) -> Any:
 
 
 def _unique_pairs(t: Any) -> Any:
+    """A pair that shares several bands once (the block holds every row of its ``u``)."""
     import pyarrow as pa
 
     if t.num_rows == 0:
@@ -177,6 +181,13 @@ def _verify_block(t: Any, threshold: float, scoped: bool) -> Any:
                                b[ph.TASK + "_v"] if scoped else None, threshold)
     out = t.drop_columns([ph.SIG + "_u", ph.SIG + "_v"]).append_column("sim", pa.array(sims, pa.float32()))
     return out.filter(pa.array(ok, pa.bool_()))
+
+
+def _cluster_keepers(t: Any) -> Any:
+    """The kept record of each dropped (non seed-task) record: one per cluster, repeated."""
+    import pyarrow.compute as pc
+
+    return t.filter(pc.invert(t["seed_task"])).select(["duplicate_of"])
 
 
 def _resolve(ref: Any) -> Any:
@@ -209,6 +220,7 @@ def run_dedup(records: Any, spec: WorkerSpec, step: Any, *, workers: int, partit
     P = max(1, int(partitions))
     feats = records.map_batches(FeatureWorker, fn_constructor_kwargs={"spec": spec}, **pool,
                                 batch_size=batch_size, batch_format="pyarrow").materialize()
+    _t("signatures", started)
     keep_cols = list(ph.KEEP_COLUMNS) + [ph.TASK]
     near_cols = [ph.WORDS, ph.BANDS] if step.near else []
     cols = keep_cols + ([ph.EXACT] if step.exact else []) + near_cols
@@ -222,6 +234,7 @@ def run_dedup(records: Any, spec: WorkerSpec, step: Any, *, workers: int, partit
     else:
         reps, dups = alive, None
     n_reps = reps.count()
+    _t("exact groups", started)
     edges: list[ph.Edges] = []
     nodes: list[ph.Block] = []
     figures: dict[str, int] = {}
@@ -232,6 +245,7 @@ def run_dedup(records: Any, spec: WorkerSpec, step: Any, *, workers: int, partit
                 .repartition(P, keys=["u"])
                 .map_batches(_unique_pairs, batch_size=None, batch_format="pyarrow")).materialize()
         figures["candidate_pairs"] = cand.count()
+        _t("band buckets", started)
         sigs = feats.select_columns([POS, ph.SIG, ph.TASK, *ph.KEEP_COLUMNS[1:]])
         joined = (cand.join(sigs, "inner", P, on=("u",), right_on=(POS,))
                   .join(sigs, "inner", P, on=("v",), right_on=(POS,), left_suffix="_u", right_suffix="_v"))
@@ -239,6 +253,7 @@ def run_dedup(records: Any, spec: WorkerSpec, step: Any, *, workers: int, partit
                                                                 "scoped": step.scope == "task"},
                                       batch_format="pyarrow")
         table = _gather(verified)
+        _t("verify", started)
         if table is not None and table.num_rows:
             b = to_block(table)
             pairs = np.stack([b["u"], b["v"]], axis=1)
@@ -268,15 +283,21 @@ def run_dedup(records: Any, spec: WorkerSpec, step: Any, *, workers: int, partit
     if dups is not None:
         decision_parts.append(dups.map_batches(_dup_decisions, fn_kwargs={"ref": verdict_ref},
                                                batch_format="pyarrow"))
+    _t("clusters", started)
     decisions = decision_parts[0].union(*decision_parts[1:]).materialize()
-    non_seed = decisions.filter(lambda r: not r["seed_task"])
-    figures["clusters"] = len(non_seed.unique("duplicate_of")) if non_seed.count() else 0
+    _t("decisions", started)
+    kept_of = _gather(decisions.map_batches(_cluster_keepers, batch_format="pyarrow"))
+    figures["clusters"] = len(set(kept_of["duplicate_of"].to_pylist())) if kept_of is not None else 0
     joined_records = records.join(decisions, "left_outer", P, on=(POS,))
     driver = StepStats(step.name, seconds=time.perf_counter() - started,
                        extra={"clusters_with_duplicates": figures["clusters"],
                               **({"near_candidate_pairs": figures["candidate_pairs"]}
                                  if "candidate_pairs" in figures else {})})
     return joined_records, driver
+
+
+def _t(phase: str, started: float) -> None:
+    logger.info("dedup on ray: %s done at %.1fs", phase, time.perf_counter() - started)
 
 
 def _rep_decisions(t: Any, ref: Any) -> Any:
