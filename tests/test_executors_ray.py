@@ -41,7 +41,9 @@ def _recipe(tmp: Path, n: int, shared: Path) -> Path:
     bench_q = json.loads(decontam.read_text().splitlines()[0])["question"]
     with rows.open("a") as fh:
         fh.write(json.dumps({"id": "bad-empty", "question": "What is it?", "answer": " "}) + "\n")
-        fh.write(json.dumps({"id": "bench-copy", "question": bench_q, "answer": bench_q}) + "\n")
+        fh.write(json.dumps({"id": "bench-copy", "question": bench_q,
+                             "answer": "The most likely answer follows from the history and the examination "
+                                       "findings described, together with the laboratory results given."}) + "\n")
         fh.write(json.dumps({"id": "phi", "question": "Can Mr. John Whitaker (555-201-3344) take ibuprofen daily?",
                              "answer": "Call Dr. Maria Hernandez at 555-201-3344 before taking ibuprofen every day "
                                        "for more than ten days, since it can harm the stomach and the kidneys."}) + "\n")
@@ -98,8 +100,11 @@ def test_local_and_ray_give_the_same_records_counts_and_quarantine(ray_cluster, 
     dedup = {s["stage"]: s for s in man_l["stages"]}["dedup"]
     assert dedup["dropped_by_reason"].get("duplicate_exact") and dedup["dropped_by_reason"].get("duplicate_near")
     assert {s["stage"]: s for s in man_l["stages"]}["decontaminate"]["dropped"] >= 1
-    # merged figures, not one worker's
-    assert man_r["counts"] == man_l["counts"] if "counts" in man_l else True
+    # the writers' merged figures, not one worker's (the sample record shown per task is the
+    # first one a writer saw, so it depends on the order the records arrive in)
+    counts_l, counts_r = dict(man_l["counts"]), dict(man_r["counts"])
+    assert set(counts_r.pop("samples")) == set(counts_l.pop("samples"))
+    assert counts_r == counts_l
     assert man_r["executor"]["name"] == "ray" and man_r["executor"]["workers"] == 2
     # the dataset folder is written the same way: sharded, in the hub layout
     shards = sorted(p.name for p in (tmp_path / "ray" / "data").glob("*.parquet"))

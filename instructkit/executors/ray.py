@@ -227,7 +227,7 @@ class RayExecutor:
             if at > 0:
                 t0 = time.perf_counter()
                 out = self._segment(ds, spec, refs[:at], "a", workers).materialize()
-                logger.info("ray: steps before dedup took %.1fs", time.perf_counter() - t0)
+                logger.debug("ray: steps before dedup took %.1fs", time.perf_counter() - t0)
                 snapshots += [r[STATS] for r in out.map_batches(stats_rows, batch_format="pyarrow").take_all()]
                 ds = out.map_batches(records_only, batch_format="pyarrow")
             dedup, tail = refs[at], refs[at + 1:]
@@ -238,14 +238,14 @@ class RayExecutor:
                 pool=actor_pool(workers, self._actor_cpus))
             t0 = time.perf_counter()
             ds = ds.materialize()  # the shuffles are done before the next actors take the CPUs
-            logger.info("ray: dedup join took %.1fs", time.perf_counter() - t0)
+            logger.debug("ray: dedup join took %.1fs", time.perf_counter() - t0)
         out = self._segment(ds, spec, tail, "b" if dedup else "a", workers, dedup)
         sink = ShardSink(str(writer.staging) if writer is not None else None,
                          writer.formats if writer is not None else [],
                          writer.shard_rows if writer is not None else 200_000)
         t0 = time.perf_counter()
         out.write_datasink(sink, ray_remote_args={"num_cpus": LIGHT_CPUS})
-        logger.info("ray: steps after dedup and writing took %.1fs", time.perf_counter() - t0)
+        logger.debug("ray: steps after dedup and writing took %.1fs", time.perf_counter() - t0)
         snapshots += sink.stats
         return sink.counts
 

@@ -297,7 +297,7 @@ def run_dedup(records: Any, spec: WorkerSpec, step: Any, *, workers: int, partit
 
 
 def _t(phase: str, started: float) -> None:
-    logger.info("dedup on ray: %s done at %.1fs", phase, time.perf_counter() - started)
+    logger.debug("dedup on ray: %s done at %.1fs", phase, time.perf_counter() - started)
 
 
 def _rep_decisions(t: Any, ref: Any) -> Any:

@@ -24,7 +24,6 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from instructkit._exceptions import BudgetExceeded
@@ -269,6 +268,3 @@ def merge_snapshots(snapshots: Iterable[Mapping[str, Any]]) -> tuple[dict[int, S
             usage.append(snap["llm_usage"])
     return merged, stopped, usage
 
-
-def spill_path(scratch: str | Path, n: int) -> Path:
-    return Path(scratch) / f"input-{n:06d}.parquet"
