@@ -114,7 +114,8 @@ def test_audit_in_two_processes_and_with_its_text_cache_counts_as_one_process(au
     from instructkit.steps.audit import AuditDetector
 
     names = ["Maria Lopez", "John Whitaker", "Ana Souza", "Peter Novak", "Li Wei", "Omar Haddad"]
-    texts = [f"Patient {names[i % 6]} was seen for follow-up number {i}. " * 6 + RAW for i in range(60)]
+    texts = [" ".join(f"Patient {names[(i + k) % 6]} was seen at follow-up visit {i}, part {k}." for k in range(10))
+             + " " + RAW for i in range(60)]
     texts += texts[:20] + ["No identifiers here at all, only a plain sentence about asthma."] * 5
     items = [(t, []) for t in texts]
     plain = [AuditDetector(names=True, cache_size=0).scan_many([it])[0] for it in items[:3]]

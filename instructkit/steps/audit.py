@@ -49,6 +49,32 @@ def default_limits() -> dict[str, int | None]:
     return {t: (0 if spec.get("structured") else None) for t, spec in _battery()["types"].items()}
 
 
+#: a sentence ends at . ! ? followed by space and a capital, digit or quote, or at a blank line
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s+(?=[A-Z0-9\"'(\[])|\n\s*\n")
+#: words after which a period does not end a sentence (titles before names, initials)
+_NO_SPLIT_AFTER = re.compile(r"(?:^|\s)(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sr|Jr|St|Rev|Hon|Gen|Capt|Lt|Col|Sgt|No|Nos|"
+                             r"Fig|vs|etc|approx|e\.g|i\.e|[A-Z])$")
+
+
+def ner_units(text: str) -> list[str]:
+    """``text`` cut into sentences for NER (not after a title or an initial); texts with no
+    letter give none."""
+    if not any(ch.isalpha() for ch in text):
+        return []
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        if m.group().startswith(".") and _NO_SPLIT_AFTER.search(text[max(0, m.start() - 12):m.start()]):
+            continue
+        piece = text[start:m.end()].strip()
+        if piece:
+            out.append(piece)
+        start = m.end()
+    tail = text[start:].strip()
+    if tail:
+        out.append(tail)
+    return [u for u in out if any(ch.isalpha() for ch in u)]
+
+
 class AuditDetector:
     """Finds suspects in text: {type: count}, skipping masks and exempt spans.
 
@@ -58,8 +84,10 @@ class AuditDetector:
     cache in memory, never on disk). spaCy runs only its NER component, over batches.
     """
 
-    #: texts up to this many characters are remembered (long texts rarely recur verbatim)
+    #: texts (and sentences) up to this many characters are remembered
     CACHE_TEXT_CHARS = 2000
+    #: sentences remembered per remembered text
+    UNIT_CACHE_FACTOR = 8
 
     def __init__(self, *, names: bool = True, ner_model: str | None = None,
                  batch_size: int = 64, cache_size: int = 8192, n_process: int = 1) -> None:
@@ -72,6 +100,7 @@ class AuditDetector:
         self.batch_size = max(1, int(batch_size))
         self.cache_size = max(0, int(cache_size))
         self._cache: OrderedDict[str, Counter[str]] = OrderedDict()
+        self._units: OrderedDict[str, int] = OrderedDict()
         self._nlp = None
         self._ner_model = ner_model
         #: NER processes: this one plus ``n_process - 1`` spawned workers (each loads the model
@@ -137,11 +166,33 @@ class AuditDetector:
                     c[typ] += n
             out.append(c)
         if self.names:
-            todo = [(i, t) for i, t in enumerate(texts) if any(ch.isalpha() for ch in t)]
-            for (i, _), n in zip(todo, self._person_counts([t for _, t in todo])):
+            for i, n in enumerate(self._names_per_text(texts)):
                 if n:
                     out[i]["NAME"] += n
         return out
+
+    def _names_per_text(self, texts: list[str]) -> list[int]:
+        """PERSON entities per text, found sentence by sentence: a name does not cross a
+        sentence end, and sentences recur far more than whole texts (boilerplate, answers
+        recombined, a record's texts), so each distinct sentence goes through spaCy once and
+        short ones are remembered (bounded LRU, in memory only)."""
+        units = [ner_units(t) for t in texts]
+        counts: dict[str, int] = {}
+        todo = []
+        for u in dict.fromkeys(u for us in units for u in us):
+            hit = self._units.get(u)
+            if hit is None:
+                todo.append(u)
+            else:
+                self._units.move_to_end(u)
+                counts[u] = hit
+        for u, n in zip(todo, self._person_counts(todo)):
+            counts[u] = n
+            if self.cache_size and len(u) <= self.CACHE_TEXT_CHARS:
+                self._units[u] = n
+                if len(self._units) > self.UNIT_CACHE_FACTOR * self.cache_size:
+                    self._units.popitem(last=False)
+        return [sum(counts[u] for u in us) for us in units]
 
     def _blank(self, text: str, exempt: list[list[int]]) -> str:
         """Masks and exempt spans become spaces (offsets kept, nothing left to match)."""
