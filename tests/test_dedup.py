@@ -302,3 +302,28 @@ def test_recipe_settings_match_the_schema():
     jsonschema.validate(good, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"near": 2}, schema)
+
+
+def test_spilled_records_are_replayed_without_being_kept_in_memory(tmp_path):
+    """The replay reads one record at a time: nothing (no pickle memo) keeps the records
+    already read alive, so a million records never sit in memory at once."""
+    import tracemalloc
+
+    from instructkit.steps.dedup.stage import RecordBuffer
+
+    buf = RecordBuffer(limit=100, directory=tmp_path)
+    recs = [{"id": f"r{i}", "output": f"answer {i} " * 200} for i in range(3000)]  # ~6 MB of text
+    for r in recs:
+        buf.append(r)
+    del recs
+    tracemalloc.start()
+    try:
+        it = iter(buf)
+        ids = [next(it)["id"] for _ in range(2999)]
+        held, _ = tracemalloc.get_traced_memory()
+        ids.append(next(it)["id"])
+    finally:
+        tracemalloc.stop()
+        buf.close()
+    assert ids == [f"r{i}" for i in range(3000)]
+    assert held < 1_000_000, held

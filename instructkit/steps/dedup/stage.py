@@ -84,9 +84,10 @@ class RecordBuffer:
             fd, self._path = tempfile.mkstemp(prefix="instructkit-dedup-", suffix=".pkl",
                                               dir=self.directory)
             self._fh = os.fdopen(fd, "w+b")
-            pickler = pickle.Pickler(self._fh, protocol=pickle.HIGHEST_PROTOCOL)
+            # one pickle per record, each with its own memo: a shared Pickler or Unpickler
+            # would keep every record alive through its memo (the whole dataset in memory)
             for rec in self._items:
-                pickler.dump(rec)
+                pickle.dump(rec, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
             self._items = []
         pickle.dump(record, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -96,9 +97,8 @@ class RecordBuffer:
             return
         self._fh.flush()
         self._fh.seek(0)
-        unpickler = pickle.Unpickler(self._fh)
         for _ in range(self.count):
-            yield unpickler.load()
+            yield pickle.load(self._fh)  # a fresh memo per record (see append)
 
     def close(self) -> None:
         self._items = []
