@@ -310,12 +310,15 @@ def decide_in_memory(step: "DedupStep", block: Block) -> tuple[dict[int, tuple[s
     if n == 0:
         figures["clusters"] = 0
         return decisions, figures
-    alive = take(block, np.flatnonzero(block[SEED_KIND] == ""))
+    # the copies below leave out the signatures (the largest column, read from ``block``
+    # by position): at 1M records each copy of them is 0.5 GB
+    light = {k: v for k, v in block.items() if k != SIG and (step.semantic or k != VEC)}
+    alive = take(light, np.flatnonzero(block[SEED_KIND] == ""))
     rep = exact_representatives(alive, step.keep) if step.exact else alive[POS]
     reps = take(alive, np.flatnonzero(rep == alive[POS]))
     edges: list[Edges] = []
     if step.near and len(reps[POS]) > 1:
-        members = take(reps, np.flatnonzero(reps[WORDS]))
+        members = take({k: reps[k] for k in (POS, WORDS, BANDS, EXACT) if k in reps}, np.flatnonzero(reps[WORDS]))
         rows = band_rows(members[POS], members[BANDS], members[EXACT] if step.exact else None)
         cand = bucket_pairs(rows["band"], rows["key"], rows[POS], rows["order"])
         figures["candidate_pairs"] = int(len(cand))
