@@ -34,7 +34,7 @@ from instructkit.recordbuilders.base import Builder
 from instructkit.context import RunContext
 from instructkit.records import Record, content_hash, make_record
 from instructkit.recordbuilders.rag.chunking import ChunkSettings
-from instructkit.recordbuilders.rag.documents import Document, iter_documents
+from instructkit.recordbuilders.rag.documents import Document, all_phi_free, document_location, iter_documents
 from instructkit.recordbuilders.rag.grounding import CitationChecker, GroundingResult
 from instructkit.recordbuilders.rag.index import Hit, RagIndex
 from instructkit.recordbuilders.rag.prompts import TASK_PROMPTS, RagPrompt, load_prompt
@@ -177,6 +177,8 @@ class RagBuilder(Builder):
 
     def _build_index(self) -> RagIndex:
         docs = iter_documents(self.document_specs, ctx=self.ctx)
+        if all_phi_free(self.document_specs) and hasattr(self.ctx, "phi_free_copies"):
+            self.ctx.phi_free_copies.add(self.source_name)
         emb = self.embedder
         key = content_hash(sorted(d.doc_id for d in docs), self.chunking.size,
                            self.chunking.overlap, emb.key if hasattr(emb, "key") else self.embedder_name,
@@ -387,7 +389,7 @@ class RagBuilder(Builder):
                     "license": " AND ".join(licenses) if licenses else "unknown",
                     "record_id": f"{item.key}:{item.task}",
                     "url": seed_chunk.url,
-                    "location": f"{doc.path or doc.url}@{seed_chunk.start}-{seed_chunk.end}" if doc else None,
+                    "location": document_location(doc, seed_chunk.start, seed_chunk.end) if doc else None,
                     "citation": _citation(doc) if doc else None},
             provenance=prov,
             context=context,

@@ -38,7 +38,8 @@ class AnonymizeStep(Step):
                  batch_records: int = 64, keep_states_and_countries: bool = True,
                  deny_terms: Iterable[str] = (), max_shift_days: int = 365,
                  hash_salt: str | None = None, canary: bool = True, canary_records: int = 2,
-                 skip_sources: Iterable[str] = (), name_model: str | None = None) -> None:
+                 skip_sources: Iterable[str] = (), copy_free_sources: Iterable[str] = (),
+                 name_model: str | None = None) -> None:
         super().__init__()
         if operator not in OPERATORS:
             raise ValueError(f"unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}")
@@ -55,6 +56,10 @@ class AnonymizeStep(Step):
         self.canary_records = max(1, int(canary_records))
         #: sources declared PHI-free (``phi: false``): their template records pass unchanged
         self.skip_sources = frozenset(skip_sources)
+        #: sources whose copied text is PHI-free: in records a model wrote from them, the
+        #: fields the schema marks ``x-source-copy`` (passages, citations) pass unchanged.
+        #: Kept as given: the run's set (``ctx.phi_free_copies``) fills as its builders load.
+        self.copy_free_sources = copy_free_sources if isinstance(copy_free_sources, set) else set(copy_free_sources)
         self._reset()
 
     def _reset(self) -> None:
@@ -87,7 +92,8 @@ class AnonymizeStep(Step):
                    batch_records=int(cfg["batch_records"]), max_shift_days=int(cfg["max_shift_days"]),
                    hash_salt=cfg["hash_salt"], canary=bool(canary["enabled"]),
                    canary_records=int(canary["records"]),
-                   skip_sources=getattr(ctx, "phi_free_sources", ()) or ())
+                   skip_sources=getattr(ctx, "phi_free_sources", ()) or (),
+                   copy_free_sources=getattr(ctx, "phi_free_copies", set()))
 
     # -- the stream --------------------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Iterator[Record]:
@@ -129,6 +135,10 @@ class AnonymizeStep(Step):
         return (bool(self.skip_sources) and rec.get("method") == "template"
                 and (rec.get("source") or {}).get("name") in self.skip_sources)
 
+    def _copies_phi_free(self, rec: Record) -> bool:
+        name = (rec.get("source") or {}).get("name")
+        return name in self.skip_sources or name in self.copy_free_sources
+
     def anonymize_records(self, records: list[Record]) -> list[Record | Exception]:
         """Anonymized copies of ``records`` (an exception in place of a record that failed).
 
@@ -148,7 +158,7 @@ class AnonymizeStep(Step):
 
         for rec in records:
             try:
-                plan = _texts_of(rec)
+                plan = _texts_of(rec, skip_source_copies=self._copies_phi_free(rec))
             except Exception as exc:  # noqa: BLE001 - a bad record is quarantined, not fatal
                 plans.append(exc)
                 continue
@@ -294,7 +304,7 @@ class AnonymizeStep(Step):
         return "\n".join(lines) + "\n"
 
 
-def _texts_of(rec: Record) -> list[tuple[tuple, str]]:
+def _texts_of(rec: Record, *, skip_source_copies: bool = False) -> list[tuple[tuple, str]]:
     """(path, text) of every text of a record the stage anonymizes (from the record schema),
     except chat messages made from the record's own fields: those are rebuilt from the
     anonymized fields instead."""
@@ -304,7 +314,7 @@ def _texts_of(rec: Record) -> list[tuple[tuple, str]]:
         if rec.get(key) is not None and not isinstance(rec.get(key), str):
             raise TypeError(f"field '{key}' is not a string")
     made = {user_turn(rec), rec.get("output")} if isinstance(rec.get("instruction"), str) else set()
-    return [(path, text) for path, text in text_fields(rec)
+    return [(path, text) for path, text in text_fields(rec, skip_source_copies=skip_source_copies)
             if not (path[0] == "messages" and path[-1] == "content" and text in made)]
 
 
