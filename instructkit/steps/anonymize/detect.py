@@ -583,6 +583,7 @@ class PhiDetector:
             if doc is not None and doc.has_annotation("ENT_IOB") else []
         found: list[Finding] = []
         markers: set[str] | None = None  # letters of a lettered list, found when needed
+        acronyms = _defined_acronyms(text) if "(" in text else frozenset()
         for r in raw:
             typ = self.type_of.get(r.entity_type, r.entity_type)
             if typ not in self.entities:
@@ -616,6 +617,9 @@ class PhiDetector:
                 continue
             if typ in _SHAPE_CHECKED and public_value(text, start, end, typ):
                 continue  # an agency's URL, a toll-free number, a population's age bound
+            if typ == "NAME" and name != "name_title" and (
+                    self._term_not_name(text[start:end], acronyms) or _cited_or_counted(text, start, end)):
+                continue  # "Multisystem LCH", "Raloxifene is", "(Weathers, 2010)", "Fatalists (19%)"
             # an existing mask is already redacted: keep only what lies outside it
             for start, end in _outside(start, end, masked):
                 start, end = _trim(text, start, end)
@@ -671,6 +675,17 @@ class PhiDetector:
             if len(w) <= 2 or (self._common_not_name(w) and _SENTENCE_START.search(text, 0, s)):
                 return False
         return True
+
+    def _term_not_name(self, span: str, acronyms: frozenset[str]) -> bool:
+        """A name-like span that is a term: it holds an acronym the text defines from common
+        words ("Langerhans cell histiocytosis (LCH)"), or each of its words has a medical
+        shape ("Chemoradiation", "Raloxifene") and is in no given-name or surname list."""
+        words = [w.strip(".,;:'\u2019()") for w in span.split()]
+        if any(w in acronyms for w in words):
+            return True
+        return bool(words) and all(
+            w and self.medical_word.match(w) and w.lower() not in self.names.given
+            and w.lower() not in self.names.surnames for w in words)
 
     def _common_not_name(self, word: str) -> bool:
         w = word.strip(".,;:'\u2019()")
@@ -930,6 +945,47 @@ _MARKER_PLACE = re.compile(r"(?:^|[\n.!?:;)]|[ \t]{2,}|\b(?:is|answer|option|cho
 
 
 _MARKER_BEFORE = re.compile(r"(?<![\w.])\(?([A-Ja-j])[.)][ \t]+$")
+
+
+#: a share right after a word: a group's label ("Fatalists (19%)"), no person's
+_SHARE_AFTER = re.compile(r"[ \t]*\([ \t]*(?:n[ \t]*=[ \t]*\d+[,;][ \t]*)?\d+(?:\.\d+)?[ \t]*%")
+#: the rest of an author-year citation ("Litz, Herman, Huska,& Keane, 1993)", "et al., 2010;")
+_CITATION_AFTER = re.compile(r"(?:[ \t]*(?:,|&|\band\b)[ \t]*(?:&[ \t]*)?[A-Z][\w'\u2019-]+)*"
+                             r"(?:[ \t]+et[ \t]+al\.?)?,?[ \t]*(?:19|20)\d\d[a-z]?[ \t]*[;)]")
+
+
+def _cited_or_counted(text: str, start: int, end: int) -> bool:
+    """A name-like span that is a cited author inside a parenthetical author-year citation
+    ("(PCL; Weathers, 2010; Weathers, Litz, Herman, Huska,& Keane, 1993)") or a group
+    labelled with its share ("Fatalists (19%)")."""
+    if _SHARE_AFTER.match(text, end):
+        return True
+    if not _CITATION_AFTER.match(text, end):
+        return False
+    before = text[max(0, start - 200):start]
+    return before.rfind("(") > before.rfind(")")
+
+
+_ACRONYM_DEF = re.compile(r"((?:[^\W\d_][\w'\u2019-]*[ \t]+){1,10})\(([A-Z][A-Za-z]{1,7})[s]?\)")
+_ACRONYM_GLUE = frozenset({"of", "and", "the", "in", "for", "to", "with", "on", "&"})
+
+
+def _defined_acronyms(text: str) -> frozenset[str]:
+    """Acronyms the text defines from words with at least one in lower case: "Langerhans cell
+    histiocytosis (LCH)", "acute lymphoblastic leukemia (ALL)". A person's initials come after
+    capitalised words only ("John Smith (JS)"), so they are not taken."""
+    out = set()
+    for m in _ACRONYM_DEF.finditer(text):
+        letters = [c.lower() for c in m.group(2) if c.isupper()]
+        if len(letters) < 2:
+            continue
+        words = [w for w in re.split(r"[ \t-]+", m.group(1).strip()) if w]
+        content = [w for w in words if w.lower() not in _ACRONYM_GLUE]
+        tail = content[-len(letters):]
+        if len(tail) == len(letters) and all(w[0].lower() == c for w, c in zip(tail, letters)) \
+                and any(w[0].islower() for w in tail):
+            out.add(m.group(2))
+    return frozenset(out)
 
 
 def _listed_with(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> bool:
