@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from instructkit._exceptions import SourceError
-from instructkit.records import Record, path_label, text_fields
+from instructkit.records import Record, path_label, recipe_texts, text_fields
 from instructkit.steps.base import Step
 
 logger = logging.getLogger("instructkit")
@@ -115,31 +115,36 @@ def _texts(rec: Record) -> list[tuple[str, str]]:
 
 @dataclass
 class PhiFreeScope:
-    """What a run declared free of PHI: ``sources`` (``phi: false``) and ``copies`` (LLM
-    builders whose every document is ``phi: false``). Sets, not copies: a run's sets fill as
-    its builders load."""
+    """What a run declared free of PHI: ``sources`` (``phi: false``), ``copies`` (LLM
+    builders whose every document is ``phi: false``) and ``recipe`` (the url and citation the
+    recipe declares for its sources: recipe text, which the anonymizer leaves too). Sets, not
+    copies: a run's sets fill as its builders load."""
 
     sources: Any = field(default_factory=set)
     copies: Any = field(default_factory=set)
+    recipe: frozenset[str] = frozenset()
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any]) -> "PhiFreeScope":
         declared = manifest.get("phi_free") or {}
-        return cls(set(declared.get("sources") or ()), set(declared.get("copies") or ()))
+        return cls(set(declared.get("sources") or ()), set(declared.get("copies") or ()),
+                   recipe_texts(manifest.get("sources") or ()))
 
     def as_dict(self) -> dict[str, list[str]]:
         return {"sources": sorted(self.sources), "copies": sorted(self.copies)}
 
     def split(self, rec: Record) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(texts held to the limits, texts of declared PHI-free origin) of a record."""
+        every = [(path_label(p), t) for p, t in text_fields(rec, recipe_texts=self.recipe)]
         name = (rec.get("source") or {}).get("name")
         if name in self.sources and rec.get("method") == "template":
-            return [], _texts(rec)
+            return [], every
         if name in self.sources or name in self.copies:
-            limited = [(path_label(p), t) for p, t in text_fields(rec, skip_source_copies=True)]
+            limited = [(path_label(p), t) for p, t in
+                       text_fields(rec, skip_source_copies=True, recipe_texts=self.recipe)]
             held = {label for label, _ in limited}
-            return limited, [(label, t) for label, t in _texts(rec) if label not in held]
-        return _texts(rec), []
+            return limited, [(label, t) for label, t in every if label not in held]
+        return every, []
 
 
 class AuditReport:
@@ -264,7 +269,8 @@ class AuditStep(Step):
                    drop_suspects=bool(config.get("drop_suspects", False)),
                    max_record_ids=int(config.get("max_record_ids", 50)), detector=detector,
                    phi_free=PhiFreeScope(getattr(ctx, "phi_free_sources", set()),
-                                         getattr(ctx, "phi_free_copies", set())))
+                                         getattr(ctx, "phi_free_copies", set()),
+                                         recipe_texts((getattr(ctx, "recipe", None) or {}).get("sources") or ())))
 
     def reset(self) -> None:
         self.report = AuditReport(self.limits, self.max_record_ids, self.names)

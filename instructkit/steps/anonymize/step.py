@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from instructkit.records import Record, path_label, set_path, text_fields, user_turn
+from instructkit.records import Record, path_label, recipe_texts as declared_recipe_texts, set_path, text_fields, user_turn
 from instructkit.steps.base import Step
 from instructkit.steps.anonymize.detect import PHI_TYPES, Finding, PhiDetector
 from instructkit.steps.anonymize.operators import OPERATORS, apply_findings, make_operator
@@ -39,7 +39,7 @@ class AnonymizeStep(Step):
                  deny_terms: Iterable[str] = (), max_shift_days: int = 365,
                  hash_salt: str | None = None, canary: bool = True, canary_records: int = 2,
                  skip_sources: Iterable[str] = (), copy_free_sources: Iterable[str] = (),
-                 name_model: str | None = None) -> None:
+                 recipe_texts: Iterable[str] = (), name_model: str | None = None) -> None:
         super().__init__()
         if operator not in OPERATORS:
             raise ValueError(f"unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}")
@@ -60,6 +60,8 @@ class AnonymizeStep(Step):
         #: fields the schema marks ``x-source-copy`` (passages, citations) pass unchanged.
         #: Kept as given: the run's set (``ctx.phi_free_copies``) fills as its builders load.
         self.copy_free_sources = copy_free_sources if isinstance(copy_free_sources, set) else set(copy_free_sources)
+        #: a source's url and citation as the recipe declares them: recipe text, not source data
+        self.recipe_texts = frozenset(recipe_texts)
         self._reset()
 
     def _reset(self) -> None:
@@ -93,7 +95,8 @@ class AnonymizeStep(Step):
                    hash_salt=cfg["hash_salt"], canary=bool(canary["enabled"]),
                    canary_records=int(canary["records"]),
                    skip_sources=getattr(ctx, "phi_free_sources", ()) or (),
-                   copy_free_sources=getattr(ctx, "phi_free_copies", set()))
+                   copy_free_sources=getattr(ctx, "phi_free_copies", set()),
+                   recipe_texts=declared_recipe_texts((getattr(ctx, "recipe", None) or {}).get("sources") or ()))
 
     # -- the stream --------------------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Iterator[Record]:
@@ -159,7 +162,8 @@ class AnonymizeStep(Step):
 
         for rec in records:
             try:
-                plan = _texts_of(rec, skip_source_copies=self._copies_phi_free(rec))
+                plan = _texts_of(rec, skip_source_copies=self._copies_phi_free(rec),
+                                 recipe_texts=self.recipe_texts)
             except Exception as exc:  # noqa: BLE001 - a bad record is quarantined, not fatal
                 plans.append(exc)
                 scopes.append("")
@@ -310,7 +314,8 @@ class AnonymizeStep(Step):
         return "\n".join(lines) + "\n"
 
 
-def _texts_of(rec: Record, *, skip_source_copies: bool = False) -> list[tuple[tuple, str]]:
+def _texts_of(rec: Record, *, skip_source_copies: bool = False,
+              recipe_texts: frozenset[str] = frozenset()) -> list[tuple[tuple, str]]:
     """(path, text) of every text of a record the stage anonymizes (from the record schema),
     except chat messages made from the record's own fields: those are rebuilt from the
     anonymized fields instead."""
@@ -320,7 +325,8 @@ def _texts_of(rec: Record, *, skip_source_copies: bool = False) -> list[tuple[tu
         if rec.get(key) is not None and not isinstance(rec.get(key), str):
             raise TypeError(f"field '{key}' is not a string")
     made = {user_turn(rec), rec.get("output")} if isinstance(rec.get("instruction"), str) else set()
-    return [(path, text) for path, text in text_fields(rec, skip_source_copies=skip_source_copies)
+    return [(path, text) for path, text in text_fields(rec, skip_source_copies=skip_source_copies,
+                                                       recipe_texts=recipe_texts)
             if not (path[0] == "messages" and path[-1] == "content" and text in made)]
 
 
