@@ -18,21 +18,14 @@ def progress_iter(items: Iterable[T], description: str, *, total: int | None = N
     if quiet or not sys.stderr.isatty():
         yield from items
         return
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                               TextColumn, TimeElapsedColumn)
-
-    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(description, total=total)
+    with progress_counter(description, total=total, quiet=quiet) as advance:
         for item in items:
             yield item
-            progress.advance(task)
+            advance(1)
 
 
 @contextmanager
-def progress_counter(description: str, *, total: int, quiet: bool = False) -> Iterator[Callable[[int], None]]:
+def progress_counter(description: str, *, total: int | None, quiet: bool = False) -> Iterator[Callable[[int], None]]:
     """A rich progress bar driven by ``advance(n)`` calls (for work done in uneven batches)."""
     if quiet or not sys.stderr.isatty():
         yield lambda n: None

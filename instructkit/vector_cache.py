@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import sqlite3
 import threading
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from instructkit._sqlite import open_private_db
 
 logger = logging.getLogger("instructkit")
 
@@ -40,20 +41,10 @@ class VectorCache:
     def __init__(self, path: str | Path, dim: int) -> None:
         self.path = Path(path)
         self.dim = int(dim)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
-                                   isolation_level=None)
-        if new:
-            try:  # vectors say something about the text they came from: owner-only
-                os.chmod(self.path, 0o600)
-            except OSError:  # pragma: no cover - e.g. some network filesystems
-                pass
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL) "
-                         "WITHOUT ROWID")
+        # vectors say something about the text they came from: owner-only (open_private_db)
+        self._db = open_private_db(self.path, "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, "
+                                   "vec BLOB NOT NULL) WITHOUT ROWID")
         self.hits = self.misses = 0
 
     @classmethod

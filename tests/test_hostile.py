@@ -181,7 +181,7 @@ def test_enormous_text_is_quarantined_and_the_build_goes_on(workdir):
 def test_kill_9_leaves_the_previous_dataset_and_a_rerun_gives_the_same_ids(workdir):
     rows = workdir / "many.jsonl"
     with rows.open("w", encoding="utf-8") as fh:
-        for i in range(30_000):
+        for i in range(8_000):
             fh.write(json.dumps({"question": f"What is finding {i} on a chest film and what follows?",
                                  "answer": f"Finding {i} is an example; it is followed up with a repeat "
                                            f"film in {i % 12 + 1} weeks."}) + "\n")
@@ -220,7 +220,7 @@ def test_two_builds_into_one_folder_never_mix(workdir):
     rows = workdir / "many.jsonl"
     rows.write_text("".join(json.dumps({"question": f"What is item {i} about today?",
                                         "answer": f"Item {i} is about testing concurrent builds."}) + "\n"
-                            for i in range(20_000)), encoding="utf-8")
+                            for i in range(6_000)), encoding="utf-8")
     _write(workdir / "a.yaml", _recipe(name="a", sources=[{"name": "q", "type": "jsonl", "path": "many.jsonl",
                                                            "license": "MIT", "phi": False}]))
     _write(workdir / "b.yaml", _recipe(name="b"))

@@ -82,7 +82,10 @@ def row_to_record(row: Mapping[str, Any]) -> Record:
     for k in JSON_COLUMNS:
         v = row.get(k)
         if isinstance(v, str):
-            rec[k] = json.loads(v)
+            try:
+                rec[k] = json.loads(v)
+            except json.JSONDecodeError:  # a hand-edited row: shown as it is, never a crash
+                rec[k] = v
         elif v is not None:  # rows made from record dicts (an in-memory Dataset)
             rec[k] = v
     return rec

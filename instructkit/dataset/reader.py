@@ -67,7 +67,8 @@ class DatasetFolder:
         import pyarrow.parquet as pq
 
         for f in self.data_files:
-            pf = pq.ParquetFile(f)
+            # pre_buffer keeps every column chunk read so far in memory until the file is done
+            pf = pq.ParquetFile(f, pre_buffer=False)
             cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
             yield from pf.iter_batches(batch_size=batch_size, columns=cols)
 
@@ -76,26 +77,45 @@ class DatasetFolder:
             for row in batch.to_pylist():
                 yield row_to_record(row)
 
-    def records_by_id(self, ids: Iterable[str]) -> dict[str, Record]:
-        """The records with these ids. Reads the id column one row group at a time and whole
-        rows only where one matches, stopping when all are found (example records are the
-        first of their task, so this ends early)."""
+    def records_at(self, rows: Iterable[int]) -> list[Record]:
+        """The records at global row numbers ``rows`` (in order), reading only the row groups
+        that hold them."""
         import pyarrow.parquet as pq
 
-        wanted = set(ids)
-        found: dict[str, Record] = {}
+        wanted = sorted(set(rows))
+        out: list[Record] = []
+        base, i = 0, 0
         for f in self.data_files:
-            pf = pq.ParquetFile(f)
-            for g in range(pf.num_row_groups):
-                if len(found) == len(wanted):
-                    return found
-                id_col = pf.read_row_group(g, columns=["id"]).column("id").to_pylist()
-                if not wanted.intersection(id_col):
-                    continue
-                for row in pf.read_row_group(g).to_pylist():
-                    if row["id"] in wanted:
-                        found[row["id"]] = row_to_record(row)
-        return found
+            pf = pq.ParquetFile(f, pre_buffer=False)
+            for rg in range(pf.num_row_groups):
+                n = pf.metadata.row_group(rg).num_rows
+                local = []
+                while i < len(wanted) and wanted[i] < base + n:
+                    local.append(wanted[i] - base)
+                    i += 1
+                if local:
+                    out += [row_to_record(r) for r in pf.read_row_group(rg).take(local).to_pylist()]
+                base += n
+                if i >= len(wanted):
+                    return out
+        return out
+
+    def records_by_id(self, ids: Iterable[str]) -> dict[str, Record]:
+        """The records with these ids: reads the id column, then only the row groups that
+        hold a match."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        value_set = pa.array(wanted, pa.string())
+        rows, base = [], 0
+        for batch in self.iter_batches(columns=["id"], batch_size=16_384):
+            hit = pc.indices_nonzero(pc.is_in(batch.column("id"), value_set=value_set))
+            rows += [base + j for j in hit.to_pylist()]
+            base += batch.num_rows
+        return {r["id"]: r for r in self.records_at(rows)}
 
     def __len__(self) -> int:
         import pyarrow.parquet as pq

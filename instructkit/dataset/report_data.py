@@ -34,7 +34,6 @@ from instructkit.dataset.card import _license_of
 from instructkit.dataset.counts import DatasetCounts
 from instructkit.dataset.report_samples import (
     BATCH_ROWS,
-    data_files,
     dedup_clusters,
     iter_quarantine,
     quarantine_index,
@@ -216,41 +215,40 @@ def _slim_batches(folder: Path, lengths: bool = True) -> Iterator[tuple[Any, Any
 
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+
+    from instructkit.dataset.reader import DatasetFolder
 
     row = 0
+    wanted = ["task", "method", "source", "provenance", *(LENGTH_FIELDS if lengths else ())]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for f in data_files(folder):
-            # pre_buffer keeps every column chunk read so far in memory until the file is done
-            pf = pq.ParquetFile(f, pre_buffer=False)
-            names = set(pf.schema_arrow.names)
-            wanted = ("task", "method", "source", "provenance", *(LENGTH_FIELDS if lengths else ()))
-            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[c for c in wanted if c in names]):
-                n = batch.num_rows
+        # one pass over the folder's shards, narrow columns only
+        for batch in DatasetFolder(folder, require_complete=False).iter_batches(wanted, BATCH_ROWS):
+            n = batch.num_rows
+            names = set(batch.schema.names)
 
-                def col(name: str, default: str) -> Any:
-                    return pc.fill_null(batch.column(name), default) if name in names else pa.array([default] * n)
+            def col(name: str, default: str) -> Any:
+                return pc.fill_null(batch.column(name), default) if name in names else pa.array([default] * n)
 
-                tokens = {fld: pool.submit(token_counts, batch.column(fld))
-                          for fld in (LENGTH_FIELDS if lengths else ()) if fld in names}
-                src = batch.column("source") if "source" in names else None
-                out = {
-                    "row": pa.array(range(row, row + n), pa.int64()),
-                    "task": col("task", "?"), "method": col("method", "?"),
-                    "source": pc.fill_null(pc.struct_field(src, "name"), "?") if src is not None else pa.array(["?"] * n),
-                    "license": pc.fill_null(pc.struct_field(src, "license"), "unknown") if src is not None
-                    else pa.array(["unknown"] * n),
-                }
-                prov_col = batch.column("provenance") if "provenance" in names else None
-                prov = (_provenance_table(prov_col) if prov_col is not None
-                        else pa.table({k: pa.nulls(n, pa.string()) for k in PROVENANCE_FIELDS}))
-                for k in PROVENANCE_FIELDS:
-                    out[f"prov_{k}"] = prov.column(k).combine_chunks()
-                if lengths:
-                    for fld in LENGTH_FIELDS:
-                        out[f"tok_{fld}"] = tokens[fld].result() if fld in tokens else pa.array([0] * n, pa.int32())
-                yield pa.RecordBatch.from_pydict(out), prov_col
-                row += n
+            tokens = {fld: pool.submit(token_counts, batch.column(fld))
+                      for fld in (LENGTH_FIELDS if lengths else ()) if fld in names}
+            src = batch.column("source") if "source" in names else None
+            out = {
+                "row": pa.array(range(row, row + n), pa.int64()),
+                "task": col("task", "?"), "method": col("method", "?"),
+                "source": pc.fill_null(pc.struct_field(src, "name"), "?") if src is not None else pa.array(["?"] * n),
+                "license": pc.fill_null(pc.struct_field(src, "license"), "unknown") if src is not None
+                else pa.array(["unknown"] * n),
+            }
+            prov_col = batch.column("provenance") if "provenance" in names else None
+            prov = (_provenance_table(prov_col) if prov_col is not None
+                    else pa.table({k: pa.nulls(n, pa.string()) for k in PROVENANCE_FIELDS}))
+            for k in PROVENANCE_FIELDS:
+                out[f"prov_{k}"] = prov.column(k).combine_chunks()
+            if lengths:
+                for fld in LENGTH_FIELDS:
+                    out[f"tok_{fld}"] = tokens[fld].result() if fld in tokens else pa.array([0] * n, pa.int32())
+            yield pa.RecordBatch.from_pydict(out), prov_col
+            row += n
 
 
 def _counts(table: Any, keys: Sequence[str]) -> dict[Any, int]:

@@ -21,7 +21,9 @@ BATCH_ROWS = 16_384
 
 
 def data_files(folder: Path) -> list[Path]:
-    return sorted((folder / "data").rglob("*.parquet")) if (folder / "data").is_dir() else []
+    from instructkit.dataset.reader import DatasetFolder
+
+    return DatasetFolder(folder, require_complete=False).data_files
 
 
 def _share(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
@@ -67,56 +69,16 @@ def sample_rows(table: Any, budget: int) -> list[int]:
 
 def read_rows(folder: Path, rows: Sequence[int]) -> list[dict[str, Any]]:
     """The records at global row numbers ``rows``, reading only the row groups that hold them."""
-    import pyarrow.parquet as pq
+    from instructkit.dataset.reader import DatasetFolder
 
-    wanted = sorted(set(rows))
-    out: list[dict[str, Any]] = []
-    base, i = 0, 0
-    for f in data_files(folder):
-        pf = pq.ParquetFile(f, pre_buffer=False)
-        for rg in range(pf.num_row_groups):
-            n = pf.metadata.row_group(rg).num_rows
-            local = []
-            while i < len(wanted) and wanted[i] < base + n:
-                local.append(wanted[i] - base)
-                i += 1
-            if local:
-                out += [_record(r) for r in pf.read_row_group(rg).take(local).to_pylist()]
-            base += n
-            if i >= len(wanted):
-                return out
-    return out
-
-
-def _record(row: dict[str, Any]) -> dict[str, Any]:
-    rec = dict(row)
-    rec["source"] = {k: v for k, v in (row.get("source") or {}).items() if v is not None}
-    for k in ("provenance", "meta", "context"):
-        v = row.get(k)
-        if isinstance(v, str):
-            try:
-                rec[k] = json.loads(v)
-            except json.JSONDecodeError:
-                rec[k] = v
-    return rec
+    return DatasetFolder(folder, require_complete=False).records_at(rows)
 
 
 def rows_of_ids(folder: Path, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Records by id (reads the id column, then only the row groups holding the matches)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    from instructkit.dataset.reader import DatasetFolder
 
-    if not ids:
-        return {}
-    value_set = pa.array(sorted(set(ids)), pa.string())
-    rows, base = [], 0
-    for f in data_files(folder):
-        for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS, columns=["id"]):
-            hit = pc.indices_nonzero(pc.is_in(batch.column("id"), value_set=value_set))
-            rows += [base + j for j in hit.to_pylist()]
-            base += batch.num_rows
-    return {r["id"]: r for r in read_rows(folder, rows)}
+    return DatasetFolder(folder, require_complete=False).records_by_id(ids)
 
 
 # -- the quarantine ----------------------------------------------------------------------------

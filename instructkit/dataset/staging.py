@@ -23,7 +23,7 @@ import socket
 import time
 from pathlib import Path
 
-from instructkit._exceptions import InstructkitError, OutputError
+from instructkit._exceptions import OutputError
 
 logger = logging.getLogger("instructkit")
 
@@ -180,6 +180,3 @@ class StagedFolder:
             if not _pid_alive(pid):
                 shutil.rmtree(p, ignore_errors=True)
 
-
-def raise_as_output_error(exc: OSError, out: Path) -> InstructkitError:
-    return OutputError(f"--out {out}: cannot write ({exc.strerror or type(exc).__name__})")

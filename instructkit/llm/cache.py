@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
 from instructkit._exceptions import LLMError
+from instructkit._sqlite import open_private_db
 from instructkit.records import content_hash
 
 logger = logging.getLogger("instructkit")
@@ -52,21 +52,10 @@ class ResponseCache:
         self.path = self.folder / "llm-responses.sqlite3"
         self._lock = threading.Lock()
         self._warned = False
-        new = not self.path.exists()
-        try:
-            self._db = sqlite3.connect(str(self.path), timeout=LOCK_TIMEOUT, check_same_thread=False,
-                                       isolation_level=None)
-            if new:
-                # model answers may echo what they were shown: owner-only
-                try:
-                    os.chmod(self.path, 0o600)
-                except OSError:  # pragma: no cover - e.g. some network filesystems
-                    pass
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL survives a killed process (not necessarily a power cut), and is fast
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS responses ("
-                             "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+        try:  # model answers may echo what they were shown: owner-only (open_private_db)
+            self._db = open_private_db(self.path, "CREATE TABLE IF NOT EXISTS responses ("
+                                       "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)",
+                                       timeout=LOCK_TIMEOUT)
         except sqlite3.Error as exc:
             raise LLMError(f"the response cache {self.path} cannot be used ({_why(exc)}); wait for "
                            "the other process, point llm.cache_dir or INSTRUCTKIT_CACHE_DIR "

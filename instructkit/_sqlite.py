@@ -1,0 +1,29 @@
+"""One way to open the on-disk caches (model responses, embedding vectors): SQLite in WAL
+mode, owner-only, answers committed as they arrive (a killed run loses only what was in
+flight)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+__all__ = ["open_private_db"]
+
+
+def open_private_db(path: Path, create_sql: str, timeout: float = 30.0) -> sqlite3.Connection:
+    """Connect to ``path`` (created mode 0600: what it holds says something about the text it
+    came from), in WAL mode, and run ``create_sql``. Raises ``sqlite3.Error``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    db = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
+    if new:
+        try:
+            os.chmod(path, 0o600)
+        except OSError:  # pragma: no cover - e.g. some network filesystems
+            pass
+    db.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL survives a killed process (not necessarily a power cut), and is fast
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(create_sql)
+    return db
