@@ -364,7 +364,10 @@ def test_default_two_stage_retrieval_indexes_static_and_reranks_with_the_run_emb
     assert (meta["mode"], meta["backend"], meta["reranker_backend"], meta["candidates"]) == \
         ("two_stage", "static", embedder.backend, 5)
     summary = b.summary()
-    assert summary["retrieval"] == "two_stage" and 0 < summary["rerank_chunks_embedded"] <= 5
+    # at most the 5 candidates needed MiniLM vectors: embedded now, or reused from the
+    # session's vector cache when an earlier test already embedded the same chunk texts
+    assert summary["retrieval"] == "two_stage"
+    assert 0 < summary["rerank_chunks_embedded"] + summary["rerank_chunks_reused"] <= 5
     # the run names both embedders (the manifest lists every shared one)
     assert {e.backend for k, e in ctx._shared.items() if k.startswith("embedder")} == {"static", embedder.backend}
     ctx.close()

@@ -100,6 +100,7 @@ def search_command(
     snippet: int = typer.Option(200, "--snippet", help="Characters of each passage to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
     retrieval: Optional[str] = typer.Option(None, "--retrieval", help="two_stage, hybrid (BM25 + dense, fused) or dense; default: the index's own. two_stage needs an index built for it."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", min=1, max=200, help="two_stage: first-stage candidates re-ranked by MiniLM (default: the rag builder's rerank_candidates)."),
 ) -> None:
     """Show the top-k passages for QUERY: rank, score, document title and URL, section, snippet."""
     from instructkit.embeddings import load_embedder
@@ -121,7 +122,8 @@ def search_command(
         reranker = load_embedder(meta["model"], backend=meta.get("reranker_backend", "auto"))
         # chunk vectors of the re-ranker, kept by content hash: the next search reuses them
         cache = VectorCache.for_embedder(reranker)
-    index = RagIndex.open(index_dir, embedder, retrieval=retrieval, reranker=reranker, rerank_cache=cache)
+    index = RagIndex.open(index_dir, embedder, retrieval=retrieval, reranker=reranker, rerank_cache=cache,
+                          candidates=candidates)
     try:
         hits = index.search_many([query], k)[0]
     finally:
