@@ -414,7 +414,14 @@ def test_index_command_defaults_to_two_stage_on_static_vectors(sample_guidelines
     res = runner.invoke(app, ["search", str(out), "when to refer high blood pressure the same day", "-k", "2",
                               "--json"])
     assert res.exit_code == 0, res.output
-    assert "Urgent referral" in res.output.splitlines()[0]
+    # JSON lines only: a first search may log the one-time export of the re-ranker
+    hits = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
+    assert len(hits) == 2 and "Urgent referral" in hits[0]["section"]
+    res = runner.invoke(app, ["search", str(out), "when to refer high blood pressure the same day", "-k", "2",
+                              "--json", "--candidates", "3"])
+    assert res.exit_code == 0 and sum(line.startswith("{") for line in res.output.splitlines()) == 2, res.output
+    res = runner.invoke(app, ["search", str(out), "x", "--candidates", "0"])
+    assert res.exit_code == 2
     # switching the index to hybrid re-embeds every chunk with MiniLM
     res = runner.invoke(app, ["index", str(sample_guidelines), "--out", str(out), "--chunk-size", "400",
                               "--retrieval", "hybrid"])
