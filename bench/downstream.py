@@ -161,10 +161,11 @@ def build_all(names: set[str], train_csv: Path, test_csv: Path, work: Path, limi
         if name not in names:
             continue
         t = time.perf_counter()
-        res = build(recipe, work / "data" / name, limit=limit, quiet=True)
+        # the recipes read the split this bench wrote into its work folder, and the shared data
+        res = build(recipe, work / "data" / name, limit=limit, quiet=True, allow_paths=[work, SHARED])
         secs = time.perf_counter() - t
         dec = next((s for s in res.manifest["stages"] if s["stage"] == "decontaminate"), {})
-        removed = (dec.get("extra") or {}).get("benchmarks", {}).get("iu_xray_test_reports", {}).get("removed")
+        removed = (dec.get("extra") or {}).get("removed_by_benchmark", {}).get("iu_xray_test_reports", {}).get("removed")
         out[name] = {"dir": res.out_dir, "records": res.records, "seconds": secs,
                      "decontaminated": removed, "tasks": res.manifest["counts"]["task"],
                      "export_order": res.manifest.get("export_order")}

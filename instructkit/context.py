@@ -36,6 +36,9 @@ class RunContext:
     allowed_paths: list[Path] = field(default_factory=list)
     #: names of sources the recipe declares free of PHI (``phi: false``)
     phi_free_sources: set[str] = field(default_factory=set)
+    #: names (``source.name`` of records) of LLM builders whose every document is declared
+    #: ``phi: false``: their records' fields marked ``x-source-copy`` are not anonymized
+    phi_free_copies: set[str] = field(default_factory=set)
     #: executor settings from the command line (override the recipe's ``execution:``)
     execution: dict[str, Any] = field(default_factory=dict)
     #: facts a step or builder wants in the manifest (e.g. ``send_phi``), keyed by topic

@@ -21,8 +21,10 @@ and ``tokenizers`` alone (no torch at run time).
 
 Everything derived is cached once per source model under
 ``<cache>/embedders/<model>-<fingerprint>/`` (``onnx/model.onnx``,
-``onnx/model_qint8.onnx``, ``static/``), where ``<cache>`` is ``INSTRUCTKIT_CACHE_DIR``
-or the user cache folder, and the fingerprint is a hash of the model's files: a changed
+``onnx/model_qint8.onnx``, ``static/``), where ``<cache>`` is the run's cache folder,
+``INSTRUCTKIT_CACHE_DIR`` or the user cache folder (``INSTRUCTKIT_EMBEDDER_CACHE_DIR``, when
+set, replaces ``<cache>/embedders`` for these derived models only), and the fingerprint is a
+hash of the model's files: a changed
 model is exported again, never mixed up. Writes go to a temporary folder renamed into place,
 so concurrent runs never see half a file.
 """
@@ -91,7 +93,11 @@ def _model_slug(model_dir: Path) -> str:
 
 
 def _artefact_dir(model_dir: Path, cache_dir: str | Path | None) -> Path:
-    return embedder_cache_root(cache_dir) / f"{_model_slug(model_dir)}-{model_fingerprint(str(model_dir))}"
+    # derived models hold nothing of a run's data: INSTRUCTKIT_EMBEDDER_CACHE_DIR lets runs
+    # with different cache folders (projects, test sessions) share one export
+    shared = os.environ.get("INSTRUCTKIT_EMBEDDER_CACHE_DIR")
+    root = Path(shared).expanduser() if shared else embedder_cache_root(cache_dir)
+    return root / f"{_model_slug(model_dir)}-{model_fingerprint(str(model_dir))}"
 
 
 def _build_once(target: Path, make: Callable[[Path], None], what: str) -> Path:

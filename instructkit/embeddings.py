@@ -233,23 +233,28 @@ def load_embedder(name_or_path: str | os.PathLike[str] | None = None, device: st
     return emb
 
 
-def embedder_from_context(ctx: Any, model: str | None = None, device: str | None = None) -> Embedder:
-    """The run's shared embedder (one per model name), loaded on first use.
+def embedder_from_context(ctx: Any, model: str | None = None, device: str | None = None, *,
+                          backend: str | None = None) -> Embedder:
+    """The run's shared embedder (one per model name and backend), loaded on first use.
 
     Settings come from the recipe's ``embedder`` section (a string naming the model, or
-    ``{model, backend, device, batch_size, cache_vectors}``); ``model`` / ``device``
-    override them.
+    ``{model, backend, device, batch_size, cache_vectors}``); ``model`` / ``device`` /
+    ``backend`` override them (two_stage RAG retrieval asks for the ``static`` one too).
     """
     settings = EmbedderSettings.from_config((getattr(ctx, "recipe", None) or {}).get("embedder"))
     model = model or settings.model
     device = device or settings.device
+    own_backend = backend is None or backend == settings.backend
+    backend = backend or settings.backend
 
     def make() -> Embedder:
-        return load_embedder(model, device=device, backend=settings.backend,
+        return load_embedder(model, device=device, backend=backend,
                              batch_size=settings.batch_size,
                              cache_dir=getattr(ctx, "cache_dir", None))
 
     if ctx is None:
         return make()
     key = "embedder" if model in _DEFAULT_ALIASES else f"embedder:{model}"
+    if not own_backend:  # another backend of the same model: its own shared object
+        key = f"embedder:{DEFAULT_EMBEDDER if model in _DEFAULT_ALIASES else model}@{backend}"
     return ctx.shared(key, make)

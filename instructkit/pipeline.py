@@ -185,6 +185,10 @@ class Pipeline:
                      if key.split(":", 1)[0] == "embedder" and hasattr(obj, "describe")]
         if embedders:
             extra["embedders"] = embedders
+        if self.context.phi_free_sources or self.context.phi_free_copies:
+            # what the audit at publish holds apart (steps/audit.py PhiFreeScope)
+            extra["phi_free"] = {"sources": sorted(self.context.phi_free_sources),
+                                 "copies": sorted(self.context.phi_free_copies)}
         extra.update(self.context.manifest_notes)
         return build_manifest(recipe=self.recipe, seed=self.context.seed, limit=self.context.limit,
                               sources=self.sources.values(), builders=ex.builders, stages=ex.stages,

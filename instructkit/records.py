@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,20 +79,38 @@ def _schema_node() -> dict[str, Any]:
     return load_schema("record.schema.json")
 
 
-def text_fields(record: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+def text_fields(record: Mapping[str, Any], *, skip_source_copies: bool = False,
+                recipe_texts: Collection[str] = ()) -> list[tuple[tuple, str]]:
     """Every string leaf of ``record`` that may hold source text, as ``(path, text)``.
 
     Derived from ``schemas/record.schema.json``: every string is text except under a field the
     schema marks ``x-phi-exempt`` (hashes, codes and identifiers the project makes). Free-form
     parts (``meta``, ``params``) are walked whole, so a field a builder adds is covered too.
+    ``skip_source_copies`` also leaves out fields marked ``x-source-copy`` (text copied from a
+    source document: passages, citations), for records whose documents are all PHI-free.
+    A field marked ``x-recipe-text`` whose value is one of ``recipe_texts`` (what the recipe
+    declares: a source's url and citation) is recipe text, not source data, and is left out.
     """
     out: list[tuple[tuple, str]] = []
-    _walk(record, _schema_node(), (), out)
+    _walk(record, _schema_node(), (), out, skip_source_copies, frozenset(recipe_texts))
     return out
 
 
-def _walk(value: Any, schema: Mapping[str, Any] | None, path: tuple, out: list) -> None:
-    if schema is not None and schema.get("x-phi-exempt"):
+def recipe_texts(sources: Iterable[Any]) -> frozenset[str]:
+    """The url and citation a recipe declares for its sources (dicts or objects with them)."""
+    out = set()
+    for s in sources or ():
+        for key in ("url", "citation"):
+            v = s.get(key) if isinstance(s, Mapping) else getattr(s, key, None)
+            if isinstance(v, str) and v:
+                out.add(v)
+    return frozenset(out)
+
+
+def _walk(value: Any, schema: Mapping[str, Any] | None, path: tuple, out: list,
+          skip_copies: bool = False, recipe: frozenset[str] = frozenset()) -> None:
+    if schema is not None and (schema.get("x-phi-exempt") or (skip_copies and schema.get("x-source-copy"))
+                               or (recipe and schema.get("x-recipe-text") and isinstance(value, str) and value in recipe)):
         return
     if isinstance(value, str):
         if value:
@@ -100,11 +118,11 @@ def _walk(value: Any, schema: Mapping[str, Any] | None, path: tuple, out: list) 
     elif isinstance(value, Mapping):
         props = (schema or {}).get("properties") or {}
         for k, v in value.items():
-            _walk(v, props.get(k), (*path, k), out)
+            _walk(v, props.get(k), (*path, k), out, skip_copies, recipe)
     elif isinstance(value, (list, tuple)):
         items = (schema or {}).get("items")
         for i, v in enumerate(value):
-            _walk(v, items, (*path, i), out)
+            _walk(v, items, (*path, i), out, skip_copies, recipe)
 
 
 def set_path(obj: Any, path: tuple, value: Any) -> None:

@@ -37,6 +37,9 @@ def _isolated_llm_cache(tmp_path_factory):
     asks the real model afresh, and subprocesses inherit the setting."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INSTRUCTKIT_CACHE_DIR", str(tmp_path_factory.mktemp("llm-cache")))
+        # ONNX exports and the static distillation are made once per session, whatever cache
+        # folder a test's run uses (they hold nothing of the run's data)
+        mp.setenv("INSTRUCTKIT_EMBEDDER_CACHE_DIR", str(tmp_path_factory.mktemp("embedder-exports")))
         yield
 
 

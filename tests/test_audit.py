@@ -129,3 +129,79 @@ def test_audit_in_two_processes_and_with_its_text_cache_counts_as_one_process(au
     single = audit_detector.scan_many(items)
     assert got == single and again == plain == single[:3]
     assert all(c["NAME"] >= 1 for c in single[:60])
+
+
+def _llm_record(url_in_output: bool) -> dict:
+    out = "Wash hands for 20 seconds." + (" See https://portal.example.net/jo" if url_in_output else "")
+    return {"id": "r1", "task": "guideline_qa", "method": "rag", "instruction": "How long to wash hands?",
+            "output": out,
+            "source": {"name": "guideline-qa", "license": "CC0-1.0", "record_id": "c1",
+                       "url": "https://intranet.example.org/hand-hygiene", "citation": "Hand Hygiene (2024-03-01)"},
+            "context": [{"chunk_id": "c1", "text": "Published 2024-03-01 at https://intranet.example.org/hand-hygiene.",
+                         "url": "https://intranet.example.org/hand-hygiene"}],
+            "meta": {"documents": [{"doc_id": "d1", "date": "2024-03-01", "url": "https://intranet.example.org/hand-hygiene"}]}}
+
+
+def test_audit_holds_phi_free_sources_apart_but_never_what_a_model_wrote(audit_detector):
+    """Public sources (phi: false) keep their URLs and dates, reported apart; a model's own
+    text is held to the limits whatever its sources declared."""
+    from instructkit.steps.audit import AuditReport, PhiFreeScope, audit_records, default_limits
+
+    scope = PhiFreeScope(sources={"medquad"}, copies={"guideline-qa"})
+    template = {"id": "t1", "task": "qa", "method": "template", "instruction": "What is flu?",
+                "output": "See https://www.cdc.gov/flu (updated 2024-03-01).",
+                "source": {"name": "medquad", "license": "CC-BY-4.0", "record_id": "q1",
+                           "url": "https://www.cdc.gov/flu"}}
+    report = AuditReport(default_limits(), names=False)
+    list(audit_records([template, _llm_record(False)], audit_detector, report, phi_free=scope))
+    d = report.as_dict()
+    assert d["passed"] and d["suspects_by_type"] == {}
+    assert d["phi_free_suspects_by_type"]["URL"] >= 4 and d["phi_free_suspects_by_type"]["DATE"] >= 2
+
+    report = AuditReport(default_limits(), names=False)
+    list(audit_records([_llm_record(True)], audit_detector, report, phi_free=scope))
+    assert not report.as_dict()["passed"] and report.as_dict()["suspects_by_type"] == {"URL": 1}
+    # undeclared: every field is held to the limits
+    report = AuditReport(default_limits(), names=False)
+    list(audit_records([_llm_record(False)], audit_detector, report))
+    assert report.as_dict()["suspects_by_type"]["URL"] >= 3
+
+
+def test_anonymize_keeps_citations_of_phi_free_documents_in_llm_records(phi_detector):
+    """A RAG record from PHI-free documents keeps its passages and citations (x-source-copy);
+    the fields a model wrote are still anonymized."""
+    from instructkit.steps.anonymize.step import AnonymizeStep
+
+    step = AnonymizeStep("placeholder", detector=phi_detector, canary=False, copy_free_sources={"guideline-qa"})
+    rec = list(step.process([_llm_record(True)]))[0]
+    assert rec["context"][0]["url"] == "https://intranet.example.org/hand-hygiene"
+    assert rec["meta"]["documents"][0]["date"] == "2024-03-01"
+    assert rec["source"]["citation"] == "Hand Hygiene (2024-03-01)"
+    assert "portal.example.net" not in rec["output"]
+    other = list(AnonymizeStep("placeholder", detector=phi_detector, canary=False).process([_llm_record(False)]))[0]
+    assert "intranet.example.org" not in json.dumps(other["context"])
+
+
+def test_the_recipes_own_source_url_and_citation_are_recipe_text(phi_detector, audit_detector):
+    """A source's url and citation exactly as the recipe declares them are not source data:
+    anonymize leaves them and the audit does not count them; any other value is read."""
+    from instructkit.steps.anonymize.step import AnonymizeStep
+    from instructkit.steps.audit import AuditReport, PhiFreeScope, audit_records, default_limits
+
+    declared = {"url": "https://github.com/abachaa/MedQuAD", "citation": "Ben Abacha A, Demner-Fushman D. 2019."}
+    rec = {"id": "r1", "task": "qa", "method": "template", "instruction": "What is flu?", "output": "A virus.",
+           "source": {"name": "medquad", "license": "CC-BY-4.0", "record_id": "q1", **declared}}
+    step = AnonymizeStep("placeholder", detector=phi_detector, canary=False, recipe_texts=declared.values())
+    out = list(step.process([dict(rec)]))[0]
+    assert out["source"]["url"] == declared["url"] and out["source"]["citation"] == declared["citation"]
+    undeclared = list(AnonymizeStep("placeholder", detector=phi_detector, canary=False).process([dict(rec)]))[0]
+    assert undeclared["source"]["url"] == "[URL]"
+
+    scope = PhiFreeScope(recipe=frozenset(declared.values()))
+    report = AuditReport(default_limits(), names=False)
+    list(audit_records([rec], audit_detector, report, phi_free=scope))
+    assert report.as_dict()["passed"]
+    other = {**rec, "source": {**rec["source"], "url": "https://portal.example.net/jo"}}
+    report = AuditReport(default_limits(), names=False)
+    list(audit_records([other], audit_detector, report, phi_free=scope))
+    assert report.as_dict()["suspects_by_type"] == {"URL": 1}

@@ -1,7 +1,7 @@
 """The shared embedder on every backend, through the real packaged all-MiniLM-L6-v2.
 
 Exports (ONNX, int8, the static distillation) are made once per test session in the
-session's own cache folder (conftest sets INSTRUCTKIT_CACHE_DIR to a temporary folder).
+session's own folder (conftest sets INSTRUCTKIT_EMBEDDER_CACHE_DIR to a temporary folder).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def test_onnx_backends_match_torch(backends, backend, min_cos):
     assert emb.backend == backend and emb.dim == 384 and vecs.dtype == np.float32
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
     assert (vecs * torch_vecs).sum(1).min() >= min_cos
-    # exported once, into the session's cache folder
-    assert Path(os.environ["INSTRUCTKIT_CACHE_DIR"]) in emb.encoder.path.parents
+    # exported once, into the session's folder for derived models
+    assert Path(os.environ["INSTRUCTKIT_EMBEDDER_CACHE_DIR"]) in emb.encoder.path.parents
 
 
 @pytest.mark.slow
@@ -237,3 +237,85 @@ def test_manifest_and_card_name_the_embedder_and_backend(backends):
     assert manifest["embedders"] == [{"model": "all-MiniLM-L6-v2", "backend": "torch", "dim": 384}]
     card = str(build_card(manifest))
     assert "| embedder | all-MiniLM-L6-v2 (torch backend) |" in card
+
+
+# -- two-stage retrieval: static candidates, re-ranked on MiniLM vectors computed once -----------
+def test_two_stage_falls_back_to_hybrid_without_a_static_model():
+    from instructkit._exceptions import MissingExtraError
+    from instructkit.recordbuilders.rag.rerank import index_embedders
+
+    class Fake:
+        def __init__(self, backend):
+            self.backend = backend
+
+    run, static = Fake("onnx-int8"), Fake("static")
+
+    def missing():
+        raise MissingExtraError("fast", "model2vec", "static embeddings")
+
+    assert index_embedders(run, "two_stage", lambda: static) == (static, run, "two_stage")
+    assert index_embedders(run, "two_stage", missing) == (run, None, "hybrid")
+    assert index_embedders(static, "two_stage", missing) == (static, None, "hybrid")
+    assert index_embedders(run, "dense", missing) == (run, None, "dense")
+
+
+def test_rerank_orders_candidates_by_cosine_then_fuses_bm25():
+    from instructkit.recordbuilders.rag.rerank import rerank
+
+    vecs = {0: np.array([1.0, 0.0]), 1: np.array([0.6, 0.8]), 2: np.array([0.0, 1.0])}
+    q = [np.array([0.0, 1.0], np.float32)]
+    assert [r for r, _ in rerank(q, [[0, 1, 2]], vecs, None, 2, "none")[0]] == [2, 1]
+    # BM25 puts 1 first and 2 nowhere: the fusion of [2, 1, 0] and [1, 0] starts with 1
+    fused = rerank(q, [[0, 1, 2]], vecs, [[(1, 9.0), (0, 3.0), (7, 1.0)]], 3, "bm25")[0]
+    assert [r for r, _ in fused] == [1, 0, 2]
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+
+
+@pytest.mark.slow
+def test_two_stage_index_embeds_static_and_reranks_each_chunk_once(backends, tmp_path):
+    from instructkit.recordbuilders.rag import ChunkSettings, RagIndex, load_documents
+    from instructkit.vector_cache import VectorCache
+    from fixtures_rag import SAMPLE_GUIDELINES
+
+    static, int8 = backends("static"), backends("onnx-int8")
+    docs = load_documents(SAMPLE_GUIDELINES)
+    idx = RagIndex(static, ChunkSettings(500, 60), "flat", reranker=int8, candidates=6,
+                   rerank_cache=VectorCache.for_embedder(int8, tmp_path))
+    assert idx.retrieval == "two_stage" and idx.query_embedder is int8
+    idx.update(docs)  # indexing embeds with the static model only
+    assert idx.vectors.shape[1] == 256 and len(idx.rerank_vectors) == 0
+    question = "What alcohol concentration should a hand rub contain?"
+    hits = idx.search_many([question], 3)[0]
+    assert "60% alcohol" in hits[0].chunk.text and len(hits) == 3
+    first = idx.rerank_vectors.embedded
+    assert 0 < first <= 6
+    # the same question, then its MiniLM vector given: no chunk and no query embedded again
+    calls = []
+    real = int8.embed
+    int8.embed = lambda texts, **kw: calls.append(len(texts)) or real(texts, **kw)
+    try:
+        again = idx.search_many([question], 3, query_vectors=real([question]))[0]
+    finally:
+        del int8.embed
+    assert [h.chunk.chunk_id for h in again] == [h.chunk.chunk_id for h in hits] and calls == []
+    assert idx.rerank_vectors.embedded == first
+    # the re-ranked top hit is the candidate closest to the question on MiniLM vectors
+    cand = idx.search_many([question], 6, retrieval="hybrid")[0]
+    cos = int8.embed([h.chunk.text for h in cand]) @ int8.embed([question])[0]
+    assert hits[0].chunk.chunk_id in {cand[int(i)].chunk.chunk_id for i in np.argsort(-cos)[:3]}
+    # a seed chunk's neighbours: itself first
+    seed = hits[0].chunk.chunk_id
+    assert idx.neighbours([seed], 3)[0][0].chunk.chunk_id == seed
+    # saved and reopened (another run): the mode is kept and the MiniLM vectors come from the cache
+    idx.save(tmp_path / "idx")
+    idx.close()
+    meta = json.loads((tmp_path / "idx" / "meta.json").read_text())
+    assert (meta["backend"], meta["retrieval"], meta["reranker_backend"]) == ("static", "two_stage", "onnx-int8")
+    reopened = RagIndex.open(tmp_path / "idx", static, reranker=int8, candidates=6,
+                             rerank_cache=VectorCache.for_embedder(int8, tmp_path))
+    assert reopened.retrieval == "two_stage"
+    assert [h.chunk.chunk_id for h in reopened.search_many([question], 3)[0]] == [h.chunk.chunk_id for h in hits]
+    assert reopened.rerank_vectors.embedded == 0 and reopened.rerank_vectors.reused == first
+    reopened.close()
+    with pytest.raises(Exception, match="needs a reranker"):
+        RagIndex.open(tmp_path / "idx", static).search("x")

@@ -336,6 +336,43 @@ def test_topic_queries_and_recipe_wiring(sample_guidelines, embedder):
     assert recs[0]["provenance"]["builder_name"] == "sample-rag"
 
 
+@pytest.mark.slow
+def test_default_two_stage_retrieval_indexes_static_and_reranks_with_the_run_embedder(sample_guidelines, embedder):
+    """The default retrieval: the index holds static vectors; the run's embedder (onnx-int8,
+    calibrated with the citation check) re-ranks candidates and checks citations."""
+    pytest.importorskip("model2vec", reason="needs instructkit[fast]")
+    from instructkit.pipeline import Pipeline
+
+    recipe = {"name": "rag-two-stage", "seed": 5, "sources": [],
+              "builders": [{"type": "rag", "documents": [{"path": str(sample_guidelines), "license": "Apache-2.0"}],
+                            "queries": ["urgent referral for very high blood pressure"],
+                            "tasks": ["recommendation_summary"], "chunk_size": 500, "top_k": 2,
+                            "rerank_candidates": 5}]}
+    ctx = RunContext()
+    ctx.shared("embedder", lambda: embedder, close=lambda _e: None)
+    fake = FakeLLM(lambda r, p: {"topic": "urgent referral for very high blood pressure",
+                                 "summary": _first_sentence(p["P1"]), "citations": ["P1"]})
+    ctx.shared("llm", lambda: fake, close=lambda _c: None)
+    pipe = Pipeline.from_recipe(recipe, context=ctx)
+    recs = list(pipe.records())
+    b = pipe.builders[0]
+    idx = b.index
+    assert (idx.retrieval, idx.backend, idx.reranker) == ("two_stage", "static", embedder)
+    assert b.checker.embedder is embedder and embedder.backend != "static"
+    assert len(recs) == 1 and recs[0]["context"][0]["section"].endswith("Urgent referral")
+    meta = recs[0]["meta"]["retrieval"]
+    assert (meta["mode"], meta["backend"], meta["reranker_backend"], meta["candidates"]) == \
+        ("two_stage", "static", embedder.backend, 5)
+    summary = b.summary()
+    # at most the 5 candidates needed MiniLM vectors: embedded now, or reused from the
+    # session's vector cache when an earlier test already embedded the same chunk texts
+    assert summary["retrieval"] == "two_stage"
+    assert 0 < summary["rerank_chunks_embedded"] + summary["rerank_chunks_reused"] <= 5
+    # the run names both embedders (the manifest lists every shared one)
+    assert {e.backend for k, e in ctx._shared.items() if k.startswith("embedder")} == {"static", embedder.backend}
+    ctx.close()
+
+
 # -- the CLI ----------------------------------------------------------------------------
 
 def test_index_and_search_commands(sample_guidelines, tmp_path, embedder, monkeypatch):
@@ -358,6 +395,39 @@ def test_index_and_search_commands(sample_guidelines, tmp_path, embedder, monkey
     assert "https://example.org/instructkit-samples/hypertension-follow-up" in res.output.replace("\n", "").replace("│", "").replace(" ", "") or "example.org" in res.output
     res = runner.invoke(app, ["search", str(tmp_path / "nope"), "x"])
     assert res.exit_code != 0
+
+
+@pytest.mark.slow
+def test_index_command_defaults_to_two_stage_on_static_vectors(sample_guidelines, tmp_path):
+    pytest.importorskip("model2vec", reason="needs instructkit[fast]")
+    from typer.testing import CliRunner
+
+    from instructkit.cli.app import app
+
+    out = tmp_path / "idx"
+    runner = CliRunner()
+    res = runner.invoke(app, ["index", str(sample_guidelines), "--out", str(out), "--chunk-size", "400"])
+    assert res.exit_code == 0, res.output
+    assert "static vectors, re-ranked by the auto backend at query time" in res.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert (meta["backend"], meta["retrieval"], meta["dim"]) == ("static", "two_stage", 256)
+    res = runner.invoke(app, ["search", str(out), "when to refer high blood pressure the same day", "-k", "2",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    # JSON lines only: a first search may log the one-time export of the re-ranker
+    hits = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
+    assert len(hits) == 2 and "Urgent referral" in hits[0]["section"]
+    res = runner.invoke(app, ["search", str(out), "when to refer high blood pressure the same day", "-k", "2",
+                              "--json", "--candidates", "3"])
+    assert res.exit_code == 0 and sum(line.startswith("{") for line in res.output.splitlines()) == 2, res.output
+    res = runner.invoke(app, ["search", str(out), "x", "--candidates", "0"])
+    assert res.exit_code == 2
+    # switching the index to hybrid re-embeds every chunk with MiniLM
+    res = runner.invoke(app, ["index", str(sample_guidelines), "--out", str(out), "--chunk-size", "400",
+                              "--retrieval", "hybrid"])
+    assert res.exit_code == 0 and "3 changed" in res.output, res.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["retrieval"] == "hybrid" and meta["dim"] == 384 and meta["backend"] != "static"
 
 
 # -- through the real local LLM -----------------------------------------------------------

@@ -58,10 +58,24 @@ def echo(message: str, err: bool = False) -> None:
     typer.echo(scrub_secrets(message), err=err)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message: a handler bound to the
+    stderr of the first invocation breaks ("Logging error") once that stream is closed, as with
+    several CliRunner invocations in one process."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001
+        pass
+
+
 def _setup_logging(level: int) -> None:
     # our logger only: never configure the root logger of the host application
     if not any(getattr(h, "_instructkit", False) for h in logger.handlers):
-        h = logging.StreamHandler(sys.stderr)
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("%(levelname)s instructkit: %(message)s"))
         h.addFilter(SecretFilter())
         h._instructkit = True  # type: ignore[attr-defined]

@@ -25,7 +25,8 @@ def index_command(
     chunk_size: int = typer.Option(1000, "--chunk-size", help="Characters per chunk."),
     overlap: int = typer.Option(150, "--overlap", help="Characters shared by neighbouring chunks."),
     model: Optional[str] = typer.Option(None, "--model", help="sentence-transformers model folder or name (default: all-MiniLM-L6-v2, offline)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="Embedder backend: auto, torch, onnx, onnx-int8 or static (default: the index's own, else auto)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Embedder backend: auto, torch, onnx, onnx-int8 or static (default: the index's own, else auto). With two_stage retrieval: the re-ranker's (the index holds static vectors)."),
+    retrieval: Optional[str] = typer.Option(None, "--retrieval", help="two_stage (static vectors indexed, MiniLM re-ranks at query time; the default), hybrid or dense (every chunk embedded with --backend). Default: the index's own."),
     format: Optional[str] = typer.Option(None, "--format", help="Force a format: markdown, text, html, pdf, json_url_text."),
     license: str = typer.Option("unknown", "--license", help="License of documents that do not declare one."),
     index_type: str = typer.Option("auto", "--index-type", help="auto, flat (exact), hnsw or ivf (approximate)."),
@@ -40,9 +41,12 @@ def index_command(
     from instructkit.recordbuilders.rag.index import RagIndex
 
     from instructkit.embedding_backends import BACKENDS
+    from instructkit.recordbuilders.rag.index import DEFAULT_RETRIEVAL, RETRIEVAL_MODES
 
     if backend is not None and backend not in ("auto", *BACKENDS):
         raise typer.BadParameter(f"one of auto, {', '.join(BACKENDS)}", param_hint="--backend")
+    if retrieval is not None and retrieval not in RETRIEVAL_MODES:
+        raise typer.BadParameter(f"one of {', '.join(RETRIEVAL_MODES)}", param_hint="--retrieval")
     try:
         settings = ChunkSettings(chunk_size, overlap)
     except ValueError as exc:
@@ -50,19 +54,40 @@ def index_command(
     documents = []
     for p in docs:
         documents += load_documents(p, format=format, license=license)
-    if RagIndex.exists(out):
-        saved = json.loads((out / "meta.json").read_text(encoding="utf-8"))
-        embedder = load_embedder(model or saved["model"], backend=backend or saved.get("backend", "torch"))
-        index = RagIndex.open(out, embedder, settings=settings, index_type=index_type)
-    else:
+    saved = json.loads((out / "meta.json").read_text(encoding="utf-8")) if RagIndex.exists(out) else {}
+    # indexes written before two_stage existed hold the vectors of their own backend
+    mode = retrieval or saved.get("retrieval") or ("hybrid" if saved else DEFAULT_RETRIEVAL)
+    model = model or saved.get("model")
+    rerank_backend = backend or saved.get("reranker_backend") or "auto"
+    embedder = None
+    if mode == "two_stage" and rerank_backend == "static":
+        mode = "hybrid"  # nothing better to re-rank with: the static vectors alone
+    if mode == "two_stage":
+        from instructkit._exceptions import MissingExtraError
+
+        try:
+            embedder = load_embedder(model, backend="static")
+        except MissingExtraError as exc:
+            echo(f"two_stage retrieval needs the static embedder ({exc}); indexing for hybrid retrieval")
+            mode = "hybrid"
+    if embedder is None:
+        if not backend and saved:  # the index's own: its re-ranker's if it was two_stage
+            backend = saved.get("reranker_backend") if saved.get("retrieval") == "two_stage" \
+                else saved.get("backend", "torch")
         embedder = load_embedder(model, backend=backend)
-        index = RagIndex(embedder, settings, index_type, out)
+    kw = dict(retrieval=mode, reranker_backend=rerank_backend if mode == "two_stage" else None)
+    if saved:
+        index = RagIndex.open(out, embedder, settings=settings, index_type=index_type, **kw)
+    else:
+        index = RagIndex(embedder, settings, index_type, out, **kw)
     report = index.update(documents, prune=not keep_missing, quiet=quiet())
     index.save(out)
     if not quiet():
         rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds else 0.0
+        how = (f"{index.backend} vectors, re-ranked by the {index.reranker_backend} backend at query time"
+               if index.retrieval == "two_stage" else f"{index.backend} backend")
         echo(f"{out}: {len(index.documents)} documents, {len(index)} chunks "
-                   f"({index.built_index_type} index, {index.model}, {index.backend} backend); "
+                   f"({index.built_index_type} index, {index.model}, {how}); "
                    f"{len(report.added)} added, {len(report.changed)} changed, "
                    f"{len(report.unchanged)} unchanged, {len(report.removed)} removed; "
                    f"{report.chunks_embedded} chunks embedded ({rate:.1f}/s)")
@@ -74,7 +99,8 @@ def search_command(
     k: int = typer.Option(5, "-k", "--top-k", help="Number of passages to show."),
     snippet: int = typer.Option(200, "--snippet", help="Characters of each passage to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
-    retrieval: Optional[str] = typer.Option(None, "--retrieval", help="hybrid (BM25 + dense, fused; the default) or dense."),
+    retrieval: Optional[str] = typer.Option(None, "--retrieval", help="two_stage, hybrid (BM25 + dense, fused) or dense; default: the index's own. two_stage needs an index built for it."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", min=1, max=200, help="two_stage: first-stage candidates re-ranked by MiniLM (default: the rag builder's rerank_candidates)."),
 ) -> None:
     """Show the top-k passages for QUERY: rank, score, document title and URL, section, snippet."""
     from instructkit.embeddings import load_embedder
@@ -88,9 +114,20 @@ def search_command(
                           file=str(index_dir))
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     # the backend the index was built with: query vectors must come from the same one
-    index = RagIndex.open(index_dir, load_embedder(meta["model"], backend=meta.get("backend", "torch")),
-                          retrieval=retrieval)
-    hits = index.search_many([query], k)[0]
+    embedder = load_embedder(meta["model"], backend=meta.get("backend", "torch"))
+    reranker = cache = None
+    if (retrieval or meta.get("retrieval")) == "two_stage":
+        from instructkit.vector_cache import VectorCache
+
+        reranker = load_embedder(meta["model"], backend=meta.get("reranker_backend", "auto"))
+        # chunk vectors of the re-ranker, kept by content hash: the next search reuses them
+        cache = VectorCache.for_embedder(reranker)
+    index = RagIndex.open(index_dir, embedder, retrieval=retrieval, reranker=reranker, rerank_cache=cache,
+                          candidates=candidates)
+    try:
+        hits = index.search_many([query], k)[0]
+    finally:
+        index.close()
     if as_json:
         for h in hits:
             echo(json.dumps({"rank": h.rank, "score": round(h.score, 4), **h.chunk.as_dict()},

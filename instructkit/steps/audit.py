@@ -7,6 +7,12 @@ values). A recipe sets the limits (default: zero structured identifiers; names a
 reported only); the result's ``passed`` is what ``publish`` reads from the manifest at
 ``manifest["stages"][i]["extra"]["audit"]["passed"]`` for the stage named ``audit``.
 
+Sources declared free of PHI (``phi: false``) are read too, but what is found where the
+anonymizer leaves text alone by design (template records of such sources, and the fields
+copied from them into records a model wrote: passages, citations) is reported apart
+(``phi_free_suspects_by_type``) and not held to the limits: a public dataset's URLs and
+publication dates are not identifiers of anyone. What a model wrote is always held to them.
+
 Text the anonymizer marked (placeholders ``[NAME]``, hashes ``[NAME:1a2b..]``), masks the
 source already had (``XXXX``, ``[** ... **]``) and the spans where the surrogate operator
 wrote fake values (``provenance.anonymization.surrogate_spans``) are not suspects.
@@ -20,20 +26,21 @@ import logging
 import os
 import re
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from instructkit._exceptions import SourceError
-from instructkit.records import Record, path_label, text_fields
+from instructkit.records import Record, path_label, recipe_texts, text_fields
 from instructkit.steps.base import Step
 from instructkit.steps.ner_pool import NerPool, auto_processes, person_counts
 
 logger = logging.getLogger("instructkit")
 
-__all__ = ["AuditDetector", "AuditStep", "audit_dataset", "audit_records", "default_limits",
+__all__ = ["AuditDetector", "AuditStep", "PhiFreeScope", "audit_dataset", "audit_records", "default_limits",
            "auto_processes"]
 
 HERE = Path(__file__).resolve().parent
@@ -211,6 +218,40 @@ def _texts(rec: Record) -> list[tuple[str, str]]:
     return [(path_label(p), t) for p, t in text_fields(rec)]
 
 
+@dataclass
+class PhiFreeScope:
+    """What a run declared free of PHI: ``sources`` (``phi: false``), ``copies`` (LLM
+    builders whose every document is ``phi: false``) and ``recipe`` (the url and citation the
+    recipe declares for its sources: recipe text, which the anonymizer leaves too). Sets, not
+    copies: a run's sets fill as its builders load."""
+
+    sources: Any = field(default_factory=set)
+    copies: Any = field(default_factory=set)
+    recipe: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> "PhiFreeScope":
+        declared = manifest.get("phi_free") or {}
+        return cls(set(declared.get("sources") or ()), set(declared.get("copies") or ()),
+                   recipe_texts(manifest.get("sources") or ()))
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"sources": sorted(self.sources), "copies": sorted(self.copies)}
+
+    def split(self, rec: Record) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(texts held to the limits, texts of declared PHI-free origin) of a record."""
+        every = [(path_label(p), t) for p, t in text_fields(rec, recipe_texts=self.recipe)]
+        name = (rec.get("source") or {}).get("name")
+        if name in self.sources and rec.get("method") == "template":
+            return [], every
+        if name in self.sources or name in self.copies:
+            limited = [(path_label(p), t) for p, t in
+                       text_fields(rec, skip_source_copies=True, recipe_texts=self.recipe)]
+            held = {label for label, _ in limited}
+            return limited, [(label, t) for label, t in every if label not in held]
+        return every, []
+
+
 class AuditReport:
     """Running totals of an audit; ``as_dict()`` is what the manifest gets."""
 
@@ -223,9 +264,11 @@ class AuditReport:
         self.records_with_suspects = 0
         self.suspects: Counter[str] = Counter()
         self.ids: dict[str, list[str]] = defaultdict(list)
+        self.phi_free: Counter[str] = Counter()
 
-    def add(self, record_id: str, counts: Counter[str]) -> None:
+    def add(self, record_id: str, counts: Counter[str], phi_free: Counter[str] | None = None) -> None:
         self.records += 1
+        self.phi_free.update(phi_free or {})
         if counts:
             self.records_with_suspects += 1
         for typ, n in counts.items():
@@ -246,6 +289,7 @@ class AuditReport:
         return {"records_scanned": self.records, "records_with_suspects": self.records_with_suspects,
                 "suspects_by_type": dict(sorted(self.suspects.items())),
                 "record_ids_by_type": {t: list(v) for t, v in sorted(self.ids.items())},
+                "phi_free_suspects_by_type": dict(sorted(self.phi_free.items())),
                 "names_checked": self.names}
 
     def as_dict(self) -> dict[str, Any]:
@@ -270,23 +314,29 @@ def _limits(config: dict[str, Any]) -> dict[str, int | None]:
 
 
 def audit_records(records: Iterable[Record], detector: AuditDetector, report: AuditReport,
-                  batch: int = 128) -> Iterator[tuple[Record, Counter[str]]]:
-    """Scan records in batches; yield each with its suspect counts (added to ``report``)."""
+                  batch: int = 128, phi_free: PhiFreeScope | None = None,
+                  ) -> Iterator[tuple[Record, Counter[str]]]:
+    """Scan records in batches; yield each with its suspect counts held to the limits (added
+    to ``report``; what is found in text of declared PHI-free origin is reported apart)."""
     buf: list[Record] = []
+    scope = phi_free or PhiFreeScope()
 
     def flush() -> Iterator[tuple[Record, Counter[str]]]:
         items, owners = [], []
         for k, rec in enumerate(buf):
             anon = (rec.get("provenance") or {}).get("anonymization") or {}
             spans = anon.get("surrogate_spans") or {}
-            for path, text in _texts(rec):
-                items.append((text, spans.get(path, [])))
-                owners.append(k)
+            limited, declared = scope.split(rec)
+            for free, texts in ((False, limited), (True, declared)):
+                for path, text in texts:
+                    items.append((text, spans.get(path, [])))
+                    owners.append((k, free))
         counts = [Counter() for _ in buf]
-        for k, c in zip(owners, detector.scan_many(items)):
-            counts[k].update(c)
-        for rec, c in zip(buf, counts):
-            report.add(str(rec.get("id")), c)
+        free_counts = [Counter() for _ in buf]
+        for (k, free), c in zip(owners, detector.scan_many(items)):
+            (free_counts if free else counts)[k].update(c)
+        for rec, c, fc in zip(buf, counts, free_counts):
+            report.add(str(rec.get("id")), c, fc)
             yield rec, c
 
     for rec in records:
@@ -305,8 +355,10 @@ class AuditStep(Step):
 
     def __init__(self, *, limits: dict[str, int | None] | None = None, names: bool = True,
                  drop_suspects: bool = False, max_record_ids: int = 50,
-                 detector: AuditDetector | None = None, n_process: int = 1) -> None:
+                 detector: AuditDetector | None = None, n_process: int = 1,
+                 phi_free: PhiFreeScope | None = None) -> None:
         super().__init__()
+        self.phi_free = phi_free or PhiFreeScope()
         self.limits = limits if limits is not None else default_limits()
         self.names = names
         self.drop_suspects = drop_suspects
@@ -326,13 +378,16 @@ class AuditStep(Step):
                               lambda: AuditDetector(names=names, n_process=int(n_process)))
         return cls(limits=_limits(config), names=names,
                    drop_suspects=bool(config.get("drop_suspects", False)),
-                   max_record_ids=int(config.get("max_record_ids", 50)), detector=detector)
+                   max_record_ids=int(config.get("max_record_ids", 50)), detector=detector,
+                   phi_free=PhiFreeScope(getattr(ctx, "phi_free_sources", set()),
+                                         getattr(ctx, "phi_free_copies", set()),
+                                         recipe_texts((getattr(ctx, "recipe", None) or {}).get("sources") or ())))
 
     def reset(self) -> None:
         self.report = AuditReport(self.limits, self.max_record_ids, self.names)
 
     def process(self, records: Iterable[Record]) -> Iterator[Record]:
-        for rec, counts in audit_records(records, self.detector, self.report):
+        for rec, counts in audit_records(records, self.detector, self.report, phi_free=self.phi_free):
             over = sorted(t for t, n in counts.items() if self.limits.get(t) is not None and n)
             if self.drop_suspects and over:
                 self.drop(rec, "residual_phi_suspect", types=over)
@@ -363,6 +418,11 @@ class AuditStep(Step):
                       for t, n in r["suspects_by_type"].items()]
         else:
             lines += ["", "No suspected identifier was found."]
+        free = r.get("phi_free_suspects_by_type") or {}
+        if free:
+            lines += ["", "In text of sources declared free of PHI (`phi: false`), which the anonymizer "
+                      "leaves as it is by design, it also found (reported, not held to the limits): "
+                      + ", ".join(f"{t} {n}" for t, n in free.items()) + "."]
         return "\n".join(lines) + "\n"
 
 
@@ -402,7 +462,8 @@ def _audit_folder(folder: Any, detector: AuditDetector, report: AuditReport, dir
     export_files = sorted((Path(directory) / EXPORTS_DIR).rglob("*.jsonl")) if check_exports else []
     formats = sorted({f.stem for f in export_files})
     check = _ExportCheck(formats, phases=any(f.parent.name != EXPORTS_DIR for f in export_files))
-    for rec, _ in audit_records(folder.records(), detector, report):
+    phi_free = PhiFreeScope.from_manifest(folder.manifest)
+    for rec, _ in audit_records(folder.records(), detector, report, phi_free=phi_free):
         check.add(rec)
     out = report.as_dict()
     if check_exports:

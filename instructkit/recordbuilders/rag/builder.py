@@ -34,9 +34,9 @@ from instructkit.recordbuilders.base import Builder
 from instructkit.context import RunContext
 from instructkit.records import Record, content_hash, make_record
 from instructkit.recordbuilders.rag.chunking import ChunkSettings
-from instructkit.recordbuilders.rag.documents import Document, iter_documents
+from instructkit.recordbuilders.rag.documents import Document, all_phi_free, document_location, iter_documents
 from instructkit.recordbuilders.rag.grounding import CitationChecker, GroundingResult
-from instructkit.recordbuilders.rag.index import Hit, RagIndex
+from instructkit.recordbuilders.rag.index import DEFAULT_RETRIEVAL, Hit, RagIndex
 from instructkit.recordbuilders.rag.prompts import TASK_PROMPTS, RagPrompt, load_prompt
 
 logger = logging.getLogger("instructkit")
@@ -75,7 +75,7 @@ class RagBuilder(Builder):
                  queries: list[str] | None = None, top_k: int = 4,
                  chunk_size: int = 1000, chunk_overlap: int = 150, index_type: str = "auto",
                  index_dir: str | Path | None = None, embedder: str | None = None,
-                 retrieval: str | None = None,
+                 retrieval: str | None = None, rerank_candidates: int | None = None,
                  support: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
                  prompts: dict[str, str] | None = None, min_chunk_chars: int = 300,
                  include_passages: bool = False, batch_size: int = 4,
@@ -100,7 +100,8 @@ class RagBuilder(Builder):
         self.index_type = index_type
         self.index_dir = Path(index_dir) if index_dir else None
         self.embedder_name = embedder
-        self.retrieval = retrieval
+        self.retrieval = retrieval or DEFAULT_RETRIEVAL
+        self.rerank_candidates = rerank_candidates
         sup = dict(support or {})
         # both: a sentence must be close in meaning (embedding) AND share most of its content
         # words with a cited passage; embedding alone lets fluent invented attributions through
@@ -140,7 +141,7 @@ class RagBuilder(Builder):
         docs += _documents_from_sources(cfg.get("sources", []), sources, ctx)
         source_name = cfg.get("source_name") or (cfg.get("sources") or [None])[0]
         keys = ("tasks", "n", "queries", "top_k", "chunk_size", "chunk_overlap", "index_type",
-                "index_dir", "embedder", "retrieval", "support", "params", "prompts", "min_chunk_chars",
+                "index_dir", "embedder", "retrieval", "rerank_candidates", "support", "params", "prompts", "min_chunk_chars",
                 "include_passages", "batch_size", "name", "answer_mode", "extractive", "roundtrip")
         kwargs = {k: cfg[k] for k in keys if k in cfg}
         if kwargs.get("index_dir"):
@@ -176,27 +177,42 @@ class RagBuilder(Builder):
         return self._index
 
     def _build_index(self) -> RagIndex:
+        from instructkit.embeddings import EmbedderSettings, embedder_from_context
+        from instructkit.recordbuilders.rag.rerank import index_embedders
+
         docs = iter_documents(self.document_specs, ctx=self.ctx)
-        emb = self.embedder
+        if all_phi_free(self.document_specs) and hasattr(self.ctx, "phi_free_copies"):
+            self.ctx.phi_free_copies.add(self.source_name)
+        # two_stage: the index holds static vectors; the run's embedder re-ranks candidates
+        emb, reranker, retrieval = index_embedders(
+            self.embedder, self.retrieval,
+            lambda: embedder_from_context(self.ctx, model=self.embedder_name, backend="static"))
         key = content_hash(sorted(d.doc_id for d in docs), self.chunking.size,
                            self.chunking.overlap, emb.key if hasattr(emb, "key") else self.embedder_name,
                            length=16)
         folder = self.index_dir or (Path(self.ctx.cache_dir) / "rag" / key if self.ctx.cache_dir else None)
 
         def make() -> RagIndex:
+            cache = None
+            if reranker is not None and EmbedderSettings.from_config(
+                    (self.ctx.recipe or {}).get("embedder")).cache_vectors:
+                from instructkit.vector_cache import VectorCache
+
+                cache = VectorCache.for_embedder(reranker, self.ctx.cache_dir)
+            kw = dict(retrieval=retrieval, reranker=reranker, candidates=self.rerank_candidates,
+                      rerank_cache=cache)
             if folder and RagIndex.exists(folder):
-                idx = RagIndex.open(folder, emb, settings=self.chunking, index_type=self.index_type,
-                                    retrieval=self.retrieval)
+                idx = RagIndex.open(folder, emb, settings=self.chunking, index_type=self.index_type, **kw)
             else:
-                idx = RagIndex(emb, self.chunking, self.index_type, folder, retrieval=self.retrieval)
+                idx = RagIndex(emb, self.chunking, self.index_type, folder, **kw)
             report = idx.update(docs, prune=True, quiet=self.ctx.quiet)
             if folder:
                 idx.save(folder)
             idx.last_report = report  # type: ignore[attr-defined]
             return idx
 
-        # builders over the same corpus in one run share one index
-        idx = self.ctx.shared(f"rag-index:{folder or key}", make, close=lambda _i: None)
+        # builders over the same corpus in one run share one index (and its re-ranker vectors)
+        idx = self.ctx.shared(f"rag-index:{folder or key}:{retrieval}", make, close=lambda i: i.close())
         self.index_report = getattr(idx, "last_report", None).as_dict() if hasattr(idx, "last_report") else None
         return idx
 
@@ -284,10 +300,7 @@ class RagBuilder(Builder):
         by_chunk = [i for i, it in enumerate(items) if it.chunk_id]
         by_query = [i for i, it in enumerate(items) if not it.chunk_id]
         if by_chunk:
-            import numpy as np
-
-            vecs = np.stack([idx.vector(items[i].chunk_id) for i in by_chunk])
-            for i, hits in zip(by_chunk, idx.search_vectors(vecs, self.top_k)):
+            for i, hits in zip(by_chunk, idx.neighbours([items[i].chunk_id for i in by_chunk], self.top_k)):
                 seed = items[i].chunk_id
                 if all(h.chunk.chunk_id != seed for h in hits):  # keep the seed passage in view
                     hits = [Hit(1, 1.0, idx.chunk(seed)), *hits[: self.top_k - 1]]
@@ -387,7 +400,7 @@ class RagBuilder(Builder):
                     "license": " AND ".join(licenses) if licenses else "unknown",
                     "record_id": f"{item.key}:{item.task}",
                     "url": seed_chunk.url,
-                    "location": f"{doc.path or doc.url}@{seed_chunk.start}-{seed_chunk.end}" if doc else None,
+                    "location": document_location(doc, seed_chunk.start, seed_chunk.end) if doc else None,
                     "citation": _citation(doc) if doc else None},
             provenance=prov,
             context=context,
@@ -395,7 +408,7 @@ class RagBuilder(Builder):
                   "passage_labels": labels,
                   "retrieval": {"k": self.top_k, "query": item.query, "seed_chunk_id": item.chunk_id,
                                 "embedder": self.index.model, "backend": self.index.backend,
-                                "mode": self.index.retrieval if item.query else "dense"},
+                                **self._retrieval_meta(item)},
                   "support": support,
                   **(extra_meta or {}),
                   "documents": [{"doc_id": d.doc_id, "title": d.title, "date": d.date, "url": d.url}
@@ -412,6 +425,14 @@ class RagBuilder(Builder):
             self.used_docs[d.doc_id] += 1
         return rec
 
+    def _retrieval_meta(self, item: WorkItem) -> dict[str, Any]:
+        idx = self.index
+        two_stage = idx.retrieval == "two_stage" and idx.reranker is not None
+        out: dict[str, Any] = {"mode": idx.retrieval if item.query or two_stage else "dense"}
+        if two_stage:
+            out.update(reranker_backend=idx.reranker.backend, candidates=idx.candidates)
+        return out
+
     # -- reporting -------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"prompts": {p.id: p.hash for p in self.prompts.values()},
@@ -420,9 +441,15 @@ class RagBuilder(Builder):
         if self.model:
             out.update(model=self.model, provider=self.provider)
         if self._index is not None:
-            out.update(documents_indexed=len(self._index.documents), chunks=len(self._index),
-                       embedder=self._index.model, embedder_backend=self._index.backend,
-                       retrieval=self._index.retrieval, index_type=self._index.built_index_type)
+            idx = self._index
+            out.update(documents_indexed=len(idx.documents), chunks=len(idx),
+                       embedder=idx.model, embedder_backend=idx.backend,
+                       retrieval=idx.retrieval, index_type=idx.built_index_type)
+            if idx.rerank_vectors is not None:
+                # a label, not a number: numbers add up across workers
+                out["reranker"] = f"{idx.reranker.name} ({idx.reranker.backend}), top {idx.candidates}"
+                out["rerank_chunks_embedded"] = idx.rerank_vectors.embedded
+                out["rerank_chunks_reused"] = idx.rerank_vectors.reused
         if self.index_report:
             out["index_update"] = self.index_report
         if self._mode is not None:
@@ -451,6 +478,8 @@ class RagBuilder(Builder):
                      f"up to {self.chunking.size} characters, overlap {self.chunking.overlap}), "
                      f"embedder `{idx.model}` ({idx.backend} backend), FAISS `{idx.built_index_type}` "
                      f"index, top-{self.top_k} passages per item"
+                     + (f", the top {idx.candidates} candidates re-ranked by `{idx.reranker.name}` "
+                        f"({idx.reranker.backend} backend)" if idx.rerank_vectors is not None else "")
                      + (f" ({idx.retrieval} retrieval for topic queries). " if self.queries else ". "))
         failed_rt = stats.dropped.get("roundtrip_failed", 0)
         other -= failed_rt

@@ -392,6 +392,19 @@ def iter_documents(specs: Iterable[dict[str, Any]], base: Path | None = None,
     return docs
 
 
+def all_phi_free(specs: Iterable[dict[str, Any]]) -> bool:
+    """Every documents entry is declared free of PHI (``phi: false``; unsaid means ``true``)."""
+    specs = list(specs)
+    return bool(specs) and all(spec.get("phi", True) is False for spec in specs)
+
+
+def document_location(doc: Document, start: int, end: int) -> str:
+    """Where a chunk came from: the document's file name (never the folder it was read from,
+    which can name a person) or URL, and the character span."""
+    where = Path(doc.path).name if doc.path else doc.url
+    return f"{where}@{start}-{end}"
+
+
 def anonymized_documents(docs: Iterable[Document], ctx: Any) -> list[Document]:
     """Documents with PHI in their text and title replaced by placeholders (the run's guard:
     nothing changes with ``llm.send_phi: true``)."""

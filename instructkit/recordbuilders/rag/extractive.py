@@ -200,8 +200,14 @@ class ExtractiveAnswers:
     # -- round trip and answer ------------------------------------------------------------------
     def _answer(self, plans: list[_Plan]) -> Iterator[Record]:
         b = self.b
-        qvecs = b.embedder.embed([p.query for p in plans])
-        all_hits = b.index.search_vectors(qvecs, b.top_k)
+        queries = [p.query for p in plans]
+        qvecs = b.embedder.embed(queries)
+        # the round trip searches as the index does (two_stage by default); the query vectors
+        # are reused when they are the ones the index ranks by
+        qe = b.index.query_embedder
+        same = qe is b.embedder or (getattr(qe, "key", None) is not None
+                                    and qe.key == getattr(b.embedder, "key", None))
+        all_hits = b.index.search_many(queries, b.top_k, query_vectors=qvecs if same else None)
         self._prepare([h.chunk for hits in all_hits for h in hits])
         picks: list[tuple[_Plan, list[Hit], list[Sentence]]] = []
         for plan, hits, qvec in zip(plans, all_hits, qvecs):

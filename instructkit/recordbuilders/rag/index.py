@@ -15,9 +15,14 @@ rebuilt from the stored vectors, which costs little next to embedding. Vectors d
 the model *and* the backend (``torch`` and ``onnx`` agree to float precision, int8 and static
 do not), so a change of either re-embeds everything.
 
-Search is ``hybrid`` by default: the dense ranking fused with BM25 (``rag.lexical``); it
-found more of the held-out bench queries than dense search alone (bench/retrieval.py).
-``retrieval="dense"`` gives the FAISS ranking alone.
+Retrieval modes (``RETRIEVAL_MODES``; the rag builder's default is ``two_stage``):
+
+- ``two_stage`` (needs a ``reranker``): the stored vectors are cheap first-stage ones
+  (static); the hybrid ranking's top ``candidates`` are re-ranked by the reranker's
+  (MiniLM) vectors, computed lazily per chunk (``rag.rerank``). Recall of stock MiniLM
+  or better at the indexing cost of static vectors (bench/retrieval.py).
+- ``hybrid``: the dense ranking of the stored vectors fused with BM25 (``rag.lexical``).
+- ``dense``: the FAISS ranking alone.
 """
 
 from __future__ import annotations
@@ -42,8 +47,8 @@ logger = logging.getLogger("instructkit")
 __all__ = ["Hit", "RagIndex", "UpdateReport", "INDEX_TYPES", "RETRIEVAL_MODES", "DEFAULT_RETRIEVAL"]
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
-RETRIEVAL_MODES = ("hybrid", "dense")
-#: the rag builder schema's default (one place)
+RETRIEVAL_MODES = ("two_stage", "hybrid", "dense")
+#: the rag builder schema's default (one place); an index without a reranker uses ``hybrid``
 DEFAULT_RETRIEVAL: str = load_schema("builders/rag.schema.json")["properties"]["retrieval"]["default"]
 #: with index_type auto, corpora from this many chunks up get an approximate (HNSW) index
 APPROXIMATE_FROM = 50_000
@@ -52,7 +57,8 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Hit:
-    """One retrieved chunk. ``score`` is the cosine (dense) or the fused RRF score (hybrid)."""
+    """One retrieved chunk. ``score`` is the cosine (dense, seed neighbours) or the fused RRF
+    score (hybrid, two_stage)."""
 
     rank: int
     score: float
@@ -80,17 +86,28 @@ class UpdateReport:
 
 
 class RagIndex:
-    """Chunks of documents, their vectors and a FAISS index over them."""
+    """Chunks of documents, their vectors and a FAISS index over them.
+
+    ``embedder`` makes the stored vectors; ``reranker`` (two_stage) re-ranks candidates with
+    its own vectors, kept in ``rerank_cache`` (a ``VectorCache``) when given.
+    """
 
     def __init__(self, embedder: Any, settings: ChunkSettings | None = None,
                  index_type: str = "auto", path: str | Path | None = None, *,
-                 retrieval: str | None = None) -> None:
+                 retrieval: str | None = None, reranker: Any = None, candidates: int | None = None,
+                 rerank_cache: Any = None, reranker_backend: str | None = None) -> None:
         if index_type not in INDEX_TYPES:
             raise InstructkitError(f"unknown index type '{index_type}' (one of {', '.join(INDEX_TYPES)})")
-        retrieval = retrieval or DEFAULT_RETRIEVAL
-        if retrieval not in RETRIEVAL_MODES:
-            raise InstructkitError(f"unknown retrieval '{retrieval}' (one of {', '.join(RETRIEVAL_MODES)})")
+        retrieval = retrieval or (DEFAULT_RETRIEVAL if reranker is not None else "hybrid")
+        _check_mode(retrieval)  # two_stage without a reranker can be built, not searched
         self.retrieval = retrieval
+        self.reranker = reranker
+        # the backend a two_stage index is re-ranked with (saved, for `instructkit search`)
+        self.reranker_backend = reranker_backend or getattr(reranker, "requested_backend", None) or "auto"
+        from instructkit.recordbuilders.rag.rerank import DEFAULT_CANDIDATES, LazyChunkVectors
+
+        self.candidates = int(candidates or DEFAULT_CANDIDATES)
+        self.rerank_vectors = LazyChunkVectors(reranker, rerank_cache) if reranker is not None else None
         self.np = require("numpy", "rag", "the retrieval index")
         self.faiss = require("faiss", "rag", "the retrieval index")
         self.embedder = embedder
@@ -225,6 +242,11 @@ class RagIndex:
     def __len__(self) -> int:
         return len(self.chunks)
 
+    def close(self) -> None:
+        """Release the reranker's vector cache (the index itself holds no open files)."""
+        if self.rerank_vectors is not None:
+            self.rerank_vectors.close()
+
     def chunk(self, chunk_id: str) -> Chunk:
         return self.chunks[self._by_id[chunk_id]]
 
@@ -234,29 +256,70 @@ class RagIndex:
     def search(self, query: str, k: int = 5) -> list[Hit]:
         return self.search_many([query], k)[0]
 
-    def search_many(self, queries: Sequence[str], k: int = 5, *,
-                    retrieval: str | None = None) -> list[list[Hit]]:
-        """Top-``k`` chunks per query: ``hybrid`` (dense + BM25, fused) or ``dense``."""
+    @property
+    def query_embedder(self) -> Any:
+        """The embedder whose query vectors decide the final ranking (``search_many``'s
+        ``query_vectors``): the reranker in two_stage, else the index's own."""
+        return self.reranker if self.retrieval == "two_stage" else self.embedder
+
+    def search_many(self, queries: Sequence[str], k: int = 5, *, retrieval: str | None = None,
+                    query_vectors: Any = None) -> list[list[Hit]]:
+        """Top-``k`` chunks per query by ``retrieval`` (default: the index's own mode).
+
+        ``query_vectors``: the queries already embedded by ``query_embedder`` (not embedded again).
+        """
         if self.embedder is None:
             raise InstructkitError("this index was opened without an embedder")
         mode = retrieval or self.retrieval
-        if mode not in RETRIEVAL_MODES:
-            raise InstructkitError(f"unknown retrieval '{mode}' (one of {', '.join(RETRIEVAL_MODES)})")
-        vectors = self.embedder.embed(list(queries))
+        _check_mode(mode, self.reranker, searching=True)
+        queries = list(queries)
+        final = self.reranker if mode == "two_stage" else self.embedder
+        if query_vectors is not None and final is not self.query_embedder:
+            query_vectors = None  # another embedder's vectors: not usable for this mode
+        if mode == "two_stage":
+            first = self.embedder.embed(queries)
+        else:
+            first = query_vectors if query_vectors is not None else self.embedder.embed(queries)
         if mode == "dense" or not self.chunks:
-            return self.search_vectors(vectors, k)
+            return self.search_vectors(first, k)
         from instructkit.recordbuilders.rag.lexical import FUSION_DEPTH, fuse_hits
 
-        depth = max(FUSION_DEPTH, k)
-        dense = self.search_vectors(vectors, depth)
-        lexical = self.lexical.search_many(list(queries), depth)
-        out = []
-        for d_hits, l_hits in zip(dense, lexical):
-            rows = [self._by_id[h.chunk.chunk_id] for h in d_hits]
-            fused = fuse_hits(rows, l_hits, k)
-            out.append([Hit(rank=r + 1, score=round(s, 6), chunk=self.chunks[i])
-                        for r, (i, s) in enumerate(fused)])
-        return out
+        width = max(k, self.candidates) if mode == "two_stage" else k
+        depth = max(FUSION_DEPTH, width)
+        dense = self.search_vectors(first, depth)
+        lexical = self.lexical.search_many(queries, depth)
+        fused = [fuse_hits([self._by_id[h.chunk.chunk_id] for h in d_hits], l_hits, width)
+                 for d_hits, l_hits in zip(dense, lexical)]
+        if mode == "two_stage":
+            qv = query_vectors if query_vectors is not None else self.reranker.embed(queries)
+            fused = self._rerank(qv, [[i for i, _ in f] for f in fused], lexical, k)
+        return [[Hit(rank=r + 1, score=round(s, 6), chunk=self.chunks[i]) for r, (i, s) in enumerate(f)]
+                for f in fused]
+
+    def neighbours(self, chunk_ids: Sequence[str], k: int = 5) -> list[list[Hit]]:
+        """The ``k`` chunks closest to each given chunk (itself included): by its stored vector,
+        and in two_stage the top ``candidates`` of that re-ranked by the reranker's vectors."""
+        rows = [self._by_id[c] for c in chunk_ids]
+        if not rows:
+            return []
+        if self.retrieval != "two_stage" or self.reranker is None:
+            return self.search_vectors(self.vectors[rows], k)
+        first = self.search_vectors(self.vectors[rows], max(k, self.candidates))
+        seeds = self.rerank_vectors.vectors([self.chunks[r].text for r in rows])
+        ranked = self._rerank(seeds, [[self._by_id[h.chunk.chunk_id] for h in hs] for hs in first],
+                              None, k, fusion="none")
+        return [[Hit(rank=r + 1, score=round(s, 6), chunk=self.chunks[i]) for r, (i, s) in enumerate(f)]
+                for f in ranked]
+
+    def _rerank(self, query_vectors: Any, candidates: list[list[int]], lexical: Any, k: int,
+                fusion: str | None = None) -> list[list[tuple[int, float]]]:
+        from instructkit.recordbuilders.rag.rerank import RERANK_FUSION, rerank
+
+        # every candidate of the batch in one call: the embedder sorts them by length
+        need = list(dict.fromkeys(r for cand in candidates for r in cand))
+        vecs = self.rerank_vectors.vectors([self.chunks[r].text for r in need])
+        by_row = dict(zip(need, vecs))
+        return rerank(query_vectors, candidates, by_row, lexical, k, fusion or RERANK_FUSION)
 
     @property
     def lexical(self) -> Any:
@@ -290,7 +353,9 @@ class RagIndex:
                 "chunk_size": self.settings.size, "chunk_overlap": self.settings.overlap,
                 "min_chars": self.settings.min_chars, "index_type": self.index_type,
                 "built_index_type": self.built_index_type, "documents": len(self.documents),
-                "chunks": len(self.chunks)}
+                "chunks": len(self.chunks), "retrieval": self.retrieval}
+        if self.retrieval == "two_stage":
+            meta["reranker_backend"] = self.reranker_backend
         _atomic_write(path / "documents.json", json.dumps(
             [d.as_dict() for d in self.documents.values()], ensure_ascii=False, indent=1))
         _atomic_write(path / "chunks.jsonl", "".join(
@@ -313,7 +378,9 @@ class RagIndex:
 
     @classmethod
     def open(cls, path: str | Path, embedder: Any = None, *, settings: ChunkSettings | None = None,
-             index_type: str | None = None, retrieval: str | None = None) -> "RagIndex":
+             index_type: str | None = None, retrieval: str | None = None, reranker: Any = None,
+             candidates: int | None = None, rerank_cache: Any = None,
+             reranker_backend: str | None = None) -> "RagIndex":
         """Open a saved index. ``settings``/``index_type`` that differ from the saved ones
         take effect at the next ``update`` (which then re-chunks every document)."""
         path = Path(path)
@@ -327,7 +394,10 @@ class RagIndex:
                               f"(expected {FORMAT_VERSION}); rebuild it", file=str(path / "meta.json"))
         saved = ChunkSettings(meta["chunk_size"], meta["chunk_overlap"], meta.get("min_chars", 40))
         self = cls(embedder, settings or saved, index_type or meta.get("index_type", "auto"), path,
-                   retrieval=retrieval)
+                   retrieval=retrieval or meta.get("retrieval"),
+                   reranker=reranker, candidates=candidates, rerank_cache=rerank_cache,
+                   reranker_backend=reranker_backend or (None if reranker is not None
+                                                         else meta.get("reranker_backend")))
         # indexes written before backends existed were made with torch
         saved_backend = meta.get("backend", "torch")
         same_embedder = embedder is None or (getattr(embedder, "name", meta["model"]) == meta["model"]
@@ -355,6 +425,14 @@ class RagIndex:
         if self._faiss is None or self._faiss.ntotal != len(self.chunks):
             self.build_faiss()
         return self
+
+
+def _check_mode(mode: str, reranker: Any = None, *, searching: bool = False) -> None:
+    if mode not in RETRIEVAL_MODES:
+        raise InstructkitError(f"unknown retrieval '{mode}' (one of {', '.join(RETRIEVAL_MODES)})")
+    if searching and mode == "two_stage" and reranker is None:
+        raise InstructkitError("two_stage retrieval needs a reranker (the embedder whose vectors "
+                               "re-rank the candidates)")
 
 
 def _meta_only(doc: Document) -> Document:

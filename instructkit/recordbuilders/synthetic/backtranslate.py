@@ -171,10 +171,12 @@ class Backtranslation:
 
     def _document_texts(self) -> list[SourceText]:
         from instructkit.recordbuilders.rag.chunking import ChunkSettings, chunk_document
-        from instructkit.recordbuilders.rag.documents import iter_documents
+        from instructkit.recordbuilders.rag.documents import all_phi_free, document_location, iter_documents
         from instructkit.recordbuilders.rag.sentences import passage_sentences
 
         out = []
+        if all_phi_free(self.cfg.documents) and hasattr(self.b.ctx, "phi_free_copies"):
+            self.b.ctx.phi_free_copies.add(self.b.name)
         for doc in iter_documents(self.cfg.documents, ctx=self.b.ctx):
             for ch in chunk_document(doc, ChunkSettings(self.cfg.chunk_size, 0)):
                 sents = passage_sentences(ch.chunk_id, ch.text)
@@ -183,7 +185,7 @@ class Backtranslation:
                     continue
                 out.append(SourceText(text, {
                     "name": self.b.name, "license": doc.license, "record_id": ch.chunk_id,
-                    "url": doc.url, "location": f"{doc.path or doc.url}@{ch.start}-{ch.end}",
+                    "url": doc.url, "location": document_location(doc, ch.start, ch.end),
                     "citation": f"{doc.title}" + (f" ({doc.date})" if doc.date else "")}))
         return out
 

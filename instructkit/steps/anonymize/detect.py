@@ -23,6 +23,9 @@ import yaml
 
 from instructkit._resources import require
 from instructkit.steps.anonymize.facilities import facility_validator, make_gazetteer_recognizer
+from instructkit.steps.anonymize.scope import GENERAL, ProseScope
+from instructkit.steps.anonymize.shapes import conjoined_numbers, et_al_before, public_value, rank_before
+from instructkit.steps.anonymize.terms import Eponyms, plural_forms
 
 logger = logging.getLogger("instructkit")
 
@@ -114,6 +117,12 @@ def _not_generic_facility(text: str, generic: frozenset[str]) -> bool:
     return any(w.lower() not in generic for w in words[:-1])
 
 
+_SCHOOL_OF = re.compile(r"(?i)\b(?:university|college|school|faculty|academy|institute)\s+of\s+$")
+_DISCIPLINE = re.compile(r"(?i)(?:[a-z]+(?:ology|ologists?|ics|istry|iatry|ians|ists)|medicine|nursing|"
+                         r"pharmacy|surgery|surgeons|physicians|sciences?|health|arts|law|engineering|"
+                         r"technology|dentistry)$")
+
+
 def _result(pa: Any, recognizer: Any, entity: str, start: int, end: int, score: float) -> Any:
     """A Presidio finding that names its recognizer (``_clean`` reads the name)."""
     return pa.RecognizerResult(
@@ -131,13 +140,44 @@ def _make_recognizers(cfg: dict[str, Any], words: Any = None,
     generic = frozenset(w.lower() for w in cfg.get("generic_facility_words", []))
     on_span = {"over_89": _over_89, "phone_digits": _phone_digits, "iban": _iban_checksum,
                "not_generic_facility": lambda t: _not_generic_facility(t, generic)}
+    fac = cfg.get("facilities") or {}
+    title_after = re.compile(r"[ \t]+" + fac["title_after"]) if fac.get("title_after") else None
+    agency = re.compile(r"\b" + fac["agency_heads"] + r"\b") if fac.get("agency_heads") else None
+
+    def named_facility(text: str, s: int, e: int) -> bool:
+        """A facility's name: not only generic words, not the start of a longer title
+        ("National Health Interview Survey"), and no agency ending in "Health" ("National
+        Institutes of Health")."""
+        span = text[s:e]
+        if not _not_generic_facility(span, generic):
+            return False
+        if title_after is not None and title_after.match(text, e):
+            return False
+        return not (agency is not None and span.endswith("Health")
+                    and agency.search(text[max(0, s - 30):e]))
+
     # a validator sees the text and the span (a facility check reads the words around it)
     validators = {k: (lambda f: lambda text, s, e: f(text[s:e]))(f) for k, f in on_span.items()}
     validators["plausible_facility"] = facility_validator(cfg, words, stop)
+    validators["named_facility"] = named_facility
+
+    def not_discipline(text: str, s: int, e: int) -> bool:
+        """After "University of", "College of" a discipline is no place ("College of
+        Obstetricians and Gynecologists", "College of Medicine")."""
+        if not _SCHOOL_OF.search(text, max(0, s - 30), s):
+            return True
+        return not all(_DISCIPLINE.match(w) or w.lower() in ("and", "&", "of")
+                       for w in text[s:e].split())
+
+    validators["not_discipline"] = not_discipline
     # "6750 Koskikatu 25" names its street in a word no English dictionary holds; "Medication
     # 1 Medication 2", "Hospital day 1 Hospital day 3" (table headers) hold only common words
-    validators["unknown_street_word"] = lambda text, s, e: words is None or any(
-        w not in words for w in re.findall(r"[^\W\d_]{3,}", text[s:e]))
+    # neither a count ("60 Class I and 40 Class II") nor a rank ("Level 2 Trauma Center")
+    validators["unknown_street_word"] = lambda text, s, e: (words is None or any(
+        w not in words for w in re.findall(r"[^\W\d_]{3,}", text[s:e]))) and not (
+        conjoined_numbers(text[s:e]) or rank_before(text, s))
+    validators["street_number"] = lambda text, s, e: not rank_before(text, s)
+    validators["not_et_al"] = lambda text, s, e: not et_al_before(text, s)
 
     class GroupPatternRecognizer(pa.LocalRecognizer):
         """A regex recognizer whose finding is the ``phi`` group when there is one
@@ -372,7 +412,11 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
     words = english_words(nlp_engine.nlp["en"].get_pipe("lemmatizer"))
     for rec in _make_recognizers(cfg, words, frozenset(nlp_engine.nlp["en"].Defaults.stop_words)):
         registry.add_recognizer(rec)
-    registry.add_recognizer(make_gazetteer_recognizer(pa, cfg, _result, words))
+    from instructkit.steps.anonymize.names import name_lists
+
+    given = name_lists(int((cfg.get("lowercase_names") or {}).get("min_births", 20)),
+                       int((cfg.get("eponyms") or {}).get("common_births", 1000))).given
+    registry.add_recognizer(make_gazetteer_recognizer(pa, cfg, _result, words, given))
     if name_model == "rampart":
         from instructkit.steps.anonymize.name_model import make_rampart_recognizer
 
@@ -387,7 +431,7 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
             pa, cfg["lowercase_names"], lambda w: w in stop, _result))
     if scfg.get("proper_nouns"):
         nlp_engine.needs_tags = functools.partial(_may_hold_name, words=words)
-        followers = frozenset(w.lower() for w in cfg["deny"]["eponym_followers"])
+        followers = plural_forms(cfg["deny"]["eponym_followers"])
         registry.add_recognizer(_proper_noun_recognizer(pa, scfg["proper_nouns"], words, followers))
     # context words count a little after a value too ("085 175 7641-Office"), and as whole
     # words only ("tel" must not match "platelets")
@@ -452,7 +496,8 @@ class PhiDetector:
         # candidate ("David is ...", "Walker began ..."); never a match on their own
         self.stop_words = frozenset(self.nlp_engine.nlp["en"].Defaults.stop_words)
         self.people_words = frozenset(self.cfg["spacy"]["proper_nouns"]["people_words"])
-        self.names = name_lists(int((self.cfg.get("lowercase_names") or {}).get("min_births", 20)))
+        self.names = name_lists(int((self.cfg.get("lowercase_names") or {}).get("min_births", 20)),
+                                int((self.cfg.get("eponyms") or {}).get("common_births", 1000)))
         self.type_of = dict(self.cfg["entity_types"])
         self.priority = {t: i for i, t in enumerate(self.cfg["priority"])}
         self.masks = re.compile("|".join(f"(?:{m})" for m in self.cfg["masks"]))
@@ -460,7 +505,8 @@ class PhiDetector:
         self.deny_terms = frozenset(_norm(t) for t in [*deny["terms"], *deny.get("not_names", []),
                                                         *extra_deny])
         self.deny_types = frozenset(self.cfg["deny_checked_types"])
-        followers = "|".join(re.escape(w) for w in sorted(deny["eponym_followers"], key=len, reverse=True))
+        followers = "|".join(re.escape(w) for w in sorted(plural_forms(deny["eponym_followers"]),
+                                                          key=len, reverse=True))
         # a second eponym may be joined by a hyphen ("Kasabach-Merritt phenomenon")
         self.eponym_after = re.compile(rf"^(?:'s|\u2019s|s'|'|\u2019)?(?:-[A-Z][\w'\u2019]*)*[\s-]*(?:{followers})\b",
                                        re.IGNORECASE)
@@ -472,6 +518,11 @@ class PhiDetector:
         # pronouns, greetings' objects); and the shape of medical terms ("-itis", "-omegaly")
         self.not_name_words = frozenset(_norm(t) for t in deny.get("not_names", []))
         self.medical_word = re.compile(rf"(?i)^(?:{'|'.join(deny['medical_word_shapes'])})$")
+        eps = self.cfg.get("eponyms") or {}
+        self.eponyms = Eponyms(deny["eponym_followers"], medical_word=self.medical_word,
+                               common=lambda w: w in self.english_words, stop_words=self.stop_words,
+                               given_names=self.names.common_given,
+                               max_modifiers=int(eps.get("max_modifiers", 2)))
         word = expand("{{NAME_WORD}}", self.cfg["fragments"])
         member = rf"{word}(?:\s+(?:[A-Z]\.?\s+)?{word})?"
         self.list_member = re.compile(member)
@@ -481,32 +532,58 @@ class PhiDetector:
                                               {k: expand(v, self.cfg["fragments"])
                                                for k, v in self.cfg["fragments"].items()}))
         self.kept_places = frozenset(_norm(p) for p in self.cfg["safe_harbor_places"]) if keep_states_and_countries else frozenset()
+        #: research prose (a cohort, no individual): its names, places, dates are not PHI
+        self.prose_scope = ProseScope(self.cfg.get("research_prose"))
+
+    def scope_of(self, text: str) -> str:
+        """``"research"`` for research prose about a cohort with no individual in it (its
+        names, places, facilities, dates and ages are no individual's), else ``"general"``."""
+        return self.prose_scope.of(text)
 
     # -- detection ---------------------------------------------------------------------------
     def detect(self, text: str) -> list[Finding]:
         return self.detect_many([text])[0]
 
-    def detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
-        """Findings for each text; identical texts are analysed once."""
-        unique: dict[str, int] = {}
-        for t in texts:
-            if t and t not in unique and _worth_analysing(t):
-                unique[t] = len(unique)
-        results: dict[str, list[Finding]] = {}
-        if unique:
-            batches = self.nlp_engine.process_batch(list(unique), language="en",
+    def detect_many(self, texts: Sequence[str],
+                    scopes: Sequence[str | None] | None = None) -> list[list[Finding]]:
+        """Findings for each text; identical texts are analysed once. ``scopes`` (one per
+        text, see ``scope_of``) says what kind of prose a text is; by default each text's
+        own (the anonymize step passes its record's)."""
+        scopes = list(scopes) if scopes is not None else [None] * len(texts)
+        keys = [(t, s or self.scope_of(t)) if t and _worth_analysing(t) else None
+                for t, s in zip(texts, scopes)]
+        wanted = {k[0]: None for k in keys if k}
+        found: dict[str, list[Finding]] = {}
+        if wanted:
+            batches = self.nlp_engine.process_batch(list(wanted), language="en",
                                                     batch_size=self.batch_size,
                                                     n_process=self.n_process)
             for text, artifacts in batches:
                 raw = self.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
                                             score_threshold=self.score_threshold)
-                results[text] = self._clean(text, raw)
-        return [results.get(t, []) for t in texts]
+                found[text] = self._clean(text, raw, getattr(artifacts, "tokens", None))
+        results: dict[tuple[str, str], list[Finding]] = {}
+        for k in keys:
+            if k and k not in results:
+                results[k] = self._in_scope(k[0], found[k[0]], k[1])
+        return [results[k] if k else [] for k in keys]
 
-    def _clean(self, text: str, raw: list[Any]) -> list[Finding]:
+    def _in_scope(self, text: str, found: list[Finding], scope: str) -> list[Finding]:
+        """The findings that are PHI in a text of ``scope``: in research prose no names,
+        places, dates; the name repeats and lists built on a dropped name go with it."""
+        if scope == GENERAL:
+            return found
+        return [f for f in found if self.prose_scope.is_phi(scope, f.type)]
+
+    def _clean(self, text: str, raw: list[Any], doc: Any = None) -> list[Finding]:
         masked = [m.span() for m in self.masks.finditer(text)]
+        # peoples and nationalities (NER's NORP): a list is of one kind, so a name-like item
+        # listed with them is a group too ("African Americans, Alaska Natives, American Indians")
+        groups = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "NORP"] \
+            if doc is not None and doc.has_annotation("ENT_IOB") else []
         found: list[Finding] = []
         markers: set[str] | None = None  # letters of a lettered list, found when needed
+        acronyms = _defined_acronyms(text) if "(" in text else frozenset()
         for r in raw:
             typ = self.type_of.get(r.entity_type, r.entity_type)
             if typ not in self.entities:
@@ -532,10 +609,17 @@ class PhiDetector:
                     continue
             if (ner or name in _LOOSE_NAME_PATTERNS) and not self._plausible_ner(text, start, end, typ):
                 continue
-            if name == "name_subject" and self._common_word_alone(text, start, end, raw, r):
+            if name in _LONE_WORD_PATTERNS and self._common_word_alone(text, start, end, raw, r):
                 continue
             if typ == "URL" and not _plausible_url(text[start:end]):
                 continue
+            if groups and typ in ("NAME", "LOCATION", "HOSPITAL") and _listed_with(text, start, end, groups):
+                continue
+            if typ in _SHAPE_CHECKED and public_value(text, start, end, typ):
+                continue  # an agency's URL, a toll-free number, a population's age bound
+            if typ == "NAME" and name != "name_title" and (
+                    self._term_not_name(text[start:end], acronyms) or _cited_or_counted(text, start, end)):
+                continue  # "Multisystem LCH", "Raloxifene is", "(Weathers, 2010)", "Fatalists (19%)"
             # an existing mask is already redacted: keep only what lies outside it
             for start, end in _outside(start, end, masked):
                 start, end = _trim(text, start, end)
@@ -545,8 +629,9 @@ class PhiDetector:
                 if (ner and masked
                         and not self._plausible_ner(text, start, end, typ)):
                     continue
-                if typ in self.deny_types and self._is_medicine(text, start, end,
-                                                                titled=name == "name_title"):
+                if typ in self.deny_types and self._is_medicine(
+                        text, start, end, titled=name == "name_title",
+                        strict=typ in ("HOSPITAL", "ADDRESS")):
                     continue
                 if (typ == "LOCATION" or typ == "NAME" and name != "name_title") \
                         and _norm(text[start:end]) in self.kept_places:
@@ -591,6 +676,17 @@ class PhiDetector:
                 return False
         return True
 
+    def _term_not_name(self, span: str, acronyms: frozenset[str]) -> bool:
+        """A name-like span that is a term: it holds an acronym the text defines from common
+        words ("Langerhans cell histiocytosis (LCH)"), or each of its words has a medical
+        shape ("Chemoradiation", "Raloxifene") and is in no given-name or surname list."""
+        words = [w.strip(".,;:'\u2019()") for w in span.split()]
+        if any(w in acronyms for w in words):
+            return True
+        return bool(words) and all(
+            w and self.medical_word.match(w) and w.lower() not in self.names.given
+            and w.lower() not in self.names.surnames for w in words)
+
     def _common_not_name(self, word: str) -> bool:
         w = word.strip(".,;:'\u2019()")
         return w in self.english_words and w.lower() not in self.names.given
@@ -604,8 +700,11 @@ class PhiDetector:
         if " " in span.strip() or (span not in self.english_words
                                    and span.lower() not in self.stop_words):
             return False
-        if span.lower() in self.names.given or span.lower() in self.names.surnames:
+        if span.lower() in self.names.given:
             return False  # "Walker began writing", "Scott had given"
+        # a surname that is a stop word too is no name alone ("Some states make ...")
+        if span.lower() in self.names.surnames and span.lower() not in self.stop_words:
+            return False  # "Ley began writing"
         return not any(o is not r and o.entity_type == "PERSON" and o.start < end and start < o.end
                        for o in raw)
 
@@ -690,7 +789,8 @@ class PhiDetector:
         return [Finding(m.start(), m.end(), "NAME", 0.6, "name_repeat") for m in rx.finditer(text)
                 if all(m.end() <= f.start or f.end <= m.start() for f in found)
                 and not any(s < m.end() and m.start() < e for s, e in masked)
-                and not self._is_medicine(text, m.start(), m.end())]
+                # a person's name stays one before a possessive ("Maldonado's kidney disease")
+                and not self._is_medicine(text, m.start(), m.end(), titled=True)]
 
     def _plausible_ner(self, text: str, start: int, end: int, typ: str) -> bool:
         """The small spaCy model tags many clinical words as PERSON or GPE ("Dyspnea",
@@ -737,6 +837,11 @@ class PhiDetector:
             m = _PAREN_AFTER_WORD.search(text, max(0, start - 60), start)
             if m and m.group(1).islower() and m.group(1) not in self.people_words:
                 return False
+            # a term glossed in lower case: "Antiestrogens (drugs that block estrogen)"; a
+            # person's gloss names a relation ("Anna (my sister)"), which stays a name
+            gloss = _PAREN_LOWER_AFTER.match(text, end)
+            if gloss and not set(re.findall(r"[a-z]+", gloss.group())) & (self.people_words | _OWNERS):
+                return False
         proper = [w for w in words if w.lower() not in _PARTICLES]
         if not proper or any(not w[0].isupper() for w in proper):
             return False
@@ -758,6 +863,11 @@ class PhiDetector:
             if (_norm(core) in self.not_name_words or self.medical_word.match(core)
                     or (len(proper) > 1 and self.is_medicine_word(core) and typ == "LOCATION")):
                 return False
+        # a heading on a line of its own that ends in a plural common noun ("Key Points",
+        # "Hydatidiform Moles", "- Foodborne Illnesses"): a person's name is not plural
+        if len(proper) > 1 and proper[0].lower() not in self.names.common_given \
+                and self._heading_line(text, start, end) and self._plural_noun(proper[-1]):
+            return False
         # capitalised only by its place (a sentence start, a heading): the same words stand in
         # lower case elsewhere in the text ("Adult acute leukemia ... adult ALL"). A name
         # does not turn into a common noun within one text.
@@ -771,24 +881,54 @@ class PhiDetector:
                         or (len(proper) > 1 and not any(w.isupper() for w in proper)))
         return True
 
+    def _heading_line(self, text: str, start: int, end: int) -> bool:
+        """Whether ``text[start:end]`` ends its line and starts it or a list item in it."""
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", end)
+        before = text[line_start:start]
+        after = text[end:line_end if line_end >= 0 else len(text)]
+        return bool((re.fullmatch(r"[ \t]*(?:[-*\u2022][ \t]*)?", before)
+                     or re.search(r"(?:^|[ \t])[-*\u2022][ \t]+$", before))
+                    and re.fullmatch(r"[ \t:.]*", after))
+
+    def _plural_noun(self, word: str) -> bool:
+        """A plural of a common noun: "Points", "Moles", "Illnesses" (not "Jones")."""
+        w = word.strip(".,'\u2019").lower()
+        if not w.endswith("s") or w.endswith(("ss", "us", "is")) or w in self.english_words.words:
+            return False
+        return w[:-1] in self.english_words.words or (w.endswith("es") and w[:-2] in self.english_words.words)
+
     def is_medicine_word(self, word: str) -> bool:
         return _norm(word) in self.deny_terms
 
-    def _is_medicine(self, text: str, start: int, end: int, titled: bool = False) -> bool:
+    def _is_medicine(self, text: str, start: int, end: int, titled: bool = False,
+                     strict: bool = False) -> bool:
         """Medicine, not PHI: deny-list words only, or an eponym ("Parkinson's disease",
-        "non-Hodgkin"). After a title ("Dr. Parkinson") only the eponym test applies."""
+        "Cox proportional hazards", "non-Hodgkin"; see ``terms.Eponyms``). After a title
+        ("Dr. Parkinson") only a head right after the name or a leader before it counts, and
+        a person's full name ("Leah Maldonado's test") is never an eponym. ``strict`` (a
+        facility or an address: "Three Gables Surgery") asks for the head right after it too."""
         span = text[start:end]
         words = re.split(r"[\s,]+", span.strip())
         if not titled and (_norm(span) in self.deny_terms
-                           or (words and all(_norm(w) in self.deny_terms for w in words if w))):
+                           or (words and all(_norm(w) in self.deny_terms for w in words if w))
+                           # a possessive without its apostrophe: "Charcots foot"
+                           or (len(words) == 1 and _norm(span).endswith("s")
+                               and _norm(span)[:-1] in self.deny_terms)):
             return True
-        if self.eponym_after.match(text[end:end + 40]):
+        if self.eponyms.full_name(text, start, end):
+            return False
+        if titled or strict:
+            # "Dr. Parkinson disease" maybe; "Mr. Smith's test results" is Mr. Smith's
+            return (not re.match(r"['\u2019]", text[end:end + 1])
+                    and self.eponyms.head_after(text, end, max_modifiers=0))
+        if self.eponyms.head_after(text, end, start=start):
             return True
-        # a disease word after the name: "Bruton agammaglobulinemia", "Hashimoto thyroiditis"
-        nxt = re.match(r"(?:['\u2019]s?)?[\s-]+([a-z]+)", text[end:end + 40])
-        if nxt and self.medical_word.match(nxt.group(1)):
+        if self.eponym_before.search(text, max(0, start - 30), start):
             return True
-        return bool(self.eponym_before.search(text, max(0, start - 30), start))
+        # an eponym in one place of the text is one everywhere in it
+        return (not titled and len(words) == 1
+                and self.eponyms.used_as_eponym(text, words[0].strip(".,'\u2019()")))
 
 
 _ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
@@ -805,6 +945,59 @@ _MARKER_PLACE = re.compile(r"(?:^|[\n.!?:;)]|[ \t]{2,}|\b(?:is|answer|option|cho
 
 
 _MARKER_BEFORE = re.compile(r"(?<![\w.])\(?([A-Ja-j])[.)][ \t]+$")
+
+
+#: a share right after a word: a group's label ("Fatalists (19%)"), no person's
+_SHARE_AFTER = re.compile(r"[ \t]*\([ \t]*(?:n[ \t]*=[ \t]*\d+[,;][ \t]*)?\d+(?:\.\d+)?[ \t]*%")
+#: the rest of an author-year citation ("Litz, Herman, Huska,& Keane, 1993)", "et al., 2010;")
+_CITATION_AFTER = re.compile(r"(?:[ \t]*(?:,|&|\band\b)[ \t]*(?:&[ \t]*)?[A-Z][\w'\u2019-]+)*"
+                             r"(?:[ \t]+et[ \t]+al\.?)?,?[ \t]*(?:19|20)\d\d[a-z]?[ \t]*[;)]")
+
+
+def _cited_or_counted(text: str, start: int, end: int) -> bool:
+    """A name-like span that is a cited author inside a parenthetical author-year citation
+    ("(PCL; Weathers, 2010; Weathers, Litz, Herman, Huska,& Keane, 1993)") or a group
+    labelled with its share ("Fatalists (19%)")."""
+    if _SHARE_AFTER.match(text, end):
+        return True
+    if not _CITATION_AFTER.match(text, end):
+        return False
+    before = text[max(0, start - 200):start]
+    return before.rfind("(") > before.rfind(")")
+
+
+_ACRONYM_DEF = re.compile(r"((?:[^\W\d_][\w'\u2019-]*[ \t]+){1,10})\(([A-Z][A-Za-z]{1,7})[s]?\)")
+_ACRONYM_GLUE = frozenset({"of", "and", "the", "in", "for", "to", "with", "on", "&"})
+
+
+def _defined_acronyms(text: str) -> frozenset[str]:
+    """Acronyms the text defines from words with at least one in lower case: "Langerhans cell
+    histiocytosis (LCH)", "acute lymphoblastic leukemia (ALL)". A person's initials come after
+    capitalised words only ("John Smith (JS)"), so they are not taken."""
+    out = set()
+    for m in _ACRONYM_DEF.finditer(text):
+        letters = [c.lower() for c in m.group(2) if c.isupper()]
+        if len(letters) < 2:
+            continue
+        words = [w for w in re.split(r"[ \t-]+", m.group(1).strip()) if w]
+        content = [w for w in words if w.lower() not in _ACRONYM_GLUE]
+        tail = content[-len(letters):]
+        if len(tail) == len(letters) and all(w[0].lower() == c for w, c in zip(tail, letters)) \
+                and any(w[0].islower() for w in tail):
+            out.add(m.group(2))
+    return frozenset(out)
+
+
+def _listed_with(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    """Whether ``text[start:end]`` is an item of a list ("A, B and C", "A/B") right next to
+    one of ``spans``."""
+    before = re.search(r"(?:,|;|/|\band|\bor)[ \t]*$", text[max(0, start - 8):start])
+    if before:
+        left = len(text[:start - len(before.group())].rstrip())
+        if any(e == left for _, e in spans):
+            return True
+    after = re.match(r"[ \t]*(?:,|;|/|and\b|or\b)[ \t]*(?:(?:and|or)[ \t]+)?", text[end:end + 12])
+    return bool(after) and any(s == end + after.end() for s, _ in spans)
 
 
 def _abbreviation_like(word: str) -> bool:
@@ -856,11 +1049,19 @@ def _outside_list_markers(text: str, start: int, end: int, markers: set[str],
 
 _PAREN_AFTER_WORD = re.compile(r"([A-Za-z]+)[ \t]+\((?:[^()]*(?:,|\bor\b|\band\b)[ \t]*)?$")
 _PAREN_LOWER_AFTER = re.compile(r"[ \t]+\([a-z][a-z -]+\)")
+#: words of a gloss that tie it to a person ("Anna (my sister)", "Lee (her nurse)")
+_OWNERS = frozenset({"my", "his", "her", "their", "our", "your", "pt", "patient", "patients", "mr",
+                     "mrs", "ms", "dr", "the"})
 #: a Latin species epithet after a capitalised genus ("aureus", "coli", "histolytica", "albicans")
 _SPECIES_AFTER = re.compile(r"[ \t]+([a-z]{3,}(?:us|um|ae|ii|i|a|is|es|ans|ens|oides|ensis|ella|ica|icum|ium))\b")
 _NAME_PREFIX = re.compile(r"(?:Mc|Mac|O'|D'|De|Di|Da|Du|La|Le|Van|Von)[A-Z][a-z]+$")
 #: findings of the statistical model (NER, tagger), which need the plausibility checks
 _MODEL_RECOGNIZERS = frozenset({"SpacyRecognizer", "proper_noun"})
+#: context patterns whose finding may be a lone common word ("Being aged 45", "Some states")
+_LONE_WORD_PATTERNS = frozenset({"name_subject", "name_before_id", "name_for_end",
+                                 "name_person_word"})
+#: types whose values may be no individual's by their shape (shapes.public_value)
+_SHAPE_CHECKED = frozenset({"URL", "PHONE", "AGE", "IP"})
 #: context patterns loose enough to need them too ("for Leah Maldonado." but not "for Lyme Disease.")
 _LOOSE_NAME_PATTERNS = frozenset({"name_for_end", "name_person_word"})
 _PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "del", "della", "le",

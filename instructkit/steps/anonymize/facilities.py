@@ -106,7 +106,7 @@ class FacilityGazetteer:
 
 
 def make_gazetteer_recognizer(pa: Any, cfg: dict[str, Any], make_result: Callable[..., Any],
-                              common: Any = frozenset()) -> Any:
+                              common: Any = frozenset(), given: Any = frozenset()) -> Any:
     """A Presidio recognizer of HOSPITAL spans from the gazetteer. A name or a distinctive
     core counts when it is capitalised ("Johns Hopkins", "JOHNS HOPKINS") or stands in a
     facility context; in lower case ("johns hopkins") and for weak cores ("Mercy"), only
@@ -151,6 +151,10 @@ def make_gazetteer_recognizer(pa: Any, cfg: dict[str, Any], make_result: Callabl
                     continue
                 if not after and text[start:end].lower() in places:
                     continue
+                # the list's "Native" written "Natives" is a plural noun ("Alaska Natives"), not
+                # a name's possessive without its apostrophe ("St Anthonys", "Saint Lukes")
+                if not (before or after) and _plural_of_common(text[start:end], common, given):
+                    continue
                 if after:
                     end = after.end()  # "Mercy ED", "Hopkins Hospital": the whole name
                 out.append(make_result(pa, self, "HOSPITAL", start, end, score))
@@ -158,6 +162,15 @@ def make_gazetteer_recognizer(pa: Any, cfg: dict[str, Any], make_result: Callabl
 
     return FacilityGazetteerRecognizer(supported_entities=["HOSPITAL"], name="facility_gazetteer",
                                        supported_language="en")
+
+
+def _plural_of_common(span: str, common: Any, given: Any) -> bool:
+    """The last word is the plural of a common word that is no given name ("Natives")."""
+    last = WORD.findall(span)[-1].rstrip(".")
+    if not last.endswith("s") or last.endswith(("ss", "'s", "\u2019s")) or len(last) < 4:
+        return False
+    stem = last[:-1].lower()
+    return stem in common and stem not in given
 
 
 def facility_validator(cfg: dict[str, Any], words: Any,

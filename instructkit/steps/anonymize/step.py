@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from instructkit.records import Record, path_label, set_path, text_fields, user_turn
+from instructkit.records import Record, path_label, recipe_texts as declared_recipe_texts, set_path, text_fields, user_turn
 from instructkit.steps.base import Step
 from instructkit.steps.anonymize.detect import PHI_TYPES, Finding, PhiDetector
 from instructkit.steps.anonymize.operators import OPERATORS, apply_findings, make_operator
@@ -38,7 +38,8 @@ class AnonymizeStep(Step):
                  batch_records: int = 64, keep_states_and_countries: bool = True,
                  deny_terms: Iterable[str] = (), max_shift_days: int = 365,
                  hash_salt: str | None = None, canary: bool = True, canary_records: int = 2,
-                 skip_sources: Iterable[str] = (), name_model: str | None = None) -> None:
+                 skip_sources: Iterable[str] = (), copy_free_sources: Iterable[str] = (),
+                 recipe_texts: Iterable[str] = (), name_model: str | None = None) -> None:
         super().__init__()
         if operator not in OPERATORS:
             raise ValueError(f"unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}")
@@ -55,6 +56,12 @@ class AnonymizeStep(Step):
         self.canary_records = max(1, int(canary_records))
         #: sources declared PHI-free (``phi: false``): their template records pass unchanged
         self.skip_sources = frozenset(skip_sources)
+        #: sources whose copied text is PHI-free: in records a model wrote from them, the
+        #: fields the schema marks ``x-source-copy`` (passages, citations) pass unchanged.
+        #: Kept as given: the run's set (``ctx.phi_free_copies``) fills as its builders load.
+        self.copy_free_sources = copy_free_sources if isinstance(copy_free_sources, set) else set(copy_free_sources)
+        #: a source's url and citation as the recipe declares them: recipe text, not source data
+        self.recipe_texts = frozenset(recipe_texts)
         self._reset()
 
     def _reset(self) -> None:
@@ -87,7 +94,9 @@ class AnonymizeStep(Step):
                    batch_records=int(cfg["batch_records"]), max_shift_days=int(cfg["max_shift_days"]),
                    hash_salt=cfg["hash_salt"], canary=bool(canary["enabled"]),
                    canary_records=int(canary["records"]),
-                   skip_sources=getattr(ctx, "phi_free_sources", ()) or ())
+                   skip_sources=getattr(ctx, "phi_free_sources", ()) or (),
+                   copy_free_sources=getattr(ctx, "phi_free_copies", set()),
+                   recipe_texts=declared_recipe_texts((getattr(ctx, "recipe", None) or {}).get("sources") or ()))
 
     # -- the stream --------------------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Iterator[Record]:
@@ -129,6 +138,10 @@ class AnonymizeStep(Step):
         return (bool(self.skip_sources) and rec.get("method") == "template"
                 and (rec.get("source") or {}).get("name") in self.skip_sources)
 
+    def _copies_phi_free(self, rec: Record) -> bool:
+        name = (rec.get("source") or {}).get("name")
+        return name in self.skip_sources or name in self.copy_free_sources
+
     def anonymize_records(self, records: list[Record]) -> list[Record | Exception]:
         """Anonymized copies of ``records`` (an exception in place of a record that failed).
 
@@ -138,35 +151,42 @@ class AnonymizeStep(Step):
         "Benztropine" looks like a name, inside "B. Benztropine" it does not. Fields found in
         no running text are detected on their own."""
         plans: list[list[tuple[tuple, str]] | Exception] = []
-        texts: list[str] = []
-        index: dict[str, int] = {}
+        scopes: list[str] = []
+        texts: list[tuple[str, str]] = []
+        index: dict[tuple[str, str], int] = {}
 
-        def want(t: str) -> None:
-            if t not in index:  # the same text in two fields (output and meta.answer) once
-                index[t] = len(texts)
-                texts.append(t)
+        def want(t: str, scope: str) -> None:
+            if (t, scope) not in index:  # the same text in two fields (output and meta.answer) once
+                index[t, scope] = len(texts)
+                texts.append((t, scope))
 
         for rec in records:
             try:
-                plan = _texts_of(rec)
+                plan = _texts_of(rec, skip_source_copies=self._copies_phi_free(rec),
+                                 recipe_texts=self.recipe_texts)
             except Exception as exc:  # noqa: BLE001 - a bad record is quarantined, not fatal
                 plans.append(exc)
+                scopes.append("")
                 continue
             plans.append(plan)
             running = [t for p, t in plan if p[0] in RUNNING_FIELDS]
+            # what kind of prose the record is, read from its running texts together: the
+            # long answer of a research abstract is research prose because its abstract is
+            scope = self.detector.scope_of("\n".join(running))
+            scopes.append(scope)
             for p, t in plan:
                 if p[0] in RUNNING_FIELDS or not any(t in r for r in running):
-                    want(t)
-        found_all = self.detector.detect_many(texts)
+                    want(t, scope)
+        found_all = self.detector.detect_many([t for t, _ in texts], [sc for _, sc in texts])
         out: list[Record | Exception] = []
-        for rec, plan in zip(records, plans):
+        for rec, plan, scope in zip(records, plans, scopes):
             if isinstance(plan, Exception):
                 out.append(plan)
                 continue
             try:
-                running = [(t, found_all[index[t]]) for p, t in plan if p[0] in RUNNING_FIELDS]
-                found = [list(found_all[index[t]]) if t in index else _in_context(t, running)
-                         for _, t in plan]
+                running = [(t, found_all[index[t, scope]]) for p, t in plan if p[0] in RUNNING_FIELDS]
+                found = [list(found_all[index[t, scope]]) if (t, scope) in index
+                         else _in_context(t, running) for _, t in plan]
                 out.append(self._rewrite(rec, plan, found))
             except Exception as exc:  # noqa: BLE001
                 out.append(exc)
@@ -294,7 +314,8 @@ class AnonymizeStep(Step):
         return "\n".join(lines) + "\n"
 
 
-def _texts_of(rec: Record) -> list[tuple[tuple, str]]:
+def _texts_of(rec: Record, *, skip_source_copies: bool = False,
+              recipe_texts: frozenset[str] = frozenset()) -> list[tuple[tuple, str]]:
     """(path, text) of every text of a record the stage anonymizes (from the record schema),
     except chat messages made from the record's own fields: those are rebuilt from the
     anonymized fields instead."""
@@ -304,7 +325,8 @@ def _texts_of(rec: Record) -> list[tuple[tuple, str]]:
         if rec.get(key) is not None and not isinstance(rec.get(key), str):
             raise TypeError(f"field '{key}' is not a string")
     made = {user_turn(rec), rec.get("output")} if isinstance(rec.get("instruction"), str) else set()
-    return [(path, text) for path, text in text_fields(rec)
+    return [(path, text) for path, text in text_fields(rec, skip_source_copies=skip_source_copies,
+                                                       recipe_texts=recipe_texts)
             if not (path[0] == "messages" and path[-1] == "content" and text in made)]
 
 
