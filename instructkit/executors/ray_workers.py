@@ -74,7 +74,7 @@ class WorkerSpec:
 def context_fields(ctx: RunContext) -> dict[str, Any]:
     """The run's settings a worker's ``RunContext`` needs (not its shared objects)."""
     keep = ("seed", "recipe", "limit", "max_requests", "cache_dir", "recipe_dir", "allowed_paths",
-            "phi_free_sources", "execution", "quiet")
+            "phi_free_sources", "phi_free_copies", "execution", "quiet")
     return {k: getattr(ctx, k) for k in keep}
 
 
