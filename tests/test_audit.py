@@ -205,3 +205,12 @@ def test_the_recipes_own_source_url_and_citation_are_recipe_text(phi_detector, a
     report = AuditReport(default_limits(), names=False)
     list(audit_records([other], audit_detector, report, phi_free=scope))
     assert report.as_dict()["suspects_by_type"] == {"URL": 1}
+
+
+def test_audit_keeps_to_the_anonymizers_rule_for_values_of_no_individual(audit_detector):
+    """An agency's URL and a toll-free number are no one's: the anonymizer keeps them
+    (steps/anonymize/shapes.py) and the audit does not count them; a personal page is read."""
+    text = ("See https://www.cancer.gov/types/leukemia or call 1-800-422-6237. "
+            "Her page is https://portal.example.net/jo and her phone (617) 724-3188.")
+    counts = audit_detector.scan_many([(text, [])])[0]
+    assert counts["URL"] == 1 and counts["PHONE"] == 1, counts

@@ -35,6 +35,7 @@ import yaml
 
 from instructkit._exceptions import SourceError
 from instructkit.records import Record, path_label, recipe_texts, text_fields
+from instructkit.steps.anonymize.shapes import public_value
 from instructkit.steps.base import Step
 from instructkit.steps.ner_pool import NerPool, auto_processes, person_counts
 
@@ -44,6 +45,9 @@ __all__ = ["AuditDetector", "AuditStep", "PhiFreeScope", "audit_dataset", "audit
            "auto_processes"]
 
 HERE = Path(__file__).resolve().parent
+#: types whose values can, by their shape or place, belong to no individual (an agency's URL,
+#: a toll-free number, a population's age bound): the same rule the anonymizer keeps them by
+_SHAPE_TYPES = {"URL": "URL", "PHONE": "PHONE", "AGE_OVER_89": "AGE", "IP": "IP"}
 
 
 @functools.cache
@@ -168,7 +172,9 @@ class AuditDetector:
         for text in texts:
             c: Counter[str] = Counter()
             for typ, rx in self.patterns.items():
-                n = sum(1 for _ in rx.finditer(text))
+                shape = _SHAPE_TYPES.get(typ)
+                n = sum(1 for m in rx.finditer(text)
+                        if not (shape and public_value(text, m.start(), m.end(), shape)))
                 if n:
                     c[typ] += n
             out.append(c)
