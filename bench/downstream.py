@@ -153,24 +153,30 @@ BUILD_OF = {"single": "single", "mixed": "mixed", "no-dedup-quality": "no-dedup-
 
 
 def build_all(names: set[str], train_csv: Path, test_csv: Path, work: Path, limit: int | None,
-              qa_rows: int = 300) -> dict[str, dict]:
-    from instructkit import build
+              qa_rows: int = 300, reuse: bool = False) -> dict[str, dict]:
+    from instructkit import build, open_dataset
 
     out = {}
     for name, recipe in recipes(train_csv, test_csv, qa_rows).items():
         if name not in names:
             continue
         t = time.perf_counter()
-        # the recipes read the split this bench wrote into its work folder, and the shared data
-        res = build(recipe, work / "data" / name, limit=limit, quiet=True, allow_paths=[work, SHARED])
-        secs = time.perf_counter() - t
-        dec = next((s for s in res.manifest["stages"] if s["stage"] == "decontaminate"), {})
+        folder = work / "data" / name
+        if reuse and (folder / "manifest.json").is_file():
+            # --reuse-builds: a finished build of this work folder (same seed, same split)
+            manifest, records, secs = open_dataset(folder).manifest, None, 0.0
+            records = sum(manifest["counts"]["task"].values())
+        else:
+            # the recipes read the split this bench wrote into its work folder, and the shared data
+            res = build(recipe, folder, limit=limit, quiet=True, allow_paths=[work, SHARED])
+            manifest, records, secs = res.manifest, res.records, time.perf_counter() - t
+        dec = next((s for s in manifest["stages"] if s["stage"] == "decontaminate"), {})
         removed = (dec.get("extra") or {}).get("removed_by_benchmark", {}).get("iu_xray_test_reports", {}).get("removed")
-        out[name] = {"dir": res.out_dir, "records": res.records, "seconds": secs,
-                     "decontaminated": removed, "tasks": res.manifest["counts"]["task"],
-                     "export_order": res.manifest.get("export_order")}
-        print(f"  build {name:<18} {res.records:>6} records  ({res.manifest['counts']['task']})  "
-              f"test-overlap removed: {removed}  {secs:6.1f} s", flush=True)
+        out[name] = {"dir": folder, "records": records, "seconds": secs,
+                     "decontaminated": removed, "tasks": manifest["counts"]["task"],
+                     "export_order": manifest.get("export_order")}
+        print(f"  build {name:<18} {records:>6} records  ({manifest['counts']['task']})  "
+              f"test-overlap removed: {removed}  {secs:6.1f} s" + ("  (reused)" if reuse and not secs else ""), flush=True)
     return out
 
 
@@ -281,6 +287,8 @@ def parse_args(argv=None):
     ap.add_argument("--tuned-few-shot", action="store_true", help="evaluate the tuned models few-shot too (the base model always is)")
     ap.add_argument("--build-only", action="store_true", help="split, build and check the data, then stop")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reuse-builds", action="store_true", help="use the finished builds already in --work (same seed and split)")
+    ap.add_argument("--skip-base", action="store_true", help="do not evaluate the untuned model (it was, in an earlier run on the same split)")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--work", type=Path, default=None, help="where the split, the builds and nothing else go (default: a temporary folder)")
     ap.add_argument("--doc", type=Path, default=None, help=f"write the table here (default: {DOC.relative_to(ROOT)} on a full run)")
@@ -316,7 +324,8 @@ def main(argv=None) -> int:
                                                                 args.train_reports or None, args.seed)
     print(f"split by uid: {len(train_rows)} train reports, {len(test_rows)} held-out reports")
     print("building (instructkit.build, recipes as dicts):", flush=True)
-    built = build_all({BUILD_OF[a] for a in arms}, train_csv, test_csv, args.work, args.limit, args.qa_rows)
+    built = build_all({BUILD_OF[a] for a in arms}, train_csv, test_csv, args.work, args.limit, args.qa_rows,
+                      reuse=args.reuse_builds)
     contaminated = check_no_test_report_in_training(built, test_csv, {r["uid"] for r in test_rows})
     if any(contaminated.values()):
         print("a test report reached the training data; stopping", file=sys.stderr)
@@ -336,13 +345,14 @@ def main(argv=None) -> int:
     majority = Row("always 'normal'", "-", "the majority answer")
     majority.zero = scores([frozenset({"normal"})] * len(golds), golds)
     rows.append(majority)
-    print(f"evaluating the base model ({gguf.name}, dequantized) zero- and few-shot on "
-          f"{len(test_rows)} held-out reports...", flush=True)
     base.eval()
-    z, f, secs = evaluate(base, tok, test_rows, shots, golds, vocab, args)
-    rows.append(Row("base", "-", "SmolLM2-135M-Instruct, no tuning", z, f, seconds=secs))
-    print(f"  base: zero-shot micro F1 {z['micro_f1']:.3f}, few-shot {f['micro_f1']:.3f}  "
-          f"e.g. {z['sample'][0]!r}", flush=True)
+    if not args.skip_base:
+        print(f"evaluating the base model ({gguf.name}, dequantized) zero- and few-shot on "
+              f"{len(test_rows)} held-out reports...", flush=True)
+        z, f, secs = evaluate(base, tok, test_rows, shots, golds, vocab, args)
+        rows.append(Row("base", "-", "SmolLM2-135M-Instruct, no tuning", z, f, seconds=secs))
+        print(f"  base: zero-shot micro F1 {z['micro_f1']:.3f}, few-shot {f['micro_f1']:.3f}  "
+              f"e.g. {z['sample'][0]!r}", flush=True)
 
     for arm in arms:
         group, what = ARMS[arm]

@@ -47,7 +47,10 @@ def encode(tok, messages: list[dict], max_len: int) -> tuple[list[int], list[int
 
 def read_export(path: Path) -> list[list[dict]]:
     """The conversations of a messages export, one per line (TRL's conversational format)."""
-    return [json.loads(line)["messages"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # one JSON document per "\n"-ended line, as JSON Lines says: str.splitlines() would also
+    # split inside a string at U+2028/U+2029, which the export keeps as they are
+    with path.open(encoding="utf-8", newline="\n") as fh:
+        return [json.loads(line)["messages"] for line in fh if line.strip()]
 
 
 @dataclass

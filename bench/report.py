@@ -142,7 +142,7 @@ def expand(base: Path, n: int, out: Path) -> Path:
             for batch in part.to_batches(max_chunksize=1000):  # row groups of 1000, as the writer makes
                 w.write_batch(batch)
             written += part.num_rows
-    lines = [ln for ln in (base / "quarantine.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [ln for ln in (base / "quarantine.jsonl").read_text(encoding="utf-8").split("\n") if ln.strip()]
     with (out / "quarantine.jsonl").open("w", encoding="utf-8") as fh:
         for c in range(k):
             for ln in lines:
