@@ -73,16 +73,10 @@ def _cosmetic(words: list[str], rate: float, rng: random.Random) -> list[str]:
 
 
 def _edit(words: list[str], rate: float, vocab: list[str], rng: random.Random) -> list[str]:
-    out = list(words)
-    for _ in range(max(1, round(rate * len(words)))):
-        op, pos = rng.randrange(3), rng.randrange(len(out))
-        if op == 0:
-            out[pos] = rng.choice(vocab)
-        elif op == 1:
-            out.insert(pos, rng.choice(vocab))
-        elif len(out) > 2:
-            del out[pos]
-    return out
+    """A near duplicate: substitutions, insertions and deletions, as bench/dedup.py plants them."""
+    from dedup import edit  # bench/ is on the path of every bench script
+
+    return edit(words, rate, vocab, rng)[0]
 
 
 def rows(n: int, seed: int = 0, exact: float = 0.05, near: float = 0.10,
