@@ -50,7 +50,9 @@ def main() -> int:
         first = page.locator("[data-browser=records] .item:not([hidden])")
         if first.count():
             first.nth(0).locator("details").first.evaluate("d => d.open = true")
-        page.locator("#records").evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)
+        page.evaluate("window.scrollTo(0, document.querySelector('#records').getBoundingClientRect().top"
+                      " + window.scrollY - 60)")
         page.screenshot(path=str(args.out / "report-records.png"))
         browser.close()
     print(f"wrote {', '.join(str(args.out / n) for n in ('report.png', 'report-charts.png', 'report-records.png'))}")

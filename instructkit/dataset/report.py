@@ -168,7 +168,7 @@ def _provenance_rows(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-_ENTRY_SHOWN = {"stage", "reason", "record_id", "source", "record", "row", "raw", "_line"}
+_ENTRY_SHOWN = {"stage", "reason", "record_id", "source", "record", "row", "raw", "_line", "phi_marks"}
 
 
 def _quarantine_details(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
