@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
-__all__ = ["open_private_db"]
+__all__ = ["PrivateStore", "open_private_db"]
 
 
 def open_private_db(path: Path, create_sql: str, timeout: float = 30.0) -> sqlite3.Connection:
@@ -27,3 +28,25 @@ def open_private_db(path: Path, create_sql: str, timeout: float = 30.0) -> sqlit
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute(create_sql)
     return db
+
+
+class PrivateStore:
+    """What the caches share: one connection (``open_private_db``) behind a lock, its row
+    count and a quiet close. A cache names its ``table`` and opens ``_db`` itself."""
+
+    table = ""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error:  # pragma: no cover
+                pass

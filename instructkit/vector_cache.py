@@ -14,15 +14,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from instructkit._sqlite import open_private_db
+from instructkit._sqlite import PrivateStore, open_private_db
 
 logger = logging.getLogger("instructkit")
 
@@ -35,13 +33,15 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()[:16]
 
 
-class VectorCache:
+class VectorCache(PrivateStore):
     """``get_many(keys) -> {key: vector}`` and ``put_many(keys, vectors)`` for one embedder."""
+
+    table = "vectors"
 
     def __init__(self, path: str | Path, dim: int) -> None:
         self.path = Path(path)
         self.dim = int(dim)
-        self._lock = threading.Lock()
+        super().__init__()
         # vectors say something about the text they came from: owner-only (open_private_db)
         self._db = open_private_db(self.path, "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, "
                                    "vec BLOB NOT NULL) WITHOUT ROWID")
@@ -78,16 +78,6 @@ class VectorCache:
                                  [(k, blobs[i].tobytes()) for i, k in enumerate(keys)])
             self._db.execute("COMMIT")
 
-    def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
-
-    def close(self) -> None:
-        with self._lock:
-            try:
-                self._db.close()
-            except sqlite3.Error:  # pragma: no cover
-                pass
 
 
 def embed_cached(embedder: Any, texts: Sequence[str], cache: VectorCache | None, *,

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
 from instructkit._exceptions import LLMError
-from instructkit._sqlite import open_private_db
+from instructkit._sqlite import PrivateStore, open_private_db
 from instructkit.records import content_hash
 
 logger = logging.getLogger("instructkit")
@@ -43,14 +42,16 @@ def request_key(*, model: str, messages: list[dict], params: dict[str, Any], see
     return content_hash(parts)
 
 
-class ResponseCache:
+class ResponseCache(PrivateStore):
     """``get(key) -> dict | None`` and ``put(key, value)``; safe across threads and processes."""
+
+    table = "responses"
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "llm-responses.sqlite3"
-        self._lock = threading.Lock()
+        super().__init__()
         self._warned = False
         try:  # model answers may echo what they were shown: owner-only (open_private_db)
             self._db = open_private_db(self.path, "CREATE TABLE IF NOT EXISTS responses ("
@@ -84,16 +85,6 @@ class ResponseCache:
             self._warned = True
             logger.warning("the response cache %s is busy (%s): going on without it", self.path, _why(exc))
 
-    def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-
-    def close(self) -> None:
-        with self._lock:
-            try:
-                self._db.close()
-            except sqlite3.Error:  # pragma: no cover
-                pass
 
 
 def _why(exc: sqlite3.Error) -> str:
