@@ -81,6 +81,9 @@ class RayExecutor:
     def _connect(self, quiet: bool) -> bool:
         """Start or join a cluster unless this process already has one; True if we did."""
         ray = require("ray", "ray", "the Ray executor")
+        # dedup's verify and filter phases use Dataset.join, which needs polars; say so now,
+        # not from inside a worker halfway through the run
+        require("polars", "ray", "the Ray executor's dedup joins")
         if ray.is_initialized():
             return False
         env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
