@@ -368,3 +368,44 @@ def test_validate_cli_uses_the_quality_filters(tmp_path):
     assert [json.loads(x)["id"] for x in (tmp_path / "out.jsonl").read_text().splitlines()] == [good["id"]]
     (entry,) = [json.loads(x) for x in (tmp_path / "quarantine.jsonl").read_text().splitlines()]
     assert (entry["stage"], entry["reason"], entry["record_id"]) == ("validate.model_artefacts", "refusal", bad["id"])
+
+
+def test_repetition_measures_match_their_plain_definitions():
+    """The fast loop and n-gram counts (runs found by list.index, grams by zip) agree with
+    the definitions written out position by position, on random word streams."""
+    import random
+
+    from instructkit.steps.quality.filters import _duplicate_chars, _longest_repeat_run
+
+    def plain_run(words, max_n):
+        best, best_n = 1, 1
+        for n in range(1, max_n + 1):
+            for i in range(len(words) - 2 * n + 1):
+                gram = words[i:i + n]
+                if all(w.isdigit() or set(w) == {"x"} for w in gram):
+                    continue
+                run, j = 1, i + n
+                while words[j:j + n] == gram:
+                    run, j = run + 1, j + n
+                if run > best:
+                    best, best_n = run, n
+        return best, best_n
+
+    def plain_dup(words, n):
+        seen, repeated, i = set(), 0, 0
+        while i < len(words) - n + 1:
+            gram = tuple(words[i:i + n])
+            if gram in seen:
+                repeated, i = repeated + sum(map(len, gram)), i + n
+            else:
+                seen.add(gram)
+                i += 1
+        return repeated
+
+    rng = random.Random(7)
+    for _ in range(400):
+        vocab = rng.choice([["a", "b"], ["the", "pain", "is", "worse", "12", "xxxx"], list("abcdefghij")])
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 40))]
+        assert _longest_repeat_run(words, 6) == plain_run(words, 6), words
+        for n in (1, 3, 5):
+            assert _duplicate_chars(words, n) == plain_dup(words, n), (words, n)

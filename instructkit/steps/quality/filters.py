@@ -312,12 +312,20 @@ def _meta_texts(record: Record, keys: list[str]) -> list[str]:
 
 
 # -- repetition ----------------------------------------------------------------------------
+def _grams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    """Every n-gram of ``words`` in order (built by ``zip``: no slice per position)."""
+    return list(zip(*(words[k:] for k in range(n))))
+
+
 def _duplicate_chars(words: list[str], n: int) -> int:
     """Characters in n-grams already seen (non-overlapping), as Gopher/datatrove count them."""
+    grams = _grams(words, n)
+    if len(set(grams)) == len(grams):  # nothing repeats: the usual case for prose
+        return 0
     seen: set[tuple[str, ...]] = set()
     repeated, i = 0, 0
-    while i < len(words) - n + 1:
-        gram = tuple(words[i:i + n])
+    while i < len(grams):
+        gram = grams[i]
         if gram in seen:
             repeated += sum(map(len, gram))
             i += n
@@ -336,20 +344,24 @@ def _longest_repeat_run(words: list[str], max_n: int) -> tuple[int, int]:
     Masks such as ``xxxx`` (IU X-ray's de-identification) and numbers are not words a model
     loops on."""
     best, best_n = 1, 1
-    for n in range(1, max_n + 1):
-        i = 0
-        while i + 2 * n <= len(words):
-            gram = words[i:i + n]
-            if all(w.isdigit() or set(w) == {"x"} for w in gram):
-                i += 1
-                continue
-            run, j = 1, i + n
-            while j + n <= len(words) and words[j:j + n] == gram:
-                run += 1
-                j += n
-            if run > best:
-                best, best_n = run, n
-            i = j if run > 1 else i + 1
+    for n in range(1, min(max_n, len(words) // 2) + 1):
+        # words[i] == words[i + n] for a stretch of m positions from i: words[i:i + m + n]
+        # repeats its first n words back to back (m + n) // n times. Runs of matches are
+        # found with list.index, so prose (almost no matches) costs one comparison a word.
+        same = list(map(str.__eq__, words, words[n:]))
+        i, end = 0, len(same)
+        while True:
+            try:
+                i = same.index(True, i)
+            except ValueError:
+                break
+            j = i
+            while j < end and same[j]:
+                j += 1
+            copies = (j - i + n) // n
+            if copies > best and not all(w.isdigit() or set(w) == {"x"} for w in words[i:i + n]):
+                best, best_n = copies, n
+            i = j
     return best, best_n
 
 
@@ -395,7 +407,7 @@ class RepetitionFilter(QualityFilter):
                 return {"measure": f"duplicate_{unit}_fraction", "value": round(dup, 3), "max": limit}
         total = sum(map(len, words)) or 1
         for n, limit in sorted((int(k), float(v)) for k, v in (opts.get("top_ngram_char_fraction") or {}).items()):
-            grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+            grams = Counter(_grams(words, n))
             if not grams:
                 continue
             gram, count = grams.most_common(1)[0]
@@ -404,7 +416,10 @@ class RepetitionFilter(QualityFilter):
                 if share > limit:
                     return {"measure": f"top_{n}gram_char_fraction", "value": round(share, 3), "max": limit}
         for n, limit in sorted((int(k), float(v)) for k, v in (opts.get("duplicate_ngram_char_fraction") or {}).items()):
-            share = _duplicate_chars(words, n) / total
+            repeated = _duplicate_chars(words, n)
+            if not repeated:  # no n-gram said twice: no longer one either
+                break
+            share = repeated / total
             if share > limit:
                 return {"measure": f"duplicate_{n}gram_char_fraction", "value": round(share, 3), "max": limit}
         return None
