@@ -14,10 +14,12 @@ Printed side by side:
    and as now (each distinct text once, short texts remembered, NER over several processes),
    same rows, same run; the ratio is what the issue's 3x is about;
 3. **ray executor** on the same rows as (1), against the local executor's time;
-4. **anonymize throughput** on Ray with 1 and 2 workers (the issue asks 1.6x).
+4. **anonymize throughput** on Ray with 1 and 2 workers (the issue asks 1.6x);
+5. **equivalence**: anonymize, decontaminate, exact+near dedup and validate on, local vs Ray
+   (the issue asks >= 20k rows): the same record ids and the same per-stage counts.
 
     python bench/scale.py                 # short: a few minutes on 2 cores
-    python bench/scale.py --full          # 100k and 1M (local), 100k audit and Ray, 10k anonymize
+    python bench/scale.py --full          # 100k and 1M (local), 100k audit and Ray, 10k anonymize, 20k equivalence
     python bench/scale.py --sections local,audit --local-sizes 200000
 """
 
@@ -58,6 +60,9 @@ def recipe_text(rows: Path, kind: str) -> str:
                   f"  dedup: {{exact: true, near: true, decontaminate: [{{path: \"{decontam}\", name: medqa}}]}}\n")
     elif kind == "default":  # the default stages with anonymize off (the issue's 100k build)
         stages = "stages:\n  anonymize: false\n"
+    elif kind == "equivalence":  # every record-changing stage the issue names, audit off
+        stages = ("stages:\n  anonymize: true\n  audit: false\n  bias_report: false\n  validate: true\n"
+                  f"  dedup: {{exact: true, near: true, decontaminate: [{{path: \"{decontam}\", name: medqa}}]}}\n")
     elif kind == "anonymize":
         stages = ("stages:\n  anonymize: true\n  dedup: false\n  validate: false\n  audit: false\n"
                   "  bias_report: false\n")
@@ -135,13 +140,20 @@ def run_one(spec: dict) -> dict:
         name = s["stage"].split(".")[0]
         if name in ("audit", "anonymize", "dedup", "validate", "decontaminate"):
             stage_s[name] = round(stage_s.get(name, 0) + (s.get("seconds") or 0), 1)
-    return {"records": result.records, "quarantined": result.quarantined, "wall_s": wall,
+    counts = [[s["stage"], s.get("in"), s.get("out"), s.get("dropped_by_reason") or {}]
+              for s in result.manifest["stages"]]
+    return {"records": result.records, "quarantined": result.quarantined, "wall_s": wall, "counts": counts,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "stage_s": stage_s}
 
 
 def measure(spec: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # Ray starts its worker processes at nice 15; the local executor's run is at the caller's
+    # priority. On a machine shared with other work that compares priorities, not executors:
+    # the bench runs Ray's workers at the priority of the local runs.
+    env.setdefault("RAY_worker_niceness", str(os.nice(0)))
     r = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
+                       env=env)
     if r.returncode != 0:
         raise SystemExit(f"run failed ({spec['executor']}, {spec['recipe']}):\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -184,22 +196,36 @@ def section_local(tmp: Path, sizes: list[int], validate: bool = True) -> dict[in
     return out
 
 
-def section_audit(tmp: Path, n: int) -> None:
-    print(f"\n== 2. default build (anonymize off, audit on), {n:,} rows: audit as on main vs now ==")
-    recipe = recipe_file(tmp, n, "default")
-    base = measure({"recipe": str(recipe), "executor": "local", "out": str(tmp / "out-audit-base"),
-                    "baseline_audit": True})
-    new = measure({"recipe": str(recipe), "executor": "local", "out": str(tmp / "out-audit-new")})
-    print(f"{'':>22} {'wall':>9} {'throughput':>14} {'audit s':>9} {'peak RSS':>10}")
-    for label, r in (("main's audit (baseline)", base), ("this branch", new)):
-        print(f"{label:>22} {r['wall_s']:>8.1f}s {fmt_rate(n, r['wall_s']):>14} {r['stage_s'].get('audit', 0):>8.1f}s "
+def section_audit(tmp: Path, n: int, baseline_n: int | None = None) -> None:
+    """The default build at ``n`` rows against the issue's 20m38s on main; the same-run
+    comparison with main's audit at ``baseline_n`` rows (default ``n``; main's audit takes
+    about 20 minutes at 100k, so a shorter run may compare at a smaller size)."""
+    baseline_n = baseline_n or n
+    print(f"\n== 2. default build (anonymize off, audit on): {n:,} rows; main's audit vs now at {baseline_n:,} rows ==")
+    new = measure({"recipe": str(recipe_file(tmp, n, "default")), "executor": "local",
+                   "out": str(tmp / "out-audit-new")})
+    if baseline_n == n:
+        new_b = new
+    else:
+        new_b = measure({"recipe": str(recipe_file(tmp, baseline_n, "default")), "executor": "local",
+                         "out": str(tmp / "out-audit-new-b")})
+    base = measure({"recipe": str(recipe_file(tmp, baseline_n, "default")), "executor": "local",
+                    "out": str(tmp / "out-audit-base"), "baseline_audit": True})
+    print(f"{'':>30} {'rows':>9} {'wall':>9} {'throughput':>14} {'audit s':>9} {'validate s':>10} {'peak RSS':>10}")
+    rows = [("main's audit (baseline)", baseline_n, base), ("now", baseline_n, new_b)]
+    if baseline_n != n:
+        rows.append(("now", n, new))
+    for label, k, r in rows:
+        print(f"{label:>30} {k:>9,} {r['wall_s']:>8.1f}s {fmt_rate(k, r['wall_s']):>14} "
+              f"{r['stage_s'].get('audit', 0):>8.1f}s {r['stage_s'].get('validate', 0):>9.1f}s "
               f"{r['peak_rss_mb']:>8,.0f}MB")
-    ratio = base["wall_s"] / new["wall_s"]
-    audit_ratio = (base["stage_s"].get("audit") or 0) / max(1e-9, new["stage_s"].get("audit") or 0)
-    est = MAIN_DEFAULT_BUILD_100K_S / ratio
-    print(f"build speed-up {ratio:.2f}x (audit alone {audit_ratio:.2f}x); the issue asks >= 3x on the 100k build "
-          f"({MAIN_DEFAULT_BUILD_100K_S} s on main -> <= {MAIN_DEFAULT_BUILD_100K_S / 3:.0f} s); at this ratio: "
-          f"~{est:.0f} s ({'met' if ratio >= 3 else 'NOT met'} at {n:,} rows)")
+    ratio = base["wall_s"] / new_b["wall_s"]
+    audit_ratio = (base["stage_s"].get("audit") or 0) / max(1e-9, new_b["stage_s"].get("audit") or 0)
+    print(f"same run, {baseline_n:,} rows: build {ratio:.2f}x, audit alone {audit_ratio:.2f}x faster than main's audit")
+    if n >= 100_000:
+        vs_main = MAIN_DEFAULT_BUILD_100K_S * n / 100_000 / new["wall_s"]
+        print(f"{n:,} rows now: {new['wall_s']:.0f} s against the issue's {MAIN_DEFAULT_BUILD_100K_S} s on main "
+              f"(scaled to {n:,}): {vs_main:.2f}x (the issue asks >= 3x: {'met' if vs_main >= 3 else 'NOT met'})")
 
 
 def section_ray(tmp: Path, n: int, local: dict | None, cpus: int) -> None:
@@ -229,6 +255,26 @@ def section_anonymize(tmp: Path, n: int) -> None:
           f"{'met' if ratio >= ANON_SCALING_TARGET else 'NOT met'} here)")
 
 
+def section_equivalence(tmp: Path, n: int, cpus: int) -> None:
+    print(f"\n== 5. equivalence, {n:,} rows: anonymize -> decontaminate -> exact+near dedup -> validate, "
+          f"local vs ray ({cpus} CPUs) ==")
+    recipe = recipe_file(tmp, n, "equivalence")
+    loc = measure({"recipe": str(recipe), "executor": "local", "out": str(tmp / "out-eq-local")})
+    ray_r = measure({"recipe": str(recipe), "executor": "ray", "out": str(tmp / "out-eq-ray"), "cpus": cpus,
+                     "workers": cpus})
+    for label, r in (("local", loc), ("ray", ray_r)):
+        print(f"{label:>8} {r['records']:>9,} written {r['quarantined']:>7,} quarantined {r['wall_s']:>8.1f}s "
+              f"{fmt_rate(n, r['wall_s']):>14}")
+    print(f"{'stage':>34} {'in':>8} {'out':>8}  (local = ray?)")
+    ray_counts = {c[0]: c for c in ray_r["counts"]}
+    for c in loc["counts"]:
+        other = ray_counts.get(c[0])
+        print(f"{c[0]:>34} {c[1] or 0:>8,} {c[2] or 0:>8,}  {'same' if other == c else f'ray: {other}'}")
+    same_ids = _ids(tmp / "out-eq-local") == _ids(tmp / "out-eq-ray")
+    same_counts = loc["counts"] == ray_r["counts"]
+    print(f"same record ids: {same_ids}; same per-stage counts and reasons: {same_counts}")
+
+
 def _ids(out: Path) -> list[str]:
     import pyarrow.parquet as pq
 
@@ -239,11 +285,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--full", action="store_true", help="the issue's sizes (takes hours on 2 cores)")
-    ap.add_argument("--sections", default="local,audit,ray,anonymize")
+    ap.add_argument("--sections", default="local,audit,ray,anonymize,equivalence")
     ap.add_argument("--local-sizes", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--audit-size", type=int)
+    ap.add_argument("--audit-baseline-size", type=int, help="rows for main's audit (default: --audit-size)")
     ap.add_argument("--ray-size", type=int)
     ap.add_argument("--anonymize-size", type=int)
+    ap.add_argument("--equivalence-size", type=int)
     ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
     ap.add_argument("--no-validate", action="store_true",
                     help="section 1 without validate (its filters run at ~100 records/s on one core)")
@@ -258,6 +306,7 @@ def main() -> None:
     audit_n = args.audit_size or (100_000 if args.full else 1_000)
     ray_n = args.ray_size or (100_000 if args.full else 3_000)
     anon_n = args.anonymize_size or (10_000 if args.full else 1_000)
+    eq_n = args.equivalence_size or (20_000 if args.full else 1_000)
     sections = set(args.sections.split(","))
     with tempfile.TemporaryDirectory(prefix="instructkit-scale-") as scratch:
         tmp = Path(args.keep or scratch)
@@ -267,11 +316,13 @@ def main() -> None:
         local = section_local(tmp, sorted(set(local_sizes + ([ray_n] if "ray" in sections and not args.no_validate else []))),
                               validate=not args.no_validate) if "local" in sections else {}
         if "audit" in sections:
-            section_audit(tmp, audit_n)
+            section_audit(tmp, audit_n, args.audit_baseline_size)
         if "ray" in sections:
             section_ray(tmp, ray_n, None if args.no_validate else local.get(ray_n), args.cpus)
         if "anonymize" in sections:
             section_anonymize(tmp, anon_n)
+        if "equivalence" in sections:
+            section_equivalence(tmp, eq_n, args.cpus)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ WORKER_ENV = ("INSTRUCTKIT_ALLOW_PATHS", "INSTRUCTKIT_SHARED_DATA", "INSTRUCTKIT
               "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 #: records per spilled input part (one Ray block each)
 PART_ROWS = 4096
+#: blocks per worker actor at least (so a slow-starting actor still gets its share)
+BLOCKS_PER_WORKER = 32
+#: the smallest batch a worker step gets (spaCy's nlp.pipe and the shuffles want some)
+MIN_BATCH = 16
 #: CPUs a light task (reading parts, writing shards) asks for
 LIGHT_CPUS = 0.2
 #: CPUs left to Ray Data's own tasks while the worker actors run (listing the input files
@@ -69,6 +73,7 @@ class RayExecutor:
         self.workers = int(workers) if workers else None
         self.batch_size = max(1, int(batch_size))
         self.partitions = partitions
+        self._batch = self.batch_size
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "RayExecutor":
@@ -135,10 +140,10 @@ class RayExecutor:
             driver_stats: dict[int, StepStats] = {}
             counts = DatasetCounts()
             if n:
-                parts = ray.data.read_parquet(scratch, num_cpus=LIGHT_CPUS,
-                                              override_num_blocks=max(2 * workers, -(-n // PART_ROWS)))
-                if n < 2 * workers * PART_ROWS:  # few parts: split them so every worker has input
-                    parts = parts.repartition(max(2 * workers, -(-n // self.batch_size) // 2 or 1))
+                self._batch, blocks = work_split(n, workers, self.batch_size)
+                parts = ray.data.read_parquet(scratch, num_cpus=LIGHT_CPUS, override_num_blocks=blocks)
+                if blocks > -(-n // PART_ROWS):  # fewer parts than blocks: split them
+                    parts = parts.repartition(blocks)
                 counts = self._steps(parts, pipeline, refs, spec, workers, n,
                                      writer, snapshots, driver_stats)
         merged, stops, usage = merge_snapshots(latest_snapshots(snapshots).values())
@@ -212,7 +217,7 @@ class RayExecutor:
         seg = replace(spec, steps=steps, segment=name, dedup=dedup)
         return ds.map_batches(SegmentWorker, fn_constructor_kwargs={"spec": seg},
                               **actor_pool(workers, self._actor_cpus),
-                              batch_size=self.batch_size, batch_format="pyarrow")
+                              batch_size=self._batch, batch_format="pyarrow")
 
     def _steps(self, ds: Any, pipeline: "Pipeline", refs: list[StepRef], spec: WorkerSpec, workers: int,
                n: int, writer: "DatasetWriter | None", snapshots: list[bytes],
@@ -253,11 +258,27 @@ class RayExecutor:
         return sink.counts
 
 
+def work_split(n: int, workers: int, batch_size: int) -> tuple[int, int]:
+    """(batch size, blocks) for ``n`` records on ``workers`` actors.
+
+    Ray Data hands an actor whole blocks, bundled up to the batch size, and an actor that is
+    ready first takes more than one. With a few large blocks one actor ends up with most of
+    the work (the heavy actors load their models at different speeds), so the records are
+    cut into at least ``BLOCKS_PER_WORKER`` blocks per worker, each at least one batch, and
+    small runs use smaller batches."""
+    batch = max(MIN_BATCH, min(batch_size, n // (BLOCKS_PER_WORKER * workers) or 1))
+    blocks = max(-(-n // PART_ROWS), min(BLOCKS_PER_WORKER * workers, max(1, n // batch)))
+    return batch, blocks
+
+
 def actor_pool(workers: int, cpus: float) -> dict[str, Any]:
     """``map_batches`` arguments for a pool of ``workers`` actors of ``cpus`` CPUs each."""
     import ray
 
-    return {"compute": ray.data.ActorPoolStrategy(size=workers), "num_cpus": cpus}
+    # one task at a time per actor: a task queued behind a busy actor while another actor is
+    # idle is time lost at the end of a run (the tasks are CPU-bound; prefetching gains nothing)
+    return {"compute": ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+            "num_cpus": cpus}
 
 
 def step_refs(pipeline: "Pipeline") -> list[StepRef]:
