@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-IU = ROOT.parent / "shared" / "data" / "iu_xray" / "indiana_reports.csv"
+SHARED = Path(os.environ.get("INSTRUCTKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+IU = SHARED / "iu_xray" / "indiana_reports.csv"
 
 
 def bench_records(n: int) -> list[dict]:
