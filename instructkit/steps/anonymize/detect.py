@@ -2,9 +2,11 @@
 
 The recognizers, the deny list and the masks are data (``recognizers.yaml``,
 ``denylist.yaml`` next to this file). ``PhiDetector.detect_many`` runs spaCy once over a
-batch of texts (``nlp.pipe``, NER only) and hands the precomputed NLP artifacts to
+batch of texts (``nlp.pipe``: NER, the tagger only where a proper noun may hide, the
+tokenizer alone on texts without a letter) and hands the precomputed NLP artifacts to
 Presidio, which is what makes it several times faster than ``AnalyzerEngine.analyze`` per
-text. Findings are mapped to the project's types (``NAME``, ``DATE``, ``MRN`` ...), checked
+text; Presidio's engine does its context step in one pass, and its slowest stock
+recognizers are asked only about texts that can hold their match (``STOCK_NEEDS``). Findings are mapped to the project's types (``NAME``, ``DATE``, ``MRN`` ...), checked
 against the deny list (medicine is not PHI), kept off existing masks, and made
 non-overlapping.
 """

@@ -3,7 +3,8 @@
 "Every text" is every string the record schema does not mark as the project's own
 (``records.text_fields``): instruction, input, output, messages, meta, context, source and
 provenance alike. Texts of a batch of records go through the detector together (one
-``nlp.pipe``; a text repeated within a record is detected once); each record gets its own
+``nlp.pipe``; a text repeated within the batch is detected once, and the findings of recent
+short texts are remembered across batches, in memory only); each record gets its own
 operator instance so surrogates are consistent across its fields. A canary self-test runs on
 copies of the first records: synthetic PHI is planted in every text field, anonymized the
 same way, and every canary value must be gone (the copies are then thrown away).
