@@ -6,7 +6,8 @@ batch of texts (``nlp.pipe``: NER, the tagger only where a proper noun may hide,
 tokenizer alone on texts without a letter) and hands the precomputed NLP artifacts to
 Presidio, which is what makes it several times faster than ``AnalyzerEngine.analyze`` per
 text; Presidio's engine does its context step in one pass, and its slowest stock
-recognizers are asked only about texts that can hold their match (``STOCK_NEEDS``). Findings are mapped to the project's types (``NAME``, ``DATE``, ``MRN`` ...), checked
+recognizers are asked only about texts that can hold their match (``STOCK_NEEDS``).
+Findings are mapped to the project's types (``NAME``, ``DATE``, ``MRN`` ...), checked
 against the deny list (medicine is not PHI), kept off existing masks, and made
 non-overlapping.
 """
@@ -467,7 +468,8 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
 @functools.cache
 def _lean_engine_classes(pa: Any) -> tuple[type, type]:
     """Presidio's ``AnalyzerEngine`` and ``LemmaContextAwareEnhancer`` with the same results
-    and less work per text (tests/test_anonymize.py holds them to the stock classes):
+    and less work per text (tests/test_anonymize_engine.py holds them to the stock
+    classes):
 
     * the engine lists its supported entities once, not on every call;
     * its context step hands each recognizer its own results by one grouping pass instead
