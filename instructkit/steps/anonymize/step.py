@@ -3,7 +3,8 @@
 "Every text" is every string the record schema does not mark as the project's own
 (``records.text_fields``): instruction, input, output, messages, meta, context, source and
 provenance alike. Texts of a batch of records go through the detector together (one
-``nlp.pipe``; a text repeated within a record is detected once); each record gets its own
+``nlp.pipe``; a text repeated within the batch is detected once, and the findings of recent
+short texts are remembered across batches, in memory only); each record gets its own
 operator instance so surrogates are consistent across its fields. A canary self-test runs on
 copies of the first records: synthetic PHI is planted in every text field, anonymized the
 same way, and every canary value must be gone (the copies are then thrown away).
@@ -14,7 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -31,6 +32,11 @@ class AnonymizeStep(Step):
     """Replace PHI in instruction, input, output, messages and context texts."""
 
     name = "anonymize"
+    #: findings of this many recent texts are remembered across batches (an instruction
+    #: phrasing, a common answer): a bounded LRU in memory, never written anywhere
+    CACHE_TEXTS = 4096
+    #: texts longer than this are not remembered (a long text seldom comes back)
+    CACHE_TEXT_CHARS = 2000
 
     def __init__(self, operator: str = "placeholder", *, detector: PhiDetector | None = None,
                  seed: int = 0, entities: Iterable[str] | None = None,
@@ -65,6 +71,8 @@ class AnonymizeStep(Step):
         self._reset()
 
     def _reset(self) -> None:
+        #: (text, scope) -> findings: the texts are PHI, so this stays in this process
+        self._found: OrderedDict[tuple[str, str], list[Finding]] = OrderedDict()
         self.replaced: Counter[str] = Counter()
         self.records_changed = 0
         self.records_skipped = 0
@@ -177,7 +185,7 @@ class AnonymizeStep(Step):
             for p, t in plan:
                 if p[0] in RUNNING_FIELDS or not any(t in r for r in running):
                     want(t, scope)
-        found_all = self.detector.detect_many([t for t, _ in texts], [sc for _, sc in texts])
+        found_all = self._detect(texts)
         out: list[Record | Exception] = []
         for rec, plan, scope in zip(records, plans, scopes):
             if isinstance(plan, Exception):
@@ -192,8 +200,35 @@ class AnonymizeStep(Step):
                 out.append(exc)
         return out
 
+    def _detect(self, texts: list[tuple[str, str]]) -> list[list[Finding]]:
+        """Findings of each (text, scope), those of recently seen short texts from memory."""
+        cache = self._found
+        found: list[list[Finding] | None] = []
+        todo: list[int] = []
+        for i, key in enumerate(texts):
+            hit = cache.get(key)
+            if hit is not None:
+                cache.move_to_end(key)
+            else:
+                todo.append(i)
+            found.append(hit)
+        if todo:
+            new = self.detector.detect_many([texts[i][0] for i in todo], [texts[i][1] for i in todo])
+            for i, fnd in zip(todo, new):
+                found[i] = fnd
+                if self.CACHE_TEXTS and len(texts[i][0]) <= self.CACHE_TEXT_CHARS:
+                    cache[texts[i]] = fnd
+                    if len(cache) > self.CACHE_TEXTS:
+                        cache.popitem(last=False)
+        return found  # type: ignore[return-value]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_found"] = OrderedDict()  # remembered texts are PHI: never pickled
+        return state
+
     def _rewrite(self, rec: Record, plan: list[tuple[tuple, str]], found: list[list[Any]]) -> Record:
-        new = copy.deepcopy(rec)
+        new = _copy_record(rec)
         op = self.operator.for_record(str(rec.get("id") or rec.get("source", {}).get("record_id", "")))
         counts: Counter[str] = Counter()
         spans: dict[str, list[list[int]]] = {}
@@ -312,6 +347,22 @@ class AnonymizeStep(Step):
         else:
             lines += ["", "Canary self-test: not run."]
         return "\n".join(lines) + "\n"
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _copy_record(value: Any) -> Any:
+    """A deep copy of a record's JSON data (dicts, lists and scalars), several times faster
+    than ``copy.deepcopy``, which keeps a memo of every object; anything else goes to it."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy_record(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy_record(v) for v in value]
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)
 
 
 def _texts_of(rec: Record, *, skip_source_copies: bool = False,
