@@ -151,14 +151,14 @@ class AnonymizeStep(Step):
         "Benztropine" looks like a name, inside "B. Benztropine" it does not. Fields found in
         no running text are detected on their own."""
         plans: list[list[tuple[tuple, str]] | Exception] = []
-        scopes: list[str] = []
-        texts: list[tuple[str, str]] = []
-        index: dict[tuple[str, str], int] = {}
+        scopes: list[tuple[str, str]] = []
+        texts: list[tuple[str, str, str]] = []
+        index: dict[tuple[str, str, str], int] = {}
 
-        def want(t: str, scope: str) -> None:
-            if (t, scope) not in index:  # the same text in two fields (output and meta.answer) once
-                index[t, scope] = len(texts)
-                texts.append((t, scope))
+        def want(t: str, scope: tuple[str, str]) -> None:
+            if (t, *scope) not in index:  # the same text in two fields (output and meta.answer) once
+                index[t, *scope] = len(texts)
+                texts.append((t, *scope))
 
         for rec in records:
             try:
@@ -166,26 +166,30 @@ class AnonymizeStep(Step):
                                  recipe_texts=self.recipe_texts)
             except Exception as exc:  # noqa: BLE001 - a bad record is quarantined, not fatal
                 plans.append(exc)
-                scopes.append("")
+                scopes.append(("", ""))
                 continue
             plans.append(plan)
             running = [t for p, t in plan if p[0] in RUNNING_FIELDS]
             # what kind of prose the record is, read from its running texts together: the
             # long answer of a research abstract is research prose because its abstract is
-            scope = self.detector.scope_of("\n".join(running))
+            # and the record's running texts are the context of each of its texts (a word
+            # in lower case in the answer is no name in the question)
+            context = "\n".join(running)
+            scope = (self.detector.scope_of(context), context)
             scopes.append(scope)
             for p, t in plan:
                 if p[0] in RUNNING_FIELDS or not any(t in r for r in running):
                     want(t, scope)
-        found_all = self.detector.detect_many([t for t, _ in texts], [sc for _, sc in texts])
+        found_all = self.detector.detect_many([t for t, _, _ in texts], [sc for _, sc, _ in texts],
+                                              [c for _, _, c in texts])
         out: list[Record | Exception] = []
         for rec, plan, scope in zip(records, plans, scopes):
             if isinstance(plan, Exception):
                 out.append(plan)
                 continue
             try:
-                running = [(t, found_all[index[t, scope]]) for p, t in plan if p[0] in RUNNING_FIELDS]
-                found = [list(found_all[index[t, scope]]) if (t, scope) in index
+                running = [(t, found_all[index[t, *scope]]) for p, t in plan if p[0] in RUNNING_FIELDS]
+                found = [list(found_all[index[t, *scope]]) if (t, *scope) in index
                          else _in_context(t, running) for _, t in plan]
                 out.append(self._rewrite(rec, plan, found))
             except Exception as exc:  # noqa: BLE001
