@@ -663,7 +663,8 @@ class PhiDetector:
                 continue
             if groups and typ in ("NAME", "LOCATION", "HOSPITAL") and _listed_with(text, start, end, groups):
                 continue
-            if typ in _SHAPE_CHECKED and public_value(text, start, end, typ):
+            if typ in _SHAPE_CHECKED and public_value(text, start, end, typ) and not (
+                    typ == "URL" and self._personal_org_url(text[start:end])):
                 continue  # an agency's URL, a toll-free number, a population's age bound
             if typ == "NAME" and name != "name_title" and (
                     self._term_not_name(text[start:end], acronyms) or _cited_or_counted(text, start, end)):
@@ -1005,10 +1006,22 @@ class PhiDetector:
         return (w[:-1] in self.english_words.words or (w.endswith("es") and w[:-2] in self.english_words.words)
                 or (w.endswith("ies") and w[:-3] + "y" in self.english_words.words))  # "Cranberries"
 
+    def _personal_org_url(self, url: str) -> bool:
+        """A ``.org`` URL that may still be someone's: its domain is a person's name
+        ("nelson-freeman.org") or its path numbers a record ("/patients/857")."""
+        host = re.sub(r"^(?i:[a-z][a-z0-9+.-]*://)", "", url).split("/", 1)
+        labels = host[0].split(":", 1)[0].lower().split(".")
+        if len(labels) < 2 or labels[-1] != "org" and labels[-2] != "org":
+            return False
+        label = labels[-2] if labels[-1] == "org" else labels[-3] if len(labels) > 2 else ""
+        if any(p in self.names.given or p in self.names.surnames for p in re.split(r"[-_]", label) if p):
+            return True
+        return len(host) > 1 and bool(re.search(r"\d", host[1]))
+
     def _glued(self, word: str) -> bool:
         """Two words run together where a dash or a space was lost ("the Vietnam Warmay be",
-        "Refluxurine flowing"): a capitalised common word, then a function word, an adverb or
-        a clinical word; the whole in no name list and no dictionary."""
+        "Medicaidpartially finance"): a capitalised common word, then a function word or an
+        adverb; the whole in no name list and no dictionary ("Porterside" is a town)."""
         w = word.strip(".,'\u2019()")
         if (len(w) < 6 or not w.isalpha() or not w[:1].isupper() or w in self.english_words
                 or w.lower() in self.names.given or w.lower() in self.names.surnames):
@@ -1016,8 +1029,7 @@ class PhiDetector:
         for i in range(3, len(w) - 2):
             head, tail = w[:i], w[i:]
             if tail.islower() and head in self.english_words and (
-                    tail in self.stop_words or (tail.endswith("ly") and tail in self.english_words)
-                    or self.is_medicine_word(tail)):
+                    tail in _FUNCTION_WORDS or (tail.endswith("ly") and tail in self.english_words)):
                 return True
         return False
 
@@ -1054,6 +1066,12 @@ class PhiDetector:
                 and self.eponyms.used_as_eponym(text, words[0].strip(".,'\u2019()")))
 
 
+#: the words a glued pair ends in ("Warmay", "Medicaidpartially"): verbs' auxiliaries,
+#: conjunctions and prepositions (not a stop word such as "side": "Porterside" is a town)
+_FUNCTION_WORDS = frozenset({"may", "might", "can", "could", "will", "would", "should", "must", "is",
+                             "are", "was", "were", "be", "been", "has", "have", "had", "and", "or",
+                             "but", "the", "of", "in", "on", "at", "to", "for", "with", "from", "by",
+                             "that", "which", "who", "when", "if", "not", "also", "does", "did"})
 #: a year before 1900 right after a name: no one living, and Safe Harbor's identifiers are
 #: those of the living and of the recently dead ("by Dr. Thomas Addison in 1849")
 _HISTORICAL_AFTER = re.compile(r"[ \t]*(?:,[ \t]*)?(?:\(|in[ \t]+)1[0-8]\d\d\b")
