@@ -653,7 +653,8 @@ class PhiDetector:
             if (ner or name in _LOOSE_NAME_PATTERNS) and not self._plausible_ner(text, start, end, typ, context):
                 continue
             if (typ == "NAME" and not ner and name != "name_title"
-                    and all(_abbreviation_like(w) for w in text[start:end].split())):
+                    and all(_abbreviation_like(w) and w.lower() not in self.names.given
+                            and w.lower() not in self.names.surnames for w in text[start:end].split())):
                 continue  # "also called OctreoScan": a brand's capitals, no name
             if name in _LONE_WORD_PATTERNS and (self._common_word_alone(text, start, end, raw, r) or (
                     text[start:end].split()[0].lower() in self.stop_words
@@ -891,15 +892,18 @@ class PhiDetector:
         if typ in ("NAME", "LOCATION") and len(words) == 1:
             # an abbreviation or brand beside its term: "diphtheria (Td or Tdap)", "clozapine
             # (Clozaril, FazaClo)", "Ursodiol (Actigall)"
+            # (a place only after a drug: "lives in town (Springfield)" is a town)
             m = _PAREN_AFTER_WORD.search(text, max(0, start - 60), start)
-            if m and ((m.group(1).islower() and m.group(1) not in self.people_words)
-                      or self.medical_word.match(m.group(1))):
+            if m and (self.medical_word.match(m.group(1)) or self.is_medicine_word(m.group(1))
+                      or (typ == "NAME" and m.group(1).islower() and m.group(1) not in self.people_words)):
                 return False
             core = words[0].strip(".,'\u2019()")
             # a plural of a common noun in no name list ("Symptoms in Newborns", "Cranberries"),
-            # a gerund ("Eating, Diet, and Nutrition"): a person or a town is neither
+            # a gerund ("Eating, Diet, and Nutrition"): a person or a town is neither, unless
+            # it is where someone lives ("lives in Woodlands")
             if (core.lower() not in self.names.given and core.lower() not in self.names.surnames
-                    and (self._plural_noun(core) or (core.endswith("ing") and core in self.english_words))):
+                    and (self._plural_noun(core) or (core.endswith("ing") and core in self.english_words))
+                    and not _RESIDENCE_BEFORE.search(text, max(0, start - 30), start)):
                 return False
         if typ == "NAME" and len(words) == 1:
             core = words[0].strip(".'\u2019()")
@@ -928,7 +932,7 @@ class PhiDetector:
                 and re.match(r",[ \t]+[a-z]+,[ \t]+[a-z]+[,;]", text[end:end + 60])):
             return False
         # a brand with its release form ("Ditropan XL", "Detrol LA"), in no name list
-        if (len(words) > 1 and re.fullmatch(r"XL|XR|SR|ER|CR|LA|CD|DR|ODT|EC|ES|HCT|HC", words[-1].strip(".,"))
+        if (len(words) > 1 and re.fullmatch(r"XL|XR|SR|CR|LA|CD|ODT|HCT", words[-1].strip(".,"))
                 and all(w.lower() not in self.names.given and w.lower() not in self.names.surnames
                         for w in words[:-1])):
             return False
@@ -936,7 +940,8 @@ class PhiDetector:
             return False
         # a condition in title case ("Erectile Dysfunction", "Vesicoureteral Reflux"): no place
         # or person ends in the kind of a disease
-        if len(proper) > 1 and self.condition_head.fullmatch(proper[-1].strip(".,'\u2019")):
+        if (len(proper) > 1 and self.condition_head.fullmatch(proper[-1].strip(".,'\u2019"))
+                and proper[0].lower() not in self.names.common_given):
             return False
         if len(proper) > 1:
             span = text[start:end]
@@ -1020,8 +1025,9 @@ class PhiDetector:
 
     def _glued(self, word: str) -> bool:
         """Two words run together where a dash or a space was lost ("the Vietnam Warmay be",
-        "Medicaidpartially finance"): a capitalised common word, then a function word or an
-        adverb; the whole in no name list and no dictionary ("Porterside" is a town)."""
+        "Medicaidpartially finance", "Refluxurine flowing"): a capitalised common word, then a
+        function word, an adverb or a clinical word of five letters or more; the whole in no
+        name list and no dictionary ("Porterside" is a town)."""
         w = word.strip(".,'\u2019()")
         if (len(w) < 6 or not w.isalpha() or not w[:1].isupper() or w in self.english_words
                 or w.lower() in self.names.given or w.lower() in self.names.surnames):
@@ -1029,7 +1035,8 @@ class PhiDetector:
         for i in range(3, len(w) - 2):
             head, tail = w[:i], w[i:]
             if tail.islower() and head in self.english_words and (
-                    tail in _FUNCTION_WORDS or (tail.endswith("ly") and tail in self.english_words)):
+                    tail in _FUNCTION_WORDS or (tail.endswith("ly") and tail in self.english_words)
+                    or (len(tail) >= 5 and self.is_medicine_word(tail))):
                 return True
         return False
 
@@ -1066,6 +1073,10 @@ class PhiDetector:
                 and self.eponyms.used_as_eponym(text, words[0].strip(".,'\u2019()")))
 
 
+#: what stands before where someone lives ("lives in", "moved to", "from the")
+_RESIDENCE_BEFORE = re.compile(r"(?i)\b(?:lives?|lived|living|resides?|resided|resident|born|moved|moving|"
+                               r"relocated|visiting|visited|travel\w*|returned|from|near|town|city|county|"
+                               r"village|suburb)\s+(?:(?:in|to|of|at)\s+)?(?:the\s+)?$")
 #: the words a glued pair ends in ("Warmay", "Medicaidpartially"): verbs' auxiliaries,
 #: conjunctions and prepositions (not a stop word such as "side": "Porterside" is a town)
 _FUNCTION_WORDS = frozenset({"may", "might", "can", "could", "will", "would", "should", "must", "is",
