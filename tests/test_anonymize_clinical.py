@@ -150,6 +150,7 @@ def test_a_title_case_term_is_no_name_when_its_record_writes_it_in_lower_case(ph
     ("The patient, a 101-year-old woman, lives in Porterside.", "Porterside"),  # "-side" glued? a town
     ("She lives in Woodlands with her son.", "Woodlands"),                      # a plural, but where she lives
     ("Pt Emma Stones seen today.", "Emma Stones"),                              # a given name before a condition word
+    ("Transferred from Barnes Clinic (Ginastad, FL) on 17 Aug.", "Ginastad"),  # a town after a facility, no drug
 ])
 def test_the_public_text_rules_leave_an_individuals_identifiers_found(phi_detector, text, value):
     found = _found(phi_detector, text)

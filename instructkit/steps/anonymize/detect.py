@@ -556,6 +556,8 @@ class PhiDetector:
         heads = "|".join(re.escape(w) for w in sorted(plural_forms(deny.get("condition_heads") or ()),
                                                       key=len, reverse=True)) or "(?!)"
         self.condition_head = re.compile(rf"(?i:{heads})")
+        #: facility kinds: a town in parentheses after one is the facility's ("Barnes Clinic (Ginastad, FL)")
+        self.facility_words = frozenset(w.lower() for w in self.cfg.get("generic_facility_words", []))
         #: the last word of an institution's name
         self.org_head = re.compile(r"Institutes?|Foundation|Association|Society|Academy|University|College|"
                                    r"Agency|Administration|Council|Federation|Alliance|Coalition|Program|Programme")
@@ -894,7 +896,8 @@ class PhiDetector:
             # (Clozaril, FazaClo)", "Ursodiol (Actigall)"
             # (a place only after a drug: "lives in town (Springfield)" is a town)
             m = _PAREN_AFTER_WORD.search(text, max(0, start - 60), start)
-            if m and (self.medical_word.match(m.group(1)) or self.is_medicine_word(m.group(1))
+            if m and (self.medical_word.match(m.group(1))
+                      or (self.is_medicine_word(m.group(1)) and m.group(1).lower() not in self.facility_words)
                       or (typ == "NAME" and m.group(1).islower() and m.group(1) not in self.people_words)):
                 return False
             core = words[0].strip(".,'\u2019()")
