@@ -666,9 +666,10 @@ class PhiDetector:
                 continue
             if groups and typ in ("NAME", "LOCATION", "HOSPITAL") and _listed_with(text, start, end, groups):
                 continue
-            if typ in _SHAPE_CHECKED and public_value(text, start, end, typ) and not (
-                    typ == "URL" and self._personal_org_url(text[start:end])):
+            if typ in _SHAPE_CHECKED and public_value(text, start, end, typ):
                 continue  # an agency's URL, a toll-free number, a population's age bound
+            if typ == "URL" and self._organisation_url(text[start:end]):
+                continue  # a foundation's site ("www.cjdfoundation.org")
             if typ == "NAME" and name != "name_title" and (
                     self._term_not_name(text[start:end], acronyms) or _cited_or_counted(text, start, end)):
                 continue  # "Multisystem LCH", "Raloxifene is", "(Weathers, 2010)", "Fatalists (19%)"
@@ -1014,17 +1015,21 @@ class PhiDetector:
         return (w[:-1] in self.english_words.words or (w.endswith("es") and w[:-2] in self.english_words.words)
                 or (w.endswith("ies") and w[:-3] + "y" in self.english_words.words))  # "Cranberries"
 
-    def _personal_org_url(self, url: str) -> bool:
-        """A ``.org`` URL that may still be someone's: its domain is a person's name
-        ("nelson-freeman.org") or its path numbers a record ("/patients/857")."""
-        host = re.sub(r"^(?i:[a-z][a-z0-9+.-]*://)", "", url).split("/", 1)
-        labels = host[0].split(":", 1)[0].lower().split(".")
-        if len(labels) < 2 or labels[-1] != "org" and labels[-2] != "org":
+    def _organisation_url(self, url: str) -> bool:
+        """A non-profit organisation's public site: a ``.org`` domain or its "www.", no query,
+        no "~" or "@", no digits in the path (a page numbering a record is someone's), and a
+        domain that is no person's name ("nelson-freeman.org"). An inside host
+        ("intranet.example.org", "portal.") is not its public site."""
+        if "?" in url or "~" in url or "@" in url:
             return False
-        label = labels[-2] if labels[-1] == "org" else labels[-3] if len(labels) > 2 else ""
-        if any(p in self.names.given or p in self.names.surnames for p in re.split(r"[-_]", label) if p):
-            return True
-        return len(host) > 1 and bool(re.search(r"\d", host[1]))
+        host, _, path = re.sub(r"^(?i:[a-z][a-z0-9+.-]*://)", "", url).partition("/")
+        labels = host.split(":", 1)[0].lower().split(".")
+        if labels[0] == "www":
+            labels = labels[1:]
+        if len(labels) != 2 or labels[1] != "org" or re.search(r"\d", path):
+            return False
+        return not any(p in self.names.given or p in self.names.surnames
+                       for p in re.split(r"[-_]", labels[0]) if p)
 
     def _glued(self, word: str) -> bool:
         """Two words run together where a dash or a space was lost ("the Vietnam Warmay be",

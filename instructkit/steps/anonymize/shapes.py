@@ -3,10 +3,9 @@
 Safe Harbor's URLs, phone numbers and ages are an individual's. Some values of those
 shapes cannot be:
 
-* a URL on a public-sector or organisation host (``.gov``, ``.mil``, ``.int``, ``gov.uk`` and
-  the like, ``.edu``, or ``.org``, the domain of non-profit organisations) without a personal
-  ``~`` page and without a query string: a government agency's, a university's or a
-  foundation's page ("www.cdc.gov", "www.nhlbi.nih.gov/health/...", "www.cjdfoundation.org");
+* a URL on a public-sector host (``.gov``, ``.mil``, ``.int``, ``gov.uk`` and the like, or
+  ``.edu`` without a personal ``~`` page) and without a query string: a government
+  agency's or a university's page ("www.cdc.gov", "www.nhlbi.nih.gov/health/...");
 * a North American toll-free number (area code 800, 833, 844, 855, 866, 877, 888): those
   are rented to organisations for callers ("call 1-800-860-8747");
 * an age that bounds or spans a population ("up to age 90", "aged 92 or 93", "18-100
@@ -22,7 +21,7 @@ import re
 __all__ = ["public_value", "rank_before", "conjoined_numbers", "et_al_before"]
 
 _PUBLIC_HOST = re.compile(r"(?:^|\.)(?:[a-z0-9-]+\.)*(?:gov|mil|int|gov\.[a-z]{2}|gc\.ca|nhs\.uk|europa\.eu"
-                          r"|edu|ac\.[a-z]{2}|edu\.[a-z]{2}|org|org\.[a-z]{2})$")
+                          r"|edu|ac\.[a-z]{2}|edu\.[a-z]{2})$")
 _TOLL_FREE = frozenset({"800", "833", "844", "855", "866", "877", "888"})
 _AGE_BOUND_BEFORE = re.compile(
     r"(?i)(?:\bup\s+to|\bunder|\bbelow|\bthrough|\buntil|\bover|\d\s*(?:-|\u2013|to|or|and))\s*"
