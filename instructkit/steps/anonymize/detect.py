@@ -146,13 +146,17 @@ def _make_recognizers(cfg: dict[str, Any], words: Any = None,
     fac = cfg.get("facilities") or {}
     title_after = re.compile(r"[ \t]+" + fac["title_after"]) if fac.get("title_after") else None
     agency = re.compile(r"\b" + fac["agency_heads"] + r"\b") if fac.get("agency_heads") else None
+    society = re.compile(r"\b" + fac["society_of"] + r"\s+of\b") if fac.get("society_of") else None
 
     def named_facility(text: str, s: int, e: int) -> bool:
         """A facility's name: not only generic words, not the start of a longer title
         ("National Health Interview Survey"), and no agency ending in "Health" ("National
         Institutes of Health")."""
         span = text[s:e]
-        if not _not_generic_facility(span, generic):
+        if "\n" in span or not _not_generic_facility(span, generic):
+            return False  # a heading above "Health care providers ..." is no facility
+        # a society or a college of a profession ("American Academy of Pediatrics")
+        if society is not None and society.search(span):
             return False
         if title_after is not None and title_after.match(text, e):
             return False
@@ -180,6 +184,16 @@ def _make_recognizers(cfg: dict[str, Any], words: Any = None,
         w not in words for w in re.findall(r"[^\W\d_]{3,}", text[s:e]))) and not (
         conjoined_numbers(text[s:e]) or rank_before(text, s))
     validators["street_number"] = lambda text, s, e: not rank_before(text, s)
+    # a street named inside one word ("Koskikatu", "Hauptstrasse") is capitalised or numbered:
+    # "a fistulaan abnormal passage" ends in "-laan" by a missing space
+    validators["street_word"] = lambda text, s, e: text[s].isupper() or text[s].isdigit()
+    # a town is no stop word ("... bile ducts. However, CT scans")
+    validators["town_word"] = lambda text, s, e: text[s:e].split()[0].lower() not in stop
+    # a year after a preposition is a time, no postcode ("clotting factor before 1987")
+    validators["not_year"] = lambda text, s, e: not (
+        re.fullmatch(r"(?:19|20)\d\d", text[s:e])
+        and re.search(r"(?i)\b(?:before|after|since|in|until|till|from|of|by|to|during|around|circa)\s*$",
+                      text[max(0, s - 12):s]))
     validators["not_et_al"] = lambda text, s, e: not et_al_before(text, s)
 
     class GroupPatternRecognizer(pa.LocalRecognizer):
@@ -648,6 +662,21 @@ class PhiDetector:
                                               {k: expand(v, self.cfg["fragments"])
                                                for k, v in self.cfg["fragments"].items()}))
         self.kept_places = frozenset(_norm(p) for p in self.cfg["safe_harbor_places"]) if keep_states_and_countries else frozenset()
+        products = "|".join(re.escape(w) for w in sorted(
+            plural_forms(self.cfg["spacy"]["proper_nouns"].get("product_words") or ["drug"]), key=len, reverse=True))
+        item = r"[A-Z][\w'\u2019-]*(?:[ \t]+[A-Z][\w'\u2019-]*)?(?:[ \t]*\([^()\n]{1,40}\))?"
+        #: a brand listed after its kind: "laxatives, such as Citrucel and <here>"
+        self.product_list_before = re.compile(
+            rf"(?i:\b(?:{products})\b)[ \t]*,?[ \t]*(?i:such[ \t]+as|like|including|includes?|e\.g\.,?|for[ \t]+example,?)"
+            rf"[ \t]+(?:{item}(?:[ \t]*,[ \t]*(?:(?:and|or)[ \t]+)?|,?[ \t]+(?:and|or)[ \t]+))*$")
+        heads = "|".join(re.escape(w) for w in sorted(plural_forms(deny.get("condition_heads") or ()),
+                                                      key=len, reverse=True)) or "(?!)"
+        self.condition_head = re.compile(rf"(?i:{heads})")
+        #: facility kinds: a town in parentheses after one is the facility's ("Barnes Clinic (Ginastad, FL)")
+        self.facility_words = frozenset(w.lower() for w in self.cfg.get("generic_facility_words", []))
+        #: the last word of an institution's name
+        self.org_head = re.compile(r"Institutes?|Foundation|Association|Society|Academy|University|College|"
+                                   r"Agency|Administration|Council|Federation|Alliance|Coalition|Program|Programme")
         #: research prose (a cohort, no individual): its names, places, dates are not PHI
         self.prose_scope = ProseScope(self.cfg.get("research_prose"))
 
@@ -661,15 +690,20 @@ class PhiDetector:
         return self.detect_many([text])[0]
 
     def detect_many(self, texts: Sequence[str],
-                    scopes: Sequence[str | None] | None = None) -> list[list[Finding]]:
+                    scopes: Sequence[str | None] | None = None,
+                    contexts: Sequence[str | None] | None = None) -> list[list[Finding]]:
         """Findings for each text; identical texts are analysed once. ``scopes`` (one per
         text, see ``scope_of``) says what kind of prose a text is; by default each text's
-        own (the anonymize step passes its record's)."""
+        own (the anonymize step passes its record's). ``contexts`` (one per text) are the
+        other texts of its record: a capitalised word that stands in lower case there is a
+        common noun capitalised by its place ("What causes Cystocele?" in a record whose
+        answer says "a cystocele ...")."""
         scopes = list(scopes) if scopes is not None else [None] * len(texts)
-        keys = [(t, s or self.scope_of(t)) if t and _worth_analysing(t) else None
-                for t, s in zip(texts, scopes)]
+        contexts = list(contexts) if contexts is not None else [None] * len(texts)
+        keys = [(t, s or self.scope_of(t), c or "") if t and _worth_analysing(t) else None
+                for t, s, c in zip(texts, scopes, contexts)]
         wanted = {k[0]: None for k in keys if k}
-        found: dict[str, list[Finding]] = {}
+        analysed: dict[str, tuple[list[Any], Any]] = {}
         if wanted:
             batches = self.nlp_engine.process_batch(list(wanted), language="en",
                                                     batch_size=self.batch_size,
@@ -677,11 +711,14 @@ class PhiDetector:
             for text, artifacts in batches:
                 raw = self.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
                                             score_threshold=self.score_threshold)
-                found[text] = self._clean(text, raw, getattr(artifacts, "tokens", None))
-        results: dict[tuple[str, str], list[Finding]] = {}
+                analysed[text] = (raw, getattr(artifacts, "tokens", None))
+        found: dict[tuple[str, str], list[Finding]] = {}
+        results: dict[tuple[str, str, str], list[Finding]] = {}
         for k in keys:
             if k and k not in results:
-                results[k] = self._in_scope(k[0], found[k[0]], k[1])
+                if (k[0], k[2]) not in found:
+                    found[k[0], k[2]] = self._clean(k[0], *analysed[k[0]], context=k[2])
+                results[k] = self._in_scope(k[0], found[k[0], k[2]], k[1])
         return [results[k] if k else [] for k in keys]
 
     def _in_scope(self, text: str, found: list[Finding], scope: str) -> list[Finding]:
@@ -691,7 +728,7 @@ class PhiDetector:
             return found
         return [f for f in found if self.prose_scope.is_phi(scope, f.type)]
 
-    def _clean(self, text: str, raw: list[Any], doc: Any = None) -> list[Finding]:
+    def _clean(self, text: str, raw: list[Any], doc: Any = None, context: str = "") -> list[Finding]:
         masked = [m.span() for m in self.masks.finditer(text)]
         # peoples and nationalities (NER's NORP): a list is of one kind, so a name-like item
         # listed with them is a group too ("African Americans, Alaska Natives, American Indians")
@@ -717,22 +754,38 @@ class PhiDetector:
                 start, end = _trim(text, start, cut) if cut > start else _trim(text, cut, end)
                 if end <= start:
                     continue
+            if ner and "(" in text[start:end]:
+                # "Calorie Counter(PDF": a name holds no parenthesis; its part before counts
+                start, end = _trim(text, start, text.index("(", start))
+                if end <= start:
+                    continue
+            if ner and typ in ("NAME", "LOCATION") and self.product_list_before.search(
+                    text, max(0, start - 200), start):
+                continue  # a brand in a list after its kind ("antacids, such as Tums, Titralac")
             if ner and typ in ("NAME", "LOCATION"):
                 if markers is None:
                     markers = _list_markers(text)
                 start, end = _outside_list_markers(text, start, end, markers, self._common_not_name)
                 if end <= start:
                     continue
-            if (ner or name in _LOOSE_NAME_PATTERNS) and not self._plausible_ner(text, start, end, typ):
+            if (ner or name in _LOOSE_NAME_PATTERNS) and not self._plausible_ner(text, start, end, typ, context):
                 continue
-            if name in _LONE_WORD_PATTERNS and self._common_word_alone(text, start, end, raw, r):
-                continue
+            if (typ == "NAME" and not ner and name != "name_title"
+                    and all(_abbreviation_like(w) and w.lower() not in self.names.given
+                            and w.lower() not in self.names.surnames for w in text[start:end].split())):
+                continue  # "also called OctreoScan": a brand's capitals, no name
+            if name in _LONE_WORD_PATTERNS and (self._common_word_alone(text, start, end, raw, r) or (
+                    text[start:end].split()[0].lower() in self.stop_words
+                    and text[start:end].split()[0].lower() not in self.names.given)):
+                continue  # "If Im treated at a dialysis center": a sentence's first word
             if typ == "URL" and not _plausible_url(text[start:end]):
                 continue
             if groups and typ in ("NAME", "LOCATION", "HOSPITAL") and _listed_with(text, start, end, groups):
                 continue
             if typ in _SHAPE_CHECKED and public_value(text, start, end, typ):
                 continue  # an agency's URL, a toll-free number, a population's age bound
+            if typ == "URL" and self._organisation_url(text[start:end]):
+                continue  # a foundation's site ("www.cjdfoundation.org")
             if typ == "NAME" and name != "name_title" and (
                     self._term_not_name(text[start:end], acronyms) or _cited_or_counted(text, start, end)):
                 continue  # "Multisystem LCH", "Raloxifene is", "(Weathers, 2010)", "Fatalists (19%)"
@@ -743,8 +796,18 @@ class PhiDetector:
                     continue
                 # what is left beside a mask must still look like a name ("XXXX XXXX PM" -> "PM")
                 if (ner and masked
-                        and not self._plausible_ner(text, start, end, typ)):
+                        and not self._plausible_ner(text, start, end, typ, context)):
                     continue
+                first = re.match(r"[^\W\d_][\w'\u2019-]*", text[start:end])
+                if (typ in ("NAME", "LOCATION") and name != "name_title" and first and first.end() < end - start
+                        and first.group().lower() not in self.names.given
+                        and self.eponyms.head_after(text, start + first.end(), max_modifiers=0)):
+                    continue  # "Kegel Exercise Tips", "Goodpasture Syndrome Foundation": an eponym's term
+                if typ == "HOSPITAL" and re.fullmatch(r"(?:[\w'\u2019-]+[ \t]+)+Health", text[start:end]) and all(
+                        self.is_medicine_word(w) for w in text[start:end].split()[:-1]):
+                    continue  # "Eating Right for Kidney Health": a topic, no health system
+                if typ == "NAME" and _HISTORICAL_AFTER.match(text, end):
+                    continue  # "first identified by Dr. Thomas Addison in 1849": dead long ago
                 if typ in self.deny_types and self._is_medicine(
                         text, start, end, titled=name == "name_title",
                         strict=typ in ("HOSPITAL", "ADDRESS")):
@@ -760,7 +823,7 @@ class PhiDetector:
             g.recognizer == "proper_noun" or g.end <= f.start or f.end <= g.start for g in found)]
         kept = _resolve_overlaps(found, self.priority, text)
         if "NAME" in self.entities:
-            kept = _resolve_overlaps(kept + self._coordinated_names(text, kept, masked), self.priority)
+            kept = _resolve_overlaps(kept + self._coordinated_names(text, kept, masked, context), self.priority)
             kept = _resolve_overlaps(kept + self._repeat_names(text, kept, masked), self.priority)
         return kept
 
@@ -825,7 +888,7 @@ class PhiDetector:
                        for o in raw)
 
     def _coordinated_names(self, text: str, found: list[Finding],
-                           masked: list[tuple[int, int]]) -> list[Finding]:
+                           masked: list[tuple[int, int]], context: str = "") -> list[Finding]:
         """Words coordinated with a name are names ("founders: Eklund, Michael and Hodge",
         "Marrero and Murphy"): the model finds one member of a list and misses the others."""
         names = [f for f in found if f.type == "NAME"]
@@ -843,7 +906,7 @@ class PhiDetector:
                     continue
                 if (all(e <= f.start or f.end <= s for f in found)
                         and not any(ms < e and s < me for ms, me in masked)
-                        and self._plausible_ner(text, s, e, "NAME")
+                        and self._plausible_ner(text, s, e, "NAME", context)
                         and not self._is_medicine(text, s, e)):
                     out.append(Finding(s, e, "NAME", 0.6, "name_list"))
         return out
@@ -908,7 +971,7 @@ class PhiDetector:
                 # a person's name stays one before a possessive ("Maldonado's kidney disease")
                 and not self._is_medicine(text, m.start(), m.end(), titled=True)]
 
-    def _plausible_ner(self, text: str, start: int, end: int, typ: str) -> bool:
+    def _plausible_ner(self, text: str, start: int, end: int, typ: str, context: str = "") -> bool:
         """The small spaCy model tags many clinical words as PERSON or GPE ("Dyspnea",
         "Pulmonary", "Cardiomegaly"). An NER-only finding must look like a proper noun
         (capitalised words, no digits, not a lone acronym) and hold no clinical word: none
@@ -945,14 +1008,27 @@ class PhiDetector:
         if (typ == "NAME" and len(proper) > 1 and proper[0].lower() not in self.names.given
                 and all(w.strip(".,'\u2019()") in self.english_words for w in proper)):
             return False
+        if typ in ("NAME", "LOCATION") and len(words) == 1:
+            # an abbreviation or brand beside its term: "diphtheria (Td or Tdap)", "clozapine
+            # (Clozaril, FazaClo)", "Ursodiol (Actigall)"
+            # (a place only after a drug: "lives in town (Springfield)" is a town)
+            m = _PAREN_AFTER_WORD.search(text, max(0, start - 60), start)
+            if m and (self.medical_word.match(m.group(1))
+                      or (self.is_medicine_word(m.group(1)) and m.group(1).lower() not in self.facility_words)
+                      or (typ == "NAME" and m.group(1).islower() and m.group(1) not in self.people_words)):
+                return False
+            core = words[0].strip(".,'\u2019()")
+            # a plural of a common noun in no name list ("Symptoms in Newborns", "Cranberries"),
+            # a gerund ("Eating, Diet, and Nutrition"): a person or a town is neither, unless
+            # it is where someone lives ("lives in Woodlands")
+            if (core.lower() not in self.names.given and core.lower() not in self.names.surnames
+                    and (self._plural_noun(core) or (core.endswith("ing") and core in self.english_words))
+                    and not _RESIDENCE_BEFORE.search(text, max(0, start - 30), start)):
+                return False
         if typ == "NAME" and len(words) == 1:
             core = words[0].strip(".'\u2019()")
             if len(core) <= 2:
                 return False  # "mm Hg", a lone initial
-            # an abbreviation or brand beside its term: "diphtheria (Td or Tdap)"
-            m = _PAREN_AFTER_WORD.search(text, max(0, start - 60), start)
-            if m and m.group(1).islower() and m.group(1) not in self.people_words:
-                return False
             # a term glossed in lower case: "Antiestrogens (drugs that block estrogen)"; a
             # person's gloss names a relation ("Anna (my sister)"), which stays a name
             gloss = _PAREN_LOWER_AFTER.match(text, end)
@@ -969,6 +1045,42 @@ class PhiDetector:
         if (len(words) == 1 and typ == "NAME" and words[0].strip(".'\u2019") in self.english_words
                 and words[0].strip(".'\u2019").lower() not in self.names.given
                 and _SENTENCE_START.search(text, 0, start) and not _ADDRESSED.match(text, end)):
+            return False
+        # the first of a list of common nouns ("Rice, potatoes, bread, tortillas")
+        if (len(words) == 1 and words[0] in self.english_words
+                and words[0].lower() not in self.names.common_given
+                and re.match(r",[ \t]+[a-z]+,[ \t]+[a-z]+[,;]", text[end:end + 60])):
+            return False
+        # a brand with its release form ("Ditropan XL", "Detrol LA"), in no name list
+        if (len(words) > 1 and re.fullmatch(r"XL|XR|SR|CR|LA|CD|ODT|HCT", words[-1].strip(".,"))
+                and all(w.lower() not in self.names.given and w.lower() not in self.names.surnames
+                        for w in words[:-1])):
+            return False
+        if any(self._glued(w) for w in proper):
+            return False
+        # a condition in title case ("Erectile Dysfunction", "Vesicoureteral Reflux"): no place
+        # or person ends in the kind of a disease
+        if (len(proper) > 1 and self.condition_head.fullmatch(proper[-1].strip(".,'\u2019"))
+                and proper[0].lower() not in self.names.common_given):
+            return False
+        if len(proper) > 1:
+            span = text[start:end]
+            first = len(words[0])
+            # written in sentence case elsewhere in the text or its record ("Vesicoureteral
+            # Reflux" above "Vesicoureteral reflux is ..."): a term, capitalised as a title
+            lowered = span[:first] + span[first:].lower()
+            if lowered != span and re.search(rf"(?<![\w-]){re.escape(lowered)}(?![\w-])",
+                                             text + "\n" + context):
+                return False
+            # states and countries side by side in a table ("France Ireland")
+            if typ == "LOCATION" and all(_norm(w) in self.kept_places for w in proper):
+                return False
+            # an institution named after a person ("Eunice Kennedy Shriver National Institute")
+            if self.org_head.fullmatch(proper[-1].strip(".,")):
+                return False
+        # common words before an abbreviation make a term: "Nighttime UI", "Daytime UI"
+        if (len(proper) > 1 and re.fullmatch(r"[A-Z]{2,5}s?", proper[-1].strip(".,()"))
+                and all(w in self.english_words and w.lower() not in self.names.given for w in proper[:-1])):
             return False
         if typ == "NAME" and len(proper) > 1 and self.eponym_after.match(" " + proper[-1]):
             return False  # a term ending in "Disorder", "Syndrome" ("Bone Disorder")
@@ -987,7 +1099,11 @@ class PhiDetector:
         # capitalised only by its place (a sentence start, a heading): the same words stand in
         # lower case elsewhere in the text ("Adult acute leukemia ... adult ALL"). A name
         # does not turn into a common noun within one text.
+        # The record's other texts count too ("What causes Cystocele?" above an answer that
+        # says "a cystocele ..."), except for a common given name ("Rose" beside "BP rose").
         if all(re.search(rf"(?<![\w-]){re.escape(w.lower())}(?![\w-])", text)
+               or (context and w.lower() not in self.names.common_given
+                   and re.search(rf"(?<![\w-]){re.escape(w.lower())}(?![\w-])", context))
                for w in proper if w[0].isupper()):
             return False
         if typ == "LOCATION":
@@ -1012,7 +1128,41 @@ class PhiDetector:
         w = word.strip(".,'\u2019").lower()
         if not w.endswith("s") or w.endswith(("ss", "us", "is")) or w in self.english_words.words:
             return False
-        return w[:-1] in self.english_words.words or (w.endswith("es") and w[:-2] in self.english_words.words)
+        return (w[:-1] in self.english_words.words or (w.endswith("es") and w[:-2] in self.english_words.words)
+                or (w.endswith("ies") and w[:-3] + "y" in self.english_words.words))  # "Cranberries"
+
+    def _organisation_url(self, url: str) -> bool:
+        """A non-profit organisation's public site: a ``.org`` domain or its "www.", no query,
+        no "~" or "@", no digits in the path (a page numbering a record is someone's), and a
+        domain that is no person's name ("nelson-freeman.org"). An inside host
+        ("intranet.example.org", "portal.") is not its public site."""
+        if "?" in url or "~" in url or "@" in url:
+            return False
+        host, _, path = re.sub(r"^(?i:[a-z][a-z0-9+.-]*://)", "", url).partition("/")
+        labels = host.split(":", 1)[0].lower().split(".")
+        if labels[0] == "www":
+            labels = labels[1:]
+        if len(labels) != 2 or labels[1] != "org" or re.search(r"\d", path):
+            return False
+        return not any(p in self.names.given or p in self.names.surnames
+                       for p in re.split(r"[-_]", labels[0]) if p)
+
+    def _glued(self, word: str) -> bool:
+        """Two words run together where a dash or a space was lost ("the Vietnam Warmay be",
+        "Medicaidpartially finance", "Refluxurine flowing"): a capitalised common word, then a
+        function word, an adverb or a clinical word of five letters or more; the whole in no
+        name list and no dictionary ("Porterside" is a town)."""
+        w = word.strip(".,'\u2019()")
+        if (len(w) < 6 or not w.isalpha() or not w[:1].isupper() or w in self.english_words
+                or w.lower() in self.names.given or w.lower() in self.names.surnames):
+            return False
+        for i in range(3, len(w) - 2):
+            head, tail = w[:i], w[i:]
+            if tail.islower() and head in self.english_words and (
+                    tail in _FUNCTION_WORDS or (tail.endswith("ly") and tail in self.english_words)
+                    or (len(tail) >= 5 and self.is_medicine_word(tail))):
+                return True
+        return False
 
     def is_medicine_word(self, word: str) -> bool:
         return _norm(word) in self.deny_terms
@@ -1047,11 +1197,24 @@ class PhiDetector:
                 and self.eponyms.used_as_eponym(text, words[0].strip(".,'\u2019()")))
 
 
+#: what stands before where someone lives ("lives in", "moved to", "from the")
+_RESIDENCE_BEFORE = re.compile(r"(?i)\b(?:lives?|lived|living|resides?|resided|resident|born|moved|moving|"
+                               r"relocated|visiting|visited|travel\w*|returned|from|near|town|city|county|"
+                               r"village|suburb)\s+(?:(?:in|to|of|at)\s+)?(?:the\s+)?$")
+#: the words a glued pair ends in ("Warmay", "Medicaidpartially"): verbs' auxiliaries,
+#: conjunctions and prepositions (not a stop word such as "side": "Porterside" is a town)
+_FUNCTION_WORDS = frozenset({"may", "might", "can", "could", "will", "would", "should", "must", "is",
+                             "are", "was", "were", "be", "been", "has", "have", "had", "and", "or",
+                             "but", "the", "of", "in", "on", "at", "to", "for", "with", "from", "by",
+                             "that", "which", "who", "when", "if", "not", "also", "does", "did"})
+#: a year before 1900 right after a name: no one living, and Safe Harbor's identifiers are
+#: those of the living and of the recently dead ("by Dr. Thomas Addison in 1849")
+_HISTORICAL_AFTER = re.compile(r"[ \t]*(?:,[ \t]*)?(?:\(|in[ \t]+)1[0-8]\d\d\b")
 _ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
 _ALPHA_RUN = re.compile(r"[^\W\d_]{2,}")
 # two spaces or more stand for a line break in flattened text ("Surgery     - Embolization")
 # a list item starts after a bullet or a letter ("- Embolization", "(B) Septic", "C. Gout")
-_SENTENCE_START = re.compile(r"(?:(?:^|[.!?:;\"'>|\n)])[ \t]*|[ \t]{2,})(?:(?:[-*\u2022]|\(?[A-Ja-j][.)])[ \t]*)?$")
+_SENTENCE_START = re.compile(r"(?:(?:^|[.!?:;\"'>|\n)]|[.!?]\d{1,2})[ \t]*|[ \t]{2,})(?:(?:[-*\u2022]|\(?[A-Ja-j][.)])[ \t]*)?$")
 #: a letter that opens an answer option or a list item: "A. ", "(B) ", "c) "
 _LIST_MARKER = re.compile(r"(?<![\w.])\(?([A-Ja-j])[.)][ \t]+(?=[^\W\d_])")
 #: where a letter opens an item: the text's or a line's start, after a sentence or a colon,
@@ -1163,7 +1326,7 @@ def _outside_list_markers(text: str, start: int, end: int, markers: set[str],
     return start, end
 
 
-_PAREN_AFTER_WORD = re.compile(r"([A-Za-z]+)[ \t]+\((?:[^()]*(?:,|\bor\b|\band\b)[ \t]*)?$")
+_PAREN_AFTER_WORD = re.compile(r"([A-Za-z]+)(?:[ \t]+[A-Z])?[ \t]+\((?:[^()]*(?:,|\bor\b|\band\b)[ \t]*)?$")
 _PAREN_LOWER_AFTER = re.compile(r"[ \t]+\([a-z][a-z -]+\)")
 #: words of a gloss that tie it to a person ("Anna (my sister)", "Lee (her nurse)")
 _OWNERS = frozenset({"my", "his", "her", "their", "our", "your", "pt", "patient", "patients", "mr",
@@ -1197,8 +1360,11 @@ _POSTCODE_TAIL = re.compile(r"(?:^|\s)(\d{2,5}(?:[ -]\d{2,4})?(?:\s?[A-Z]{2})?|[
 def _plausible_url(span: str) -> bool:
     """Presidio's URL pattern also matches "bilaterally.Th"; without a scheme or "www."
     a URL needs a lower-case, common top-level domain."""
-    if re.match(r"(?i)(?:https?|ftp)://|www\.", span):
+    if re.match(r"(?i)(?:https?|ftp)://", span):
         return True
+    if re.match(r"(?i)www\.", span):
+        # a host needs a name besides "www" and its top-level domain ("www.nc" of "www.nc cam.nih.gov")
+        return span.split("/", 1)[0].strip(".").count(".") >= 2
     host = span.split("/", 1)[0]
     tld = host.rsplit(".", 1)[-1] if "." in host else ""
     return tld in _COMMON_TLDS and host.islower() and len(host.split(".")[0]) > 1

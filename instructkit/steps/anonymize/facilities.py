@@ -203,6 +203,8 @@ def facility_validator(cfg: dict[str, Any], words: Any,
             return False
         if tokens[0] in {"dr", "mr", "mrs", "ms", "miss", "prof", "nurse", "mx"}:
             return False
+        if all(t in stop for t in tokens):
+            return False  # "in their records. When records were ...": a sentence's first word
         if all(t in not_fac or t in {"of", "and", "for", "at", "&", "saint", "st"} or t.isdigit()
                for t in tokens):
             return False

@@ -37,6 +37,9 @@ class AnonymizeStep(Step):
     CACHE_TEXTS = 4096
     #: texts longer than this are not remembered (a long text seldom comes back)
     CACHE_TEXT_CHARS = 2000
+    #: ... in records whose running texts together are at most this long (the context is
+    #: part of the key, so it bounds what the memory holds)
+    CACHE_CONTEXT_CHARS = 20_000
 
     def __init__(self, operator: str = "placeholder", *, detector: PhiDetector | None = None,
                  seed: int = 0, entities: Iterable[str] | None = None,
@@ -159,14 +162,14 @@ class AnonymizeStep(Step):
         "Benztropine" looks like a name, inside "B. Benztropine" it does not. Fields found in
         no running text are detected on their own."""
         plans: list[list[tuple[tuple, str]] | Exception] = []
-        scopes: list[str] = []
-        texts: list[tuple[str, str]] = []
-        index: dict[tuple[str, str], int] = {}
+        scopes: list[tuple[str, str]] = []
+        texts: list[tuple[str, str, str]] = []
+        index: dict[tuple[str, str, str], int] = {}
 
-        def want(t: str, scope: str) -> None:
-            if (t, scope) not in index:  # the same text in two fields (output and meta.answer) once
-                index[t, scope] = len(texts)
-                texts.append((t, scope))
+        def want(t: str, scope: tuple[str, str]) -> None:
+            if (t, *scope) not in index:  # the same text in two fields (output and meta.answer) once
+                index[t, *scope] = len(texts)
+                texts.append((t, *scope))
 
         for rec in records:
             try:
@@ -174,13 +177,16 @@ class AnonymizeStep(Step):
                                  recipe_texts=self.recipe_texts)
             except Exception as exc:  # noqa: BLE001 - a bad record is quarantined, not fatal
                 plans.append(exc)
-                scopes.append("")
+                scopes.append(("", ""))
                 continue
             plans.append(plan)
             running = [t for p, t in plan if p[0] in RUNNING_FIELDS]
             # what kind of prose the record is, read from its running texts together: the
             # long answer of a research abstract is research prose because its abstract is
-            scope = self.detector.scope_of("\n".join(running))
+            # and the record's running texts are the context of each of its texts (a word
+            # in lower case in the answer is no name in the question)
+            context = "\n".join(running)
+            scope = (self.detector.scope_of(context), context)
             scopes.append(scope)
             for p, t in plan:
                 if p[0] in RUNNING_FIELDS or not any(t in r for r in running):
@@ -192,16 +198,17 @@ class AnonymizeStep(Step):
                 out.append(plan)
                 continue
             try:
-                running = [(t, found_all[index[t, scope]]) for p, t in plan if p[0] in RUNNING_FIELDS]
-                found = [list(found_all[index[t, scope]]) if (t, scope) in index
+                running = [(t, found_all[index[t, *scope]]) for p, t in plan if p[0] in RUNNING_FIELDS]
+                found = [list(found_all[index[t, *scope]]) if (t, *scope) in index
                          else _in_context(t, running) for _, t in plan]
                 out.append(self._rewrite(rec, plan, found))
             except Exception as exc:  # noqa: BLE001
                 out.append(exc)
         return out
 
-    def _detect(self, texts: list[tuple[str, str]]) -> list[list[Finding]]:
-        """Findings of each (text, scope), those of recently seen short texts from memory."""
+    def _detect(self, texts: list[tuple[str, str, str]]) -> list[list[Finding]]:
+        """Findings of each (text, scope, record context), those of recently seen short texts
+        from memory (keyed by all three: a text's findings depend on its record's context)."""
         cache = self._found
         found: list[list[Finding] | None] = []
         todo: list[int] = []
@@ -213,10 +220,12 @@ class AnonymizeStep(Step):
                 todo.append(i)
             found.append(hit)
         if todo:
-            new = self.detector.detect_many([texts[i][0] for i in todo], [texts[i][1] for i in todo])
+            new = self.detector.detect_many([texts[i][0] for i in todo], [texts[i][1] for i in todo],
+                                            [texts[i][2] for i in todo])
             for i, fnd in zip(todo, new):
                 found[i] = fnd
-                if self.CACHE_TEXTS and len(texts[i][0]) <= self.CACHE_TEXT_CHARS:
+                if self.CACHE_TEXTS and len(texts[i][0]) <= self.CACHE_TEXT_CHARS \
+                        and len(texts[i][2]) <= self.CACHE_CONTEXT_CHARS:
                     cache[texts[i]] = fnd
                     if len(cache) > self.CACHE_TEXTS:
                         cache.popitem(last=False)
