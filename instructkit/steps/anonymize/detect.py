@@ -472,11 +472,10 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
         registry.add_recognizer(_proper_noun_recognizer(pa, scfg["proper_nouns"], words, followers))
     # context words count a little after a value too ("085 175 7641-Office"), and as whole
     # words only ("tel" must not match "platelets")
-    enhancer = _lean_engine_classes(pa)[1](context_suffix_count=2, context_matching_mode="whole_word")
-    return _lean_engine_classes(pa)[0](registry=registry, nlp_engine=nlp_engine,
-                                       supported_languages=["en"],
-                                       default_score_threshold=score_threshold,
-                                       context_aware_enhancer=enhancer)
+    engine_class, enhancer_class = _lean_engine_classes(pa)
+    enhancer = enhancer_class(context_suffix_count=2, context_matching_mode="whole_word")
+    return engine_class(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
+                        default_score_threshold=score_threshold, context_aware_enhancer=enhancer)
 
 
 @functools.cache

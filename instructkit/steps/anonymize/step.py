@@ -74,8 +74,9 @@ class AnonymizeStep(Step):
         self._reset()
 
     def _reset(self) -> None:
-        #: (text, scope) -> findings: the texts are PHI, so this stays in this process
-        self._found: OrderedDict[tuple[str, str], list[Finding]] = OrderedDict()
+        #: (text, scope, record context) -> findings: the texts are PHI, so this stays in
+        #: this process
+        self._found: OrderedDict[tuple[str, str, str], list[Finding]] = OrderedDict()
         self.replaced: Counter[str] = Counter()
         self.records_changed = 0
         self.records_skipped = 0
