@@ -161,6 +161,8 @@ def test_phases_on_hash_partitions_equal_one_block(corpus):
     parts = _partition(rows, combined, 4)
     split = np.unique(np.concatenate([phases.bucket_pairs(b["band"], b["key"], b["pos"], b["order"]) for b in parts]), axis=0)
     assert np.array_equal(split, all_pairs) and len(all_pairs) > 100
+    # the local executor's band-at-a-time pairs: the same set without the records x bands rows
+    assert np.array_equal(phases.band_pairs(block[phases.BANDS], block[phases.POS], block[phases.EXACT]), all_pairs)
 
 
 def test_star_clusters_follow_the_keep_rule_and_never_chain():

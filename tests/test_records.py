@@ -55,3 +55,60 @@ def test_empty_required_text_is_an_error(field):
     rec = _rec()
     rec[field] = ""
     assert any(e.startswith(f"{field}: must not be empty") for e in schema_errors(rec))
+
+
+def _mutations(rec):
+    """Records one change away from ``rec``: every field dropped, emptied, retyped or
+    extended, at every depth."""
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k in list(node):
+                yield path + [k], "drop"
+                yield from walk(node[k], path + [k])
+            yield path + ["unexpected_field"], "add"
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, path + [i])
+        for kind in ("empty", "number", "null", "list", "bad_value"):
+            yield path, kind
+
+    for path, kind in walk(rec, []):
+        out = json.loads(json.dumps(rec))
+        parent = out
+        for p in path[:-1]:
+            parent = parent[p]
+        if not path:
+            continue
+        key = path[-1]
+        if kind == "drop":
+            del parent[key]
+        elif kind == "add":
+            parent[key] = "x"
+        else:
+            parent[key] = {"empty": "", "number": 3, "null": None, "list": [], "bad_value": "not-a-hash!"}[kind]
+        yield out
+
+
+def test_compiled_check_and_jsonschema_agree_on_every_near_miss():
+    """The fast compiled validity check (fastjsonschema) and jsonschema must judge alike:
+    a record one change away from a valid one, for every change of every field."""
+    from instructkit.records import _record_check, record_validator
+
+    import fastjsonschema
+
+    def fast_ok(r):
+        try:
+            _record_check()(r)
+            return True
+        except fastjsonschema.JsonSchemaException:
+            return False
+
+    base = _rec(meta={"note": "x", "tags": ["a"]},
+                context=[{"chunk_id": "c1", "doc_id": "d1", "text": "passage", "title": None, "start": 0,
+                          "end": 7, "score": 0.5}])
+    assert schema_errors(base) == []
+    cases = list(_mutations(base))
+    assert len(cases) > 100
+    judged = [(fast_ok(r), record_validator().is_valid(r)) for r in cases]
+    assert all(a == b for a, b in judged), [i for i, (a, b) in enumerate(judged) if a != b][:5]
+    assert any(not b for _, b in judged) and any(b for _, b in judged)

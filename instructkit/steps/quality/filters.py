@@ -67,6 +67,35 @@ def _compile_all(patterns: list[str] | None, flags: int = re.IGNORECASE) -> list
     return [re.compile(p, flags) for p in (patterns or [])]
 
 
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+#: what makes a pattern's match depend on where the text ends (a sentence or the whole text)
+_ANCHOR = re.compile(r"\^|\$|\\[AZ]|\(\?<[=!]")
+
+
+class _Patterns:
+    """A list of patterns with one combined pattern in front: most texts match none of them,
+    and one pass of the alternation says so (a record's fields went through ~30 searches);
+    only a text that matches is searched pattern by pattern, for the pattern's number.
+    Patterns with back-references (whose numbers an alternation would shift) are not combined."""
+
+    def __init__(self, patterns: list[str] | None, flags: int = re.IGNORECASE) -> None:
+        self.each = _compile_all(patterns, flags)
+        plain = patterns and not any(_BACKREFERENCE.search(x) for x in patterns)
+        self.any = re.compile("|".join(f"(?:{x})" for x in patterns), flags) if plain else None
+
+    def __bool__(self) -> bool:
+        return bool(self.each)
+
+    def first(self, text: str) -> int | None:
+        """The number of the first pattern found in ``text``, or None."""
+        if not self.each or (self.any is not None and not self.any.search(text)):
+            return None
+        for i, rx in enumerate(self.each):
+            if rx.search(text):
+                return i
+        return None
+
+
 # -- empty fields ------------------------------------------------------------------------
 class EmptyFieldsFilter(QualityFilter):
     """Drop records with an empty or whitespace-only required field."""
@@ -161,42 +190,44 @@ class ModelArtefactFilter(QualityFilter):
 
     def prepare(self, opts: dict[str, Any]) -> dict[str, Any]:
         return {"fields": opts.get("fields", []),
-                "identity": _compile_all(opts.get("ai_identity")),
-                "refusal": _compile_all(opts.get("refusal")),
+                "identity": _Patterns(opts.get("ai_identity")),
+                "refusal": _Patterns(opts.get("refusal")),
                 "window": int(opts.get("refusal_window", 160)),
-                "disclaimer": _compile_all(opts.get("disclaimer")),
+                "disclaimer": _Patterns(opts.get("disclaimer")),
+                # a disclaimer found in a sentence is found in the whole output too, unless a
+                # pattern is anchored: then every sentence is read
+                "disclaimer_prefilter": not any(_ANCHOR.search(x) for x in opts.get("disclaimer") or []),
                 "min_answer_words": int(opts.get("min_answer_words", 6)),
-                "meta": _compile_all(opts.get("meta_text"), re.IGNORECASE | re.MULTILINE),
+                "meta": _Patterns(opts.get("meta_text"), re.IGNORECASE | re.MULTILINE),
                 # text about the task or the example itself, wherever the model put it
                 "meta_fields": opts.get("meta_text_fields", opts.get("fields", [])),
                 "chat_fields": opts.get("chat_token_fields", []),
-                "chat": _compile_all(opts.get("chat_tokens"))}
+                "chat": _Patterns(opts.get("chat_tokens"))}
 
     def judge(self, record: Record, p: dict[str, Any]) -> Verdict:
         for field in p["chat_fields"]:
-            text = _text(record, field)
-            for i, rx in enumerate(p["chat"]):
-                if rx.search(text):
-                    return "chat_tokens", {"field": field, "pattern": i}
+            i = p["chat"].first(_text(record, field))
+            if i is not None:
+                return "chat_tokens", {"field": field, "pattern": i}
         for field in p["fields"]:
             text = _text(record, field)
-            for i, rx in enumerate(p["identity"]):
-                if rx.search(text):
-                    return "refusal", {"field": field, "kind": "ai_identity", "pattern": i}
-            head = text[:p["window"]]
-            for i, rx in enumerate(p["refusal"]):
-                if rx.search(head):
-                    return "refusal", {"field": field, "kind": "refusal", "pattern": i}
+            i = p["identity"].first(text)
+            if i is not None:
+                return "refusal", {"field": field, "kind": "ai_identity", "pattern": i}
+            i = p["refusal"].first(text[:p["window"]])
+            if i is not None:
+                return "refusal", {"field": field, "kind": "refusal", "pattern": i}
         for field in p["meta_fields"]:
-            text = _text(record, field)
-            for i, rx in enumerate(p["meta"]):
-                if rx.search(text):
-                    return "meta_text", {"field": field, "pattern": i}
+            i = p["meta"].first(_text(record, field))
+            if i is not None:
+                return "meta_text", {"field": field, "pattern": i}
         out = _text(record, "output")
-        if p["disclaimer"] and "output" in p["fields"]:
+        # most outputs have no disclaimer anywhere, and are not cut into sentences
+        if p["disclaimer"] and "output" in p["fields"] and (
+                not p["disclaimer_prefilter"] or p["disclaimer"].first(out) is not None):
             rest, hit = [], False
             for sent in sentences(out):
-                if any(rx.search(sent) for rx in p["disclaimer"]):
+                if p["disclaimer"].first(sent) is not None:
                     hit = True
                 else:
                     rest.append(sent)
