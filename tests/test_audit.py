@@ -214,3 +214,32 @@ def test_audit_keeps_to_the_anonymizers_rule_for_values_of_no_individual(audit_d
             "Her page is https://portal.example.net/jo and her phone (617) 724-3188.")
     counts = audit_detector.scan_many([(text, [])])[0]
     assert counts["URL"] == 1 and counts["PHONE"] == 1, counts
+
+
+def test_audit_scans_in_flight_together_count_as_scans_one_at_a_time():
+    """Scans overlap (NER of one batch on the workers while the next batch starts) and share
+    sentences, long ones (never remembered) too: the counts are those of scans made one at
+    a time with no memory at all."""
+    from instructkit.steps.audit import AuditDetector
+
+    long_sentence = "Maria Lopez was seen " + "and followed up " * 140 + "by Dr. John Whitaker."
+    assert len(long_sentence) > AuditDetector.CACHE_TEXT_CHARS
+    shared = ["Patient Ana Souza was admitted.", long_sentence, "No identifiers in this sentence."]
+    batches = [[(f"Visit {i}. {shared[i % 3]} Call Peter Novak at 617-555-01{i:02d}.", []),
+                (f"{shared[(i + 1) % 3]} Then {shared[(i + 2) % 3]}", [])] for i in range(6)]
+    alone = [AuditDetector(names=True, cache_size=0).scan_many(b) for b in batches]
+    for n_process in (1, 2):
+        d = AuditDetector(names=True, n_process=n_process, cache_size=4)
+        try:
+            got, pending = [], None
+            for b in batches:
+                started = d.scan_start(b)
+                if pending is not None:
+                    got.append(d.scan_finish(pending))
+                pending = started
+            got.append(d.scan_finish(pending))
+            assert not d._inflight
+        finally:
+            d.close()
+        assert got == alone, n_process
+    assert sum(c["NAME"] for b in alone for c in b) >= 6 and all(c[0]["PHONE"] for c in alone)

@@ -37,7 +37,7 @@ from instructkit._exceptions import SourceError
 from instructkit.records import Record, path_label, recipe_texts, text_fields
 from instructkit.steps.anonymize.shapes import public_value
 from instructkit.steps.base import Step
-from instructkit.steps.ner_pool import NerPool, auto_processes, person_counts
+from instructkit.steps.ner_pool import NerPool, Pending, auto_processes, person_counts
 
 logger = logging.getLogger("instructkit")
 
@@ -86,6 +86,29 @@ def ner_units(text: str) -> list[str]:
     return [u for u in out if any(ch.isalpha() for ch in u)]
 
 
+@dataclass
+class _Scan:
+    """A scan between ``AuditDetector.scan_start`` and ``scan_finish``."""
+
+    blanked: list[str]
+    todo: list[str] = field(default_factory=list)
+    found: dict[str, Counter[str]] = field(default_factory=dict)
+    pattern_counts: list[Counter[str]] = field(default_factory=list)
+    units: list[list[str]] = field(default_factory=list)
+    ner_todo: list[str] = field(default_factory=list)
+    unit_counts: dict[str, int] = field(default_factory=dict)
+    #: sentences an earlier, unfinished scan was counting when this one started
+    deferred: dict[str, "_Scan"] = field(default_factory=dict)
+    pending: Any = None
+    _counted: dict[str, int] | None = None
+
+    def counted(self) -> dict[str, int]:
+        """PERSON counts of the sentences this scan sent to NER (waits for them)."""
+        if self._counted is None:
+            self._counted = dict(zip(self.ner_todo, self.pending.result()))
+        return self._counted
+
+
 class AuditDetector:
     """Finds suspects in text: {type: count}, skipping masks and exempt spans.
 
@@ -118,6 +141,8 @@ class AuditDetector:
         #: once) sharing every batch of texts by length
         self.n_process = max(1, int(n_process))
         self._pool: Any = None
+        #: sentence -> the started scan that is counting it
+        self._inflight: dict[str, _Scan] = {}
 
     def _spacy_args(self) -> tuple[str, tuple[str, ...]]:
         from instructkit.steps.anonymize.detect import load_recognizer_config
@@ -136,76 +161,91 @@ class AuditDetector:
         return self._nlp
 
     def close(self) -> None:
+        self._inflight.clear()
         if self._pool is not None:
             self._pool.close()
             self._pool = None
 
-    def _person_counts(self, texts: list[str]) -> list[int]:
+    def _pool_for(self) -> Any:
         if self.n_process > 1 and self._pool is None:
             self._pool = NerPool(*self._spacy_args(), processes=self.n_process)
-        if self._pool is not None:
-            return self._pool.person_counts(self.nlp, texts, self.batch_size)
-        return person_counts(self.nlp, texts, self.batch_size)
+        return self._pool
 
     def scan_many(self, items: list[tuple[str, list[list[int]]]]) -> list[Counter[str]]:
         """``items``: (text, exempt spans). Returns suspect counts per text."""
+        return self.scan_finish(self.scan_start(items))
+
+    def scan_start(self, items: list[tuple[str, list[list[int]]]]) -> "_Scan":
+        """Begin scanning ``items``: the patterns now, NER handed to the pool's workers (with
+        more than one process), so the caller can read its next records meanwhile;
+        ``scan_finish`` gives the counts. Scans must finish in the order they started."""
         blanked = [self._blank(t, ex) for t, ex in items]
-        found: dict[str, Counter[str]] = {}
-        todo = []
+        scan = _Scan(blanked)
         for text in dict.fromkeys(blanked):
             hit = self._cache.get(text)
             if hit is None:
-                todo.append(text)
+                scan.todo.append(text)
             else:
                 self._cache.move_to_end(text)
-                found[text] = hit
-        for text, counts in zip(todo, self._scan(todo)):
-            found[text] = counts
+                scan.found[text] = hit
+        scan.pattern_counts = [self._pattern_counts(t) for t in scan.todo]
+        if self.names:
+            scan.units = [ner_units(t) for t in scan.todo]
+            for u in dict.fromkeys(u for us in scan.units for u in us):
+                if u in self._inflight:
+                    scan.deferred[u] = self._inflight[u]  # an earlier scan is counting it
+                    continue
+                hit = self._units.get(u)
+                if hit is None:
+                    scan.ner_todo.append(u)
+                else:
+                    self._units.move_to_end(u)
+                    scan.unit_counts[u] = hit
+            pool = self._pool_for()
+            scan.pending = (pool.submit(self.nlp, scan.ner_todo, self.batch_size) if pool is not None
+                            else Pending(done=person_counts(self.nlp, scan.ner_todo, self.batch_size)))
+            self._inflight.update(dict.fromkeys(scan.ner_todo, scan))
+        return scan
+
+    def scan_finish(self, scan: "_Scan") -> list[Counter[str]]:
+        """The counts per text of a started scan (see ``scan_start``)."""
+        if self.names:
+            counted = scan.counted()
+            for u, n in counted.items():
+                self._remember_unit(u, n)
+                if self._inflight.get(u) is scan:
+                    del self._inflight[u]
+            scan.unit_counts.update(counted)
+            for u, earlier in scan.deferred.items():
+                scan.unit_counts[u] = earlier.counted()[u]
+        for i, text in enumerate(scan.todo):
+            counts = scan.pattern_counts[i]
+            if self.names:
+                n = sum(scan.unit_counts[u] for u in scan.units[i])
+                if n:
+                    counts["NAME"] += n
+            scan.found[text] = counts
             if self.cache_size and len(text) <= self.CACHE_TEXT_CHARS:
                 self._cache[text] = counts
                 if len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
-        return [Counter(found[t]) for t in blanked]
+        return [Counter(scan.found[t]) for t in scan.blanked]
 
-    def _scan(self, texts: list[str]) -> list[Counter[str]]:
-        out = []
-        for text in texts:
-            c: Counter[str] = Counter()
-            for typ, rx in self.patterns.items():
-                shape = _SHAPE_TYPES.get(typ)
-                n = sum(1 for m in rx.finditer(text)
-                        if not (shape and public_value(text, m.start(), m.end(), shape)))
-                if n:
-                    c[typ] += n
-            out.append(c)
-        if self.names:
-            for i, n in enumerate(self._names_per_text(texts)):
-                if n:
-                    out[i]["NAME"] += n
-        return out
+    def _remember_unit(self, unit: str, n: int) -> None:
+        if self.cache_size and len(unit) <= self.CACHE_TEXT_CHARS:
+            self._units[unit] = n
+            if len(self._units) > self.UNIT_CACHE_FACTOR * self.cache_size:
+                self._units.popitem(last=False)
 
-    def _names_per_text(self, texts: list[str]) -> list[int]:
-        """PERSON entities per text, found sentence by sentence: a name does not cross a
-        sentence end, and sentences recur far more than whole texts (boilerplate, answers
-        recombined, a record's texts), so each distinct sentence goes through spaCy once and
-        short ones are remembered (bounded LRU, in memory only)."""
-        units = [ner_units(t) for t in texts]
-        counts: dict[str, int] = {}
-        todo = []
-        for u in dict.fromkeys(u for us in units for u in us):
-            hit = self._units.get(u)
-            if hit is None:
-                todo.append(u)
-            else:
-                self._units.move_to_end(u)
-                counts[u] = hit
-        for u, n in zip(todo, self._person_counts(todo)):
-            counts[u] = n
-            if self.cache_size and len(u) <= self.CACHE_TEXT_CHARS:
-                self._units[u] = n
-                if len(self._units) > self.UNIT_CACHE_FACTOR * self.cache_size:
-                    self._units.popitem(last=False)
-        return [sum(counts[u] for u in us) for us in units]
+    def _pattern_counts(self, text: str) -> Counter[str]:
+        c: Counter[str] = Counter()
+        for typ, rx in self.patterns.items():
+            shape = _SHAPE_TYPES.get(typ)
+            n = sum(1 for m in rx.finditer(text)
+                    if not (shape and public_value(text, m.start(), m.end(), shape)))
+            if n:
+                c[typ] += n
+        return c
 
     def _blank(self, text: str, exempt: list[list[int]]) -> str:
         """Masks and exempt spans become spaces (offsets kept, nothing left to match)."""
@@ -327,7 +367,7 @@ def audit_records(records: Iterable[Record], detector: AuditDetector, report: Au
     buf: list[Record] = []
     scope = phi_free or PhiFreeScope()
 
-    def flush() -> Iterator[tuple[Record, Counter[str]]]:
+    def start(buf: list[Record]) -> tuple[list[Record], list[tuple[int, bool]], Any]:
         items, owners = [], []
         for k, rec in enumerate(buf):
             anon = (rec.get("provenance") or {}).get("anonymization") or {}
@@ -337,21 +377,36 @@ def audit_records(records: Iterable[Record], detector: AuditDetector, report: Au
                 for path, text in texts:
                     items.append((text, spans.get(path, [])))
                     owners.append((k, free))
+        return buf, owners, detector.scan_start(items)
+
+    def finish(buf: list[Record], owners: list[tuple[int, bool]], scan: Any
+               ) -> Iterator[tuple[Record, Counter[str]]]:
         counts = [Counter() for _ in buf]
         free_counts = [Counter() for _ in buf]
-        for (k, free), c in zip(owners, detector.scan_many(items)):
+        for (k, free), c in zip(owners, detector.scan_finish(scan)):
             (free_counts if free else counts)[k].update(c)
         for rec, c, fc in zip(buf, counts, free_counts):
             report.add(str(rec.get("id")), c, fc)
             yield rec, c
 
+    # one batch in flight: its NER runs on the pool's workers while the next batch is read
+    # (which runs the stages before the audit on this process)
+    pending = None
     for rec in records:
         buf.append(rec)
         if len(buf) >= batch:
-            yield from flush()
+            started = start(buf)
             buf = []
+            if pending is not None:
+                yield from finish(*pending)
+            pending = started
     if buf:
-        yield from flush()
+        started = start(buf)
+        if pending is not None:
+            yield from finish(*pending)
+        pending = started
+    if pending is not None:
+        yield from finish(*pending)
 
 
 class AuditStep(Step):
