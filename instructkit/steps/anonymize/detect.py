@@ -308,11 +308,12 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
         # a lone capitalised word at a sentence start or after a bullet is as often a term
         # ("Pentamidine is ...", "- Radiofrequency ablation") as a name
         # unless it is spoken to or speaks ("Warrane, can I ...", "Ubul: What a wife.")
-        if n_tokens == 1 and _SENTENCE_START.search(before) and not _ADDRESSED.match(text, end):
+        if n_tokens == 1 and _SENTENCE_START.search(before) and not (
+                _ADDRESSED.match(text, end) and not _DEFINED_ITEM.search(text, max(0, start - 3), end + 12)):
             return True
         # a brand beside its generic name: "metformin (Glucophage)", "Elmiron (pentosan)"
         m = _PAREN_AFTER_WORD.search(before)
-        if m and m.group(1).islower() and m.group(1) not in people_words:
+        if m and (m.group(1).islower() or _abbreviation_like(m.group(1))) and m.group(1) not in people_words:
             return True
         return bool(_PAREN_LOWER_AFTER.match(text, end))
 
@@ -677,7 +678,8 @@ class PhiDetector:
         self.facility_words = frozenset(w.lower() for w in self.cfg.get("generic_facility_words", []))
         #: the last word of an institution's name
         self.org_head = re.compile(r"Institutes?|Foundation|Association|Society|Academy|University|College|"
-                                   r"Agency|Administration|Council|Federation|Alliance|Coalition|Program|Programme")
+                                   r"Agency|Administration|Council|Federation|Alliance|Coalition|Program|Programme|"
+                                   r"Pharma|Pharmaceuticals?|Laboratories|Inc|Corp|Corporation|Ltd|GmbH|Partnership")
         #: research prose (a cohort, no individual): its names, places, dates are not PHI
         self.prose_scope = ProseScope(self.cfg.get("research_prose"))
         #: references, credits, publication dates, organisations' listings
@@ -828,6 +830,9 @@ class PhiDetector:
                 if (typ == "LOCATION" or typ == "NAME" and name != "name_title") \
                         and _norm(text[start:end]) in self.kept_places:
                     continue  # Safe Harbor allows states and countries ("from Somalia presents")
+                nxt = _NEXT_WORD.match(text, end) if typ == "LOCATION" else None
+                if nxt and _norm(f"{text[start:end]} {nxt.group(1)}") in self.kept_places:
+                    continue  # the first word of one, cut by a footnote: "South America.1"
                 found.append(Finding(start, end, typ, float(r.score), name))
         if found:
             found = self.public_lines.keep(found, self.public_lines.spans(text))
@@ -1048,6 +1053,7 @@ class PhiDetector:
             # (a place only after a drug: "lives in town (Springfield)" is a town)
             m = _PAREN_AFTER_WORD.search(text, max(0, start - 60), start)
             if m and (self.medical_word.match(m.group(1)) or m.group(1).lower() in self.product_kinds
+                      or _abbreviation_like(m.group(1))
                       or (self.is_medicine_word(m.group(1)) and m.group(1).lower() not in self.facility_words)
                       or (typ == "NAME" and m.group(1).islower() and m.group(1) not in self.people_words)):
                 return False
@@ -1251,11 +1257,14 @@ _FUNCTION_WORDS = frozenset({"may", "might", "can", "could", "will", "would", "s
                              "where", "while", "whereas", "because", "though", "although", "than"})
 #: a year before 1900 right after a name: no one living, and Safe Harbor's identifiers are
 #: those of the living and of the recently dead ("by Dr. Thomas Addison in 1849")
+_NEXT_WORD = re.compile(r"[ \t]+([A-Z][a-z]+)")
 _ACRONYM = re.compile(r"[A-Z]{2,6}s?")
 #: someone who first described a disease, long before any record ("Ernest Goodpasture first described")
 _DISCOVERER_AFTER = re.compile(r"[ \t]+first[ \t]+(?:described|discovered|identified|reported|characteri[sz]ed|recogni[sz]ed)\b")
 _HISTORICAL_AFTER = re.compile(r"[ \t]*(?:,[ \t]*)?(?:\(|in[ \t]+)1[0-8]\d\d\b")
 _ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
+#: a bulleted item that a definition follows ("- Supraglottis: The upper part of ..."), no speaker
+_DEFINED_ITEM = re.compile(r"[-*\u2022][ \t]+[^\W\d_]+:[ \t]+(?:The|A|An)[ \t]+[a-z]")
 _ALPHA_RUN = re.compile(r"[^\W\d_]{2,}")
 # two spaces or more stand for a line break in flattened text ("Surgery     - Embolization")
 # a list item starts after a bullet or a letter ("- Embolization", "(B) Septic", "C. Gout")
