@@ -26,7 +26,7 @@ import yaml
 
 from instructkit._resources import require
 from instructkit.steps.anonymize.facilities import facility_validator, make_gazetteer_recognizer
-from instructkit.steps.anonymize.public_lines import PublicLines, population_date
+from instructkit.steps.anonymize.public_lines import PublicLines, population_date, year_after_month
 from instructkit.steps.anonymize.scope import GENERAL, ProseScope
 from instructkit.steps.anonymize.shapes import conjoined_numbers, et_al_before, public_value, rank_before
 from instructkit.steps.anonymize.terms import Eponyms, plural_forms
@@ -797,6 +797,8 @@ class PhiDetector:
                 continue
             if typ in _SHAPE_CHECKED and public_value(text, start, end, typ):
                 continue  # an agency's URL, a toll-free number, a population's age bound
+            if typ == "ZIP" and year_after_month(text, start, end):
+                continue  # "as of November 2014": a year, no postcode
             if typ == "DATE" and population_date(text, start, end) and not self._about_individual(text, context):
                 continue  # "As of November 2012, 227 cases", "On <date>, the ... (FDA)"
             if typ == "URL" and self._organisation_url(text[start:end]):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["PublicLines", "population_date"]
+__all__ = ["PublicLines", "population_date", "year_after_month"]
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
           r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
@@ -72,6 +72,14 @@ def population_date(text: str, start: int, end: int) -> bool:
     if m and m.end() - m.start() > end - start:
         return True
     return bool(_AGENCY_AFTER.match(text, end))
+
+
+_MONTH_BEFORE = re.compile(rf"\b{_MONTH}[ \t]+(?:\d{{1,2}},?[ \t]+)?$")
+
+
+def year_after_month(text: str, start: int, end: int) -> bool:
+    """A year after its month ("November 2014"), which a postcode pattern may take."""
+    return bool(re.fullmatch(r"(?:19|20)\d\d", text[start:end]) and _MONTH_BEFORE.search(text, max(0, start - 16), start))
 
 
 class PublicLines:
