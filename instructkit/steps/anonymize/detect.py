@@ -26,6 +26,7 @@ import yaml
 
 from instructkit._resources import require
 from instructkit.steps.anonymize.facilities import facility_validator, make_gazetteer_recognizer
+from instructkit.steps.anonymize.public_lines import PublicLines, population_date, year_after_month
 from instructkit.steps.anonymize.scope import GENERAL, ProseScope
 from instructkit.steps.anonymize.shapes import conjoined_numbers, et_al_before, public_value, rank_before
 from instructkit.steps.anonymize.terms import Eponyms, plural_forms
@@ -307,11 +308,12 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
         # a lone capitalised word at a sentence start or after a bullet is as often a term
         # ("Pentamidine is ...", "- Radiofrequency ablation") as a name
         # unless it is spoken to or speaks ("Warrane, can I ...", "Ubul: What a wife.")
-        if n_tokens == 1 and _SENTENCE_START.search(before) and not _ADDRESSED.match(text, end):
+        if n_tokens == 1 and _SENTENCE_START.search(before) and not (
+                _ADDRESSED.match(text, end) and not _DEFINED_ITEM.search(text, max(0, start - 3), end + 12)):
             return True
         # a brand beside its generic name: "metformin (Glucophage)", "Elmiron (pentosan)"
         m = _PAREN_AFTER_WORD.search(before)
-        if m and m.group(1).islower() and m.group(1) not in people_words:
+        if m and (m.group(1).islower() or _abbreviation_like(m.group(1))) and m.group(1) not in people_words:
             return True
         return bool(_PAREN_LOWER_AFTER.match(text, end))
 
@@ -664,6 +666,7 @@ class PhiDetector:
         products = "|".join(re.escape(w) for w in sorted(
             plural_forms(self.cfg["spacy"]["proper_nouns"].get("product_words") or ["drug"]), key=len, reverse=True))
         item = r"[A-Z][\w'\u2019-]*(?:[ \t]+[A-Z][\w'\u2019-]*)?(?:[ \t]*\([^()\n]{1,40}\))?"
+        self.product_kinds = plural_forms(self.cfg["spacy"]["proper_nouns"].get("product_words") or ["drug"])
         #: a brand listed after its kind: "laxatives, such as Citrucel and <here>"
         self.product_list_before = re.compile(
             rf"(?i:\b(?:{products})\b)[ \t]*,?[ \t]*(?i:such[ \t]+as|like|including|includes?|e\.g\.,?|for[ \t]+example,?)"
@@ -675,9 +678,12 @@ class PhiDetector:
         self.facility_words = frozenset(w.lower() for w in self.cfg.get("generic_facility_words", []))
         #: the last word of an institution's name
         self.org_head = re.compile(r"Institutes?|Foundation|Association|Society|Academy|University|College|"
-                                   r"Agency|Administration|Council|Federation|Alliance|Coalition|Program|Programme")
+                                   r"Agency|Administration|Council|Federation|Alliance|Coalition|Program|Programme|"
+                                   r"Pharma|Pharmaceuticals?|Laboratories|Inc|Corp|Corporation|Ltd|GmbH|Partnership")
         #: research prose (a cohort, no individual): its names, places, dates are not PHI
         self.prose_scope = ProseScope(self.cfg.get("research_prose"))
+        #: references, credits, publication dates, organisations' listings
+        self.public_lines = PublicLines()
 
     def scope_of(self, text: str) -> str:
         """``"research"`` for research prose about a cohort with no individual in it (its
@@ -736,6 +742,7 @@ class PhiDetector:
         found: list[Finding] = []
         markers: set[str] | None = None  # letters of a lettered list, found when needed
         acronyms = _defined_acronyms(text) if "(" in text else frozenset()
+        asked: frozenset[str] | None = None  # terms the record asks about, found when needed
         for r in raw:
             typ = self.type_of.get(r.entity_type, r.entity_type)
             if typ not in self.entities:
@@ -767,8 +774,15 @@ class PhiDetector:
                 start, end = _outside_list_markers(text, start, end, markers, self._common_not_name)
                 if end <= start:
                     continue
+            if ner and typ in ("NAME", "LOCATION"):
+                if asked is None:
+                    asked = _thing_terms(text + "\n" + context)
+                if text[start:end] in asked:
+                    continue  # "What is Medigap?", "sold as Elmiron": the record says it is a thing
             if (ner or name in _LOOSE_NAME_PATTERNS) and not self._plausible_ner(text, start, end, typ, context):
                 continue
+            if typ == "NAME" and name != "name_title" and self._genus_before_species(text, end):
+                continue  # "Bacteria called Tropheryma whipplei"
             if (typ == "NAME" and not ner and name != "name_title"
                     and all(_abbreviation_like(w) and w.lower() not in self.names.given
                             and w.lower() not in self.names.surnames for w in text[start:end].split())):
@@ -783,6 +797,10 @@ class PhiDetector:
                 continue
             if typ in _SHAPE_CHECKED and public_value(text, start, end, typ):
                 continue  # an agency's URL, a toll-free number, a population's age bound
+            if typ == "ZIP" and year_after_month(text, start, end):
+                continue  # "as of November 2014": a year, no postcode
+            if typ == "DATE" and population_date(text, start, end) and not self._about_individual(text, context):
+                continue  # "As of November 2012, 227 cases", "On <date>, the ... (FDA)"
             if typ == "URL" and self._organisation_url(text[start:end]):
                 continue  # a foundation's site ("www.cjdfoundation.org")
             if typ == "NAME" and name != "name_title" and (
@@ -805,7 +823,7 @@ class PhiDetector:
                 if typ == "HOSPITAL" and re.fullmatch(r"(?:[\w'\u2019-]+[ \t]+)+Health", text[start:end]) and all(
                         self.is_medicine_word(w) for w in text[start:end].split()[:-1]):
                     continue  # "Eating Right for Kidney Health": a topic, no health system
-                if typ == "NAME" and _HISTORICAL_AFTER.match(text, end):
+                if typ == "NAME" and (_HISTORICAL_AFTER.match(text, end) or _DISCOVERER_AFTER.match(text, end)):
                     continue  # "first identified by Dr. Thomas Addison in 1849": dead long ago
                 if typ in self.deny_types and self._is_medicine(
                         text, start, end, titled=name == "name_title",
@@ -814,7 +832,12 @@ class PhiDetector:
                 if (typ == "LOCATION" or typ == "NAME" and name != "name_title") \
                         and _norm(text[start:end]) in self.kept_places:
                     continue  # Safe Harbor allows states and countries ("from Somalia presents")
+                nxt = _NEXT_WORD.match(text, end) if typ == "LOCATION" else None
+                if nxt and _norm(f"{text[start:end]} {nxt.group(1)}") in self.kept_places:
+                    continue  # the first word of one, cut by a footnote: "South America.1"
                 found.append(Finding(start, end, typ, float(r.score), name))
+        if found:
+            found = self.public_lines.keep(found, self.public_lines.spans(text))
         found = self._extend_address_blocks(text, found, masked)
         # the tagger's candidates are a fallback: any other finding on the same words wins
         # (its type is better: "Via Tasso 129, Sorrento" is a place)
@@ -853,6 +876,15 @@ class PhiDetector:
             if len(w) <= 2 or (self._common_not_name(w) and _SENTENCE_START.search(text, 0, s)):
                 return False
         return True
+
+    def _genus_before_species(self, text: str, end: int) -> bool:
+        """A capitalised word before a Latin epithet in no dictionary ("Tropheryma whipplei")."""
+        species = _SPECIES_AFTER.match(text, end)
+        return bool(species and species.group(1) not in self.english_words)
+
+    def _about_individual(self, text: str, context: str) -> bool:
+        """Whether the text or its record shows a sign of one person (see ``scope``)."""
+        return any(rx.search(text) or (context and rx.search(context)) for rx in self.prose_scope.individual)
 
     def _term_not_name(self, span: str, acronyms: frozenset[str]) -> bool:
         """A name-like span that is a term: it holds an acronym the text defines from common
@@ -1008,11 +1040,22 @@ class PhiDetector:
                 and all(w.strip(".,'\u2019()") in self.english_words for w in proper)):
             return False
         if typ in ("NAME", "LOCATION") and len(words) == 1:
+            # the modifier of a condition in title case: "symptoms of Vesicoureteral Reflux"
+            head = re.match(r"[ \t]+([A-Z][a-z]+)\b", text[end:end + 30])
+            if (head and self.condition_head.fullmatch(head.group(1))
+                    and words[0].lower() not in self.names.common_given):
+                return False
+            # an adjective beside a lower-case one: "in Western and industrialized countries"
+            if (words[0] in self.english_words and words[0].lower() not in self.names.given
+                    and re.match(r"[ \t]+(?:and|or)[ \t]+[a-z]{3,}[ \t]+[a-z]", text[end:end + 40])
+                    and not _RESIDENCE_BEFORE.search(text, max(0, start - 30), start)):
+                return False
             # an abbreviation or brand beside its term: "diphtheria (Td or Tdap)", "clozapine
             # (Clozaril, FazaClo)", "Ursodiol (Actigall)"
             # (a place only after a drug: "lives in town (Springfield)" is a town)
             m = _PAREN_AFTER_WORD.search(text, max(0, start - 60), start)
-            if m and (self.medical_word.match(m.group(1))
+            if m and (self.medical_word.match(m.group(1)) or m.group(1).lower() in self.product_kinds
+                      or _abbreviation_like(m.group(1))
                       or (self.is_medicine_word(m.group(1)) and m.group(1).lower() not in self.facility_words)
                       or (typ == "NAME" and m.group(1).islower() and m.group(1) not in self.people_words)):
                 return False
@@ -1100,15 +1143,20 @@ class PhiDetector:
         # does not turn into a common noun within one text.
         # The record's other texts count too ("What causes Cystocele?" above an answer that
         # says "a cystocele ..."), except for a common given name ("Rose" beside "BP rose").
+        # (an acronym beside such a word is the term's: "*Protoporphyria XLPP is a variant")
+        capital = [w for w in proper if w[0].isupper()]
+        if len(capital) > 1 and not all(_ACRONYM.fullmatch(w) for w in capital):
+            capital = [w for w in capital if not _ACRONYM.fullmatch(w)]
         if all(re.search(rf"(?<![\w-]){re.escape(w.lower())}(?![\w-])", text)
                or (context and w.lower() not in self.names.common_given
                    and re.search(rf"(?<![\w-]){re.escape(w.lower())}(?![\w-])", context))
-               for w in proper if w[0].isupper()):
+               for w in capital):
             return False
         if typ == "LOCATION":
             before = text[max(0, start - 24):start]
             after = text[end:end + 24]
-            return bool(_PLACE_BEFORE.search(before) or _PLACE_AFTER.match(after)
+            return bool((_PLACE_BEFORE.search(before) and not _AMOUNT_OF.search(before))
+                        or _PLACE_AFTER.match(after)
                         or (len(proper) > 1 and not any(w.isupper() for w in proper)))
         return True
 
@@ -1155,6 +1203,8 @@ class PhiDetector:
         if (len(w) < 6 or not w.isalpha() or not w[:1].isupper() or w in self.english_words
                 or w.lower() in self.names.given or w.lower() in self.names.surnames):
             return False
+        if len(w) >= 6 and w[1:].islower() and w[1:] in self.english_words:
+            return True  # a letter run into the next word: "hepatitis B, C, or Dviral infections"
         for i in range(3, len(w) - 2):
             head, tail = w[:i], w[i:]
             if tail.islower() and head in self.english_words and (
@@ -1205,11 +1255,18 @@ _RESIDENCE_BEFORE = re.compile(r"(?i)\b(?:lives?|lived|living|resides?|resided|r
 _FUNCTION_WORDS = frozenset({"may", "might", "can", "could", "will", "would", "should", "must", "is",
                              "are", "was", "were", "be", "been", "has", "have", "had", "and", "or",
                              "but", "the", "of", "in", "on", "at", "to", "for", "with", "from", "by",
-                             "that", "which", "who", "when", "if", "not", "also", "does", "did"})
+                             "that", "which", "who", "when", "if", "not", "also", "does", "did",
+                             "where", "while", "whereas", "because", "though", "although", "than"})
 #: a year before 1900 right after a name: no one living, and Safe Harbor's identifiers are
 #: those of the living and of the recently dead ("by Dr. Thomas Addison in 1849")
+_NEXT_WORD = re.compile(r"[ \t]+([A-Z][a-z]+)")
+_ACRONYM = re.compile(r"[A-Z]{2,6}s?")
+#: someone who first described a disease, long before any record ("Ernest Goodpasture first described")
+_DISCOVERER_AFTER = re.compile(r"[ \t]+first[ \t]+(?:described|discovered|identified|reported|characteri[sz]ed|recogni[sz]ed)\b")
 _HISTORICAL_AFTER = re.compile(r"[ \t]*(?:,[ \t]*)?(?:\(|in[ \t]+)1[0-8]\d\d\b")
 _ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
+#: a bulleted item that a definition follows ("- Supraglottis: The upper part of ..."), no speaker
+_DEFINED_ITEM = re.compile(r"[-*\u2022][ \t]+[^\W\d_]+:[ \t]+(?:The|A|An)[ \t]+[a-z]")
 _ALPHA_RUN = re.compile(r"[^\W\d_]{2,}")
 # two spaces or more stand for a line break in flattened text ("Surgery     - Embolization")
 # a list item starts after a bullet or a letter ("- Embolization", "(B) Septic", "C. Gout")
@@ -1230,6 +1287,25 @@ _SHARE_AFTER = re.compile(r"[ \t]*\([ \t]*(?:n[ \t]*=[ \t]*\d+[,;][ \t]*)?\d+(?:
 #: the rest of an author-year citation ("Litz, Herman, Huska,& Keane, 1993)", "et al., 2010;")
 _CITATION_AFTER = re.compile(r"(?:[ \t]*(?:,|&|\band\b)[ \t]*(?:&[ \t]*)?[A-Z][\w'\u2019-]+)*"
                              r"(?:[ \t]+et[ \t]+al\.?)?,?[ \t]*(?:19|20)\d\d[a-z]?[ \t]*[;)]")
+
+
+#: a question about a thing: "What is Medigap?", "What are Kegel Exercises?" (a person is a "who")
+_WHAT_IS = re.compile(r"\b(?i:what)[ \t]+(?i:is|are)[ \t]+(?:(?i:an?|the)[ \t]+)?"
+                      r"([A-Z][\w'\u2019-]*(?:[ \t]+[A-Z][\w'\u2019-]*){0,3})[ \t]*\?")
+#: a brand's cue: "sold as Elmiron", "the brand name Tums", "marketed under"
+_SOLD_AS = re.compile(r"\b(?i:(?:sold|marketed|available)[ \t]+(?:as|under)(?:[ \t]+the)?(?:[ \t]+(?:brand|trade)"
+                      r"[ \t]+names?)?|(?:brand|trade)[- \t]names?(?:[ \t]+(?:is|are|of|include))?[ \t]*:?)[ \t]+"
+                      r"([A-Z][\w'\u2019-]*(?:[ \t]+[A-Z][\w'\u2019-]*){0,2})")
+
+
+def _thing_terms(text: str) -> frozenset[str]:
+    """The capitalised terms a text asks about ("What is ...?") or sells, each with its words."""
+    out: set[str] = set()
+    for rx in (_WHAT_IS, _SOLD_AS):
+        for m in rx.finditer(text):
+            out.add(m.group(1))
+            out.update(m.group(1).split())
+    return frozenset(out)
 
 
 def _cited_or_counted(text: str, start: int, end: int) -> bool:
@@ -1347,6 +1423,9 @@ _PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "del
 _PLACE_BEFORE = re.compile(
     r"\b(?:in|from|at|to|near|of|outside|around|visiting|visited|lives|living|live|born|moved|"
     r"resident|resides|travel(?:l?ed)?|returned|city|town|county)\s+(?:the\s+)?$", re.IGNORECASE)
+#: "of" after an amount or a kind is no place's ("A small amount of Deflux", "a dose of")
+_AMOUNT_OF = re.compile(r"(?i)\b(?:amounts?|doses?|levels?|lots?|kinds?|types?|forms?|brands?|mixtures?|"
+                        r"injections?|shots?|courses?|use|made|derived)[ \t]+(?:of|from)[ \t]+(?:the[ \t]+)?$")
 _PLACE_AFTER = re.compile(r"^,\s*(?:[A-Z]{2}\b|[A-Z][a-z]+)")
 
 
@@ -1396,7 +1475,7 @@ def _outside(start: int, end: int, masks: list[tuple[int, int]]) -> list[tuple[i
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     span = text[start:end]
     lead = " \t\r\n,;:" + ("(" if ")" not in span else "")
-    tail = " \t\r\n,;:." + (")" if "(" not in span else "")
+    tail = " \t\r\n,;:.*\u2020\u2021" + (")" if "(" not in span else "")
     while start < end and text[start] in lead:
         start += 1
     while end > start and text[end - 1] in tail:

@@ -173,6 +173,19 @@ def _plural_of_common(span: str, common: Any, given: Any) -> bool:
     return stem in common and stem not in given
 
 
+_DURATION_AFTER = re.compile(r"[ \t]+(?:years?|months?|weeks?|days?|hours?)\b")
+#: the last word of a programme's or an agency's name, which is no place of care
+_PROGRAMME_HEAD = re.compile(r"Program(?:me)?|Project|Initiative|Institutes?|Agency|Administration|Foundation|"
+                             r"Association|Society|Council|Service|Survey|Registry|Network|Department|Commission")
+
+
+def _programme_acronym(text: str, acronym: str) -> bool:
+    """Whether ``text`` defines ``acronym`` as a programme's or an agency's name."""
+    m = re.search(rf"((?:[A-Z][\w'\u2019-]*[ \t]+(?:(?:and|of|for|on|the)[ \t]+)*){{1,8}})\({re.escape(acronym)}\)",
+                  text)
+    return bool(m and _PROGRAMME_HEAD.fullmatch(m.group(1).split()[-1]))
+
+
 def facility_validator(cfg: dict[str, Any], words: Any,
                        stop: frozenset[str] = frozenset()) -> Callable[[str, int, int], bool]:
     """Whether a name after a facility context is a facility: not a unit, department,
@@ -203,6 +216,10 @@ def facility_validator(cfg: dict[str, Any], words: Any,
             return False
         if tokens[0] in {"dr", "mr", "mrs", "ms", "miss", "prof", "nurse", "mx"}:
             return False
+        if tokens[-1].isdigit() and _DURATION_AFTER.match(text, end):
+            return False  # "died from CJD 22 years later": a count of years
+        if span.isupper() and len(tokens) == 1 and _programme_acronym(text, span):
+            return False  # "NHPP records" of the "National Hormone and Pituitary Program (NHPP)"
         if all(t in stop for t in tokens):
             return False  # "in their records. When records were ...": a sentence's first word
         if all(t in not_fac or t in {"of", "and", "for", "at", "&", "saint", "st"} or t.isdigit()
