@@ -297,13 +297,25 @@ def _fill(frame: str, values: dict, rng: random.Random, b: _Builder) -> None:
     b.add(frame[pos:])
 
 
+def _stable(fk):
+    """A Faker whose draws do not depend on PYTHONHASHSEED: some locales (it_IT) build their
+    city list from a set, whose order is the string hash's; sorted, a seeded draw is the
+    same in every process."""
+    for provider in fk.get_providers():
+        for attr in ("cities",):
+            values = getattr(provider, attr, None)
+            if isinstance(values, list):
+                setattr(provider, attr, sorted(values))
+    return fk
+
+
 def clinical_set(split: str = "eval", n: int = 400) -> list[dict]:
     """Generated clinical questions with gold PHI spans and hard negatives."""
     from faker import Faker
 
     conf = SPLITS[split]
     rng = random.Random(conf["seed"])
-    fakers = [Faker(loc) for loc in conf["locales"]]
+    fakers = [_stable(Faker(loc)) for loc in conf["locales"]]
     for i, fk in enumerate(fakers):
         fk.seed_instance(conf["seed"] * 100 + i)
     cms = _cms_rows(conf["half"])

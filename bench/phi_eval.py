@@ -1,7 +1,10 @@
 """PHI detection quality of the anonymize stage: recall / precision by type, leak rate.
 
 Sets:
-  * ../shared/data/pii/presidio_synth_dataset_v2.json (general PII sentences, gold spans);
+  * ../shared/data/pii/presidio_synth_dataset_v2.json (general PII sentences, gold spans),
+    scored whole and in two halves by a hash of each sentence's template (``synth_half``):
+    ``tune`` (what the name and place rules were tuned on; ``--leaks`` prints its leaked
+    gold spans) and ``held-out`` (templates never looked at while tuning);
   * a clinical-note PHI set generated here: Faker values in clinical note templates with
     known spans, plus hard negatives (eponyms, drugs, lab values) that must stay;
   * clinical questions (bench/clinical_phi_set.py, issue 12): short clinician questions and
@@ -31,11 +34,13 @@ Targets (issues 5, 12): structured identifiers leak < 1%, names, places and faci
 < 5%, hard negatives wrongly redacted < 2%, word retention on PHI-free clinical text >= 0.98.
 
     python bench/phi_eval.py [--notes 300] [--synth 1500] [--questions 400] [--no-stock]
+                             [--synth-splits tune,held-out,all] [--leaks NAME,LOCATION,ADDRESS]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -172,10 +177,19 @@ SYNTH_TYPES = {"PERSON": "NAME", "STREET_ADDRESS": "ADDRESS", "GPE": "LOCATION",
                "AGE": "AGE"}
 
 
+def synth_half(template: str) -> str:
+    """``tune`` or ``held-out``: the half of the Presidio set a sentence belongs to, by a
+    hash of its template's text (the ``masked`` field; two template ids share a text, so
+    the text, not the id, is the key). Recognizers are tuned on ``tune`` only; ``held-out``
+    sentences come from templates never looked at. hashlib, not hash(): the same split in
+    every process."""
+    return "tune" if hashlib.sha256(template.encode("utf-8")).digest()[0] % 2 == 0 else "held-out"
+
+
 def synth_notes(limit: int | None = None) -> list[dict]:
-    """Gold PHI spans of the Presidio set. Not PHI under Safe Harbor and left out: bare
-    years and weekdays (DATE_TIME), ages under 90, states and countries, organizations,
-    titles, NRP."""
+    """Gold PHI spans of the Presidio set, each record with its ``split`` (``synth_half``).
+    Not PHI under Safe Harbor and left out: bare years and weekdays (DATE_TIME), ages under
+    90, states and countries, organizations, titles, NRP."""
     from instructkit.steps.anonymize.detect import load_recognizer_config
 
     data = json.loads(SYNTH.read_text(encoding="utf-8"))[:limit]
@@ -191,9 +205,12 @@ def synth_notes(limit: int | None = None) -> list[dict]:
             if reason:
                 EXCLUDED[reason] += 1
             (other if reason else spans).append((s["start_position"], s["end_position"], typ or s["entity_type"]))
-        out.append({"text": r["full_text"], "spans": spans, "other": other, "negatives": []})
+        out.append({"text": r["full_text"], "spans": spans, "other": other, "negatives": [],
+                    "split": synth_half(r.get("masked") or str(r.get("template_id")))})
     return out
 
+
+SYNTH_SET = "presidio_synth_v2"
 
 #: gold spans of the Presidio set left out of the targets, by reason (printed)
 EXCLUDED: Counter = Counter()
@@ -219,6 +236,34 @@ def _not_safe_harbor(typ: str | None, presidio_type: str, val: str, allowed_plac
 
 
 # ---- scoring ----------------------------------------------------------------------------------
+def memoized(detect):
+    """``detect`` that analyses each distinct text once (the Presidio set is scored whole
+    and by half)."""
+    seen: dict[str, list] = {}
+
+    def run(texts: list[str]) -> list[list]:
+        todo = list(dict.fromkeys(t for t in texts if t not in seen))
+        for t, f in zip(todo, detect(todo) if todo else []):
+            seen[t] = f
+        return [seen[t] for t in texts]
+
+    return run
+
+
+def print_leaks(notes: list[dict], detect, types: set[str]) -> None:
+    """The gold spans of ``types`` left verbatim, with their type and sentence (a debugging
+    aid for synthetic sets only: it prints PHI-shaped values to the terminal)."""
+    from instructkit.steps.anonymize.operators import apply_findings
+
+    for note, fnd in zip(notes, detect([n["text"] for n in notes])):
+        text = note["text"]
+        anon = apply_findings(text, fnd, lambda _o, f: f"[{f.type}]")[0]
+        for s, e, typ in note["spans"]:
+            val = text[s:e].strip()
+            if typ in types and val and re.search(rf"(?<![\w]){re.escape(val)}(?![\w])", anon):
+                print(f"LEAK {typ:<9} {val!r:<40} | {anon!r}")
+
+
 def evaluate(detect, notes: list[dict]) -> dict:
     """Scores of ``detect`` (texts -> findings per text) on gold-annotated notes."""
     from instructkit.steps.anonymize.operators import apply_findings
@@ -361,6 +406,11 @@ def main() -> None:
     ap.add_argument("--name-model", default=None, help="optional second name model (rampart)")
     ap.add_argument("--no-notes", action="store_true", help="skip the issue-5 clinical notes")
     ap.add_argument("--quiet", action="store_true", help="only the summary table")
+    ap.add_argument("--synth-splits", default="tune,held-out,all",
+                    help="halves of the Presidio set to score (tune, held-out, all)")
+    ap.add_argument("--leaks", default=None, metavar="TYPES",
+                    help="print the leaked gold spans of these types (comma-separated, e.g. "
+                         "NAME,LOCATION,ADDRESS) on the Presidio set's tune half and stop")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     from clinical_phi_set import clinical_set, phi_free_set
@@ -368,13 +418,19 @@ def main() -> None:
     from instructkit.steps.anonymize.step import AnonymizeStep
 
     stage = AnonymizeStep("placeholder", canary=False, name_model=args.name_model)
-    ours = stage.detector.detect_many
-    stock = None if args.no_stock else stock_detector()
+    ours = memoized(stage.detector.detect_many)
+    if args.leaks:
+        print_leaks([n for n in synth_notes(args.synth) if n["split"] == "tune"], ours,
+                    set(args.leaks.split(",")))
+        return
+    stock = None if args.no_stock else memoized(stock_detector())
     sets = {} if args.no_notes else {"clinical notes (generated, issue 5)": clinical_notes(args.notes)}
     for split in filter(None, args.splits.split(",")):
         sets[f"clinical questions, {split} split"] = clinical_set(split, args.questions)
     if SYNTH.exists():
-        sets["presidio_synth_dataset_v2 (general PII)"] = synth_notes(args.synth)
+        synth = synth_notes(args.synth)
+        for split in filter(None, args.synth_splits.split(",")):
+            sets[f"{SYNTH_SET}, {split}"] = [n for n in synth if split in ("all", n["split"])]
     else:
         print(f"{SYNTH} absent: skipped the Presidio set")
     results: dict = {}
@@ -390,7 +446,7 @@ def main() -> None:
     results["phi_free"] = {"ours": retention(ours, free)}
     if stock:
         results["phi_free"]["stock"] = retention(stock, free)
-    if "presidio_synth_dataset_v2 (general PII)" in results and not args.quiet:
+    if any(k.startswith(SYNTH_SET) for k in results) and not args.quiet:
         print("\ngold spans of the Presidio set left out of the targets (not PHI under HIPAA Safe "
               "Harbor; a finding on them is not counted as a false positive):")
         for reason, n in sorted(EXCLUDED.items(), key=lambda kv: -kv[1]):
