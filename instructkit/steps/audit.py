@@ -86,6 +86,20 @@ def ner_units(text: str) -> list[str]:
     return [u for u in out if any(ch.isalpha() for ch in u)]
 
 
+def _recall(memory: "OrderedDict[str, Any]", keys: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+    """(what ``memory``, an LRU, holds for ``keys``, the keys it does not hold); what it held
+    becomes its most recent."""
+    held, missing = {}, []
+    for k in keys:
+        v = memory.get(k)
+        if v is None:
+            missing.append(k)
+        else:
+            memory.move_to_end(k)
+            held[k] = v
+    return held, missing
+
+
 @dataclass
 class _Scan:
     """A scan between ``AuditDetector.scan_start`` and ``scan_finish``."""
@@ -181,26 +195,14 @@ class AuditDetector:
         ``scan_finish`` gives the counts. Scans must finish in the order they started."""
         blanked = [self._blank(t, ex) for t, ex in items]
         scan = _Scan(blanked)
-        for text in dict.fromkeys(blanked):
-            hit = self._cache.get(text)
-            if hit is None:
-                scan.todo.append(text)
-            else:
-                self._cache.move_to_end(text)
-                scan.found[text] = hit
+        scan.found, scan.todo = _recall(self._cache, dict.fromkeys(blanked))
         scan.pattern_counts = [self._pattern_counts(t) for t in scan.todo]
         if self.names:
             scan.units = [ner_units(t) for t in scan.todo]
-            for u in dict.fromkeys(u for us in scan.units for u in us):
-                if u in self._inflight:
-                    scan.deferred[u] = self._inflight[u]  # an earlier scan is counting it
-                    continue
-                hit = self._units.get(u)
-                if hit is None:
-                    scan.ner_todo.append(u)
-                else:
-                    self._units.move_to_end(u)
-                    scan.unit_counts[u] = hit
+            units = dict.fromkeys(u for us in scan.units for u in us)
+            # sentences an earlier scan is counting are taken from it when it is done
+            scan.deferred = {u: self._inflight[u] for u in units if u in self._inflight}
+            scan.unit_counts, scan.ner_todo = _recall(self._units, (u for u in units if u not in scan.deferred))
             pool = self._pool_for()
             scan.pending = (pool.submit(self.nlp, scan.ner_todo, self.batch_size) if pool is not None
                             else Pending(done=person_counts(self.nlp, scan.ner_todo, self.batch_size)))
