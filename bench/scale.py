@@ -81,14 +81,13 @@ BASELINE_REV = "49012f7"
 
 def baseline_source(tmp: Path, rev: str) -> Path:
     """``git archive`` of ``rev`` (the bench's own checkout must be a git repository)."""
+    import io
     import tarfile
 
     dest = tmp / f"src-{rev}"
     if not (dest / "instructkit").is_dir():
         dest.mkdir(parents=True, exist_ok=True)
         tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
-        import io
-
         with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
             tf.extractall(dest, filter="data")
     return dest

@@ -663,10 +663,9 @@ class PhiDetector:
                                               {k: expand(v, self.cfg["fragments"])
                                                for k, v in self.cfg["fragments"].items()}))
         self.kept_places = frozenset(_norm(p) for p in self.cfg["safe_harbor_places"]) if keep_states_and_countries else frozenset()
-        products = "|".join(re.escape(w) for w in sorted(
-            plural_forms(self.cfg["spacy"]["proper_nouns"].get("product_words") or ["drug"]), key=len, reverse=True))
-        item = r"[A-Z][\w'\u2019-]*(?:[ \t]+[A-Z][\w'\u2019-]*)?(?:[ \t]*\([^()\n]{1,40}\))?"
         self.product_kinds = plural_forms(self.cfg["spacy"]["proper_nouns"].get("product_words") or ["drug"])
+        products = "|".join(re.escape(w) for w in sorted(self.product_kinds, key=len, reverse=True))
+        item = r"[A-Z][\w'\u2019-]*(?:[ \t]+[A-Z][\w'\u2019-]*)?(?:[ \t]*\([^()\n]{1,40}\))?"
         #: a brand listed after its kind: "laxatives, such as Citrucel and <here>"
         self.product_list_before = re.compile(
             rf"(?i:\b(?:{products})\b)[ \t]*,?[ \t]*(?i:such[ \t]+as|like|including|includes?|e\.g\.,?|for[ \t]+example,?)"
@@ -884,7 +883,7 @@ class PhiDetector:
 
     def _about_individual(self, text: str, context: str) -> bool:
         """Whether the text or its record shows a sign of one person (see ``scope``)."""
-        return any(rx.search(text) or (context and rx.search(context)) for rx in self.prose_scope.individual)
+        return self.prose_scope.mentions_individual(text) or bool(context and self.prose_scope.mentions_individual(context))
 
     def _term_not_name(self, span: str, acronyms: frozenset[str]) -> bool:
         """A name-like span that is a term: it holds an acronym the text defines from common
@@ -1257,12 +1256,12 @@ _FUNCTION_WORDS = frozenset({"may", "might", "can", "could", "will", "would", "s
                              "but", "the", "of", "in", "on", "at", "to", "for", "with", "from", "by",
                              "that", "which", "who", "when", "if", "not", "also", "does", "did",
                              "where", "while", "whereas", "because", "though", "although", "than"})
-#: a year before 1900 right after a name: no one living, and Safe Harbor's identifiers are
-#: those of the living and of the recently dead ("by Dr. Thomas Addison in 1849")
 _NEXT_WORD = re.compile(r"[ \t]+([A-Z][a-z]+)")
 _ACRONYM = re.compile(r"[A-Z]{2,6}s?")
 #: someone who first described a disease, long before any record ("Ernest Goodpasture first described")
 _DISCOVERER_AFTER = re.compile(r"[ \t]+first[ \t]+(?:described|discovered|identified|reported|characteri[sz]ed|recogni[sz]ed)\b")
+#: a year before 1900 right after a name: no one living, and Safe Harbor's identifiers are
+#: those of the living and of the recently dead ("by Dr. Thomas Addison in 1849")
 _HISTORICAL_AFTER = re.compile(r"[ \t]*(?:,[ \t]*)?(?:\(|in[ \t]+)1[0-8]\d\d\b")
 _ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
 #: a bulleted item that a definition follows ("- Supraglottis: The upper part of ..."), no speaker

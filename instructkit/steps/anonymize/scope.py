@@ -49,11 +49,15 @@ class ProseScope:
         self.min_groups = int(cfg.get("min_groups", 2))
         self.drop_types = frozenset(cfg.get("drop_types") or ())
 
+    def mentions_individual(self, text: str) -> bool:
+        """Whether ``text`` shows a sign of one person (he/she, an age, a title before a name, ...)."""
+        return any(rx.search(text) for rx in self.individual)
+
     def of(self, text: str) -> str:
         """``RESEARCH`` or ``GENERAL`` for one text (or the running texts of one record)."""
         if not self.enabled or not text or not self.cohort:
             return GENERAL
-        if any(rx.search(text) for rx in self.individual):
+        if self.mentions_individual(text):
             return GENERAL
         groups = sum(1 for rx in self.cohort if rx.search(text))
         if groups < self.min_groups:
