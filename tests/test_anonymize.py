@@ -199,6 +199,21 @@ def test_canary_self_test_reports_every_canary_removed(phi_detector):
         assert "Canary self-test passed" in card_of(stage)
 
 
+def test_canary_runs_on_copies_of_records_from_sources_declared_free_of_phi(phi_detector):
+    """The stage passes template records of a `phi: false` source on unchanged; the canary's
+    copies of them carry planted PHI, and must be anonymized all the same."""
+    from instructkit.steps.anonymize.step import AnonymizeStep
+
+    rec = make_phi_record("Summarize.", "Stable overnight.", "Stable.")
+    rec["method"] = "template"
+    rec["source"]["citation"] = "Ben Abacha A, Demner-Fushman D. A question-entailment approach. 2019."
+    stage = AnonymizeStep("placeholder", detector=phi_detector, canary=True,
+                          skip_sources=[rec["source"]["name"]])
+    assert list(stage([rec])) == [rec]  # passed on unchanged
+    canary = stage.summary()["anonymization"]["canary"]
+    assert canary["passed"] and canary["removed"] == canary["values"], canary
+
+
 def _builder(records, drop_first: bool = True):
     from instructkit.recordbuilders.base import Builder
 

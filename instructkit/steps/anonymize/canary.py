@@ -18,6 +18,9 @@ from instructkit.records import set_path, text_fields, to_messages
 
 __all__ = ["canary_values", "canary_text", "canary_check"]
 
+#: the source name of the canary copies (declared by no recipe, so never free of PHI)
+CANARY_SOURCE = "(canary)"
+
 
 def canary_values(seed: int = 0) -> dict[str, str]:
     """One synthetic value per identifier kind: {kind: value}."""
@@ -76,6 +79,10 @@ def canary_check(stage: Any, sample: list[dict], seed: int = 0) -> dict[str, Any
     copies = []
     for rec in base:
         c = copy.deepcopy(rec)
+        # the planted values are PHI whatever the sample's source declared: a copy of a record
+        # from a `phi: false` source must not be passed on as that source's text is
+        if isinstance(c.get("source"), dict):
+            c["source"] = {**c["source"], "name": CANARY_SOURCE}
         c["instruction"] = f"{c.get('instruction') or 'Summarize the note.'}\n{text}"
         c["input"] = f"{c.get('input') or ''}\n{text}".strip()
         c["output"] = f"{c.get('output') or 'Summary.'}\n{text}"
