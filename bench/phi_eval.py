@@ -403,7 +403,7 @@ def main() -> None:
     ap.add_argument("--phi-free", type=int, default=300, help="PHI-free clinical questions")
     ap.add_argument("--splits", default="tune,eval", help="clinical-question splits to run")
     ap.add_argument("--no-stock", action="store_true", help="skip stock Presidio")
-    ap.add_argument("--name-model", default=None, help="optional second name model (rampart)")
+    ap.add_argument("--name-model", default="rampart", help="the second name model (rampart, or none)")
     ap.add_argument("--no-notes", action="store_true", help="skip the issue-5 clinical notes")
     ap.add_argument("--quiet", action="store_true", help="only the summary table")
     ap.add_argument("--synth-splits", default="tune,held-out,all",
@@ -417,7 +417,8 @@ def main() -> None:
 
     from instructkit.steps.anonymize.step import AnonymizeStep
 
-    stage = AnonymizeStep("placeholder", canary=False, name_model=args.name_model)
+    stage = AnonymizeStep("placeholder", canary=False,
+                          name_model=None if args.name_model == "none" else args.name_model)
     ours = memoized(stage.detector.detect_many)
     if args.leaks:
         print_leaks([n for n in synth_notes(args.synth) if n["split"] == "tune"], ours,

