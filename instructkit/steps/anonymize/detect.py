@@ -795,7 +795,8 @@ class PhiDetector:
                 if epithet:
                     start = epithet.end()
             if (ner and typ == "LOCATION"
-                    and (self.names.listed_given(text[start:end]) or self._possessor(text, end))
+                    and (self._possessor(text, end)
+                         or (self.names.listed_given(text[start:end]) and not self._place_context(text, start, end)))
                     and not self._plausible_ner(text, start, end, typ, context)):
                 typ = "NAME"  # "him and Franciska's kid", "than early Ström?": NER's GPE is a person
             if (ner or name in _LOOSE_NAME_PATTERNS) and not self._plausible_ner(text, start, end, typ, context):
@@ -1196,6 +1197,21 @@ class PhiDetector:
                         or (len(proper) > 1 and not any(w.isupper() for w in proper)))
         return True
 
+    def _place_context(self, text: str, start: int, end: int) -> bool:
+        """Whether a GPE that is also a given name stands as a place: after an area word or
+        a count ("south east London", "four London boroughs"), before a common noun it
+        qualifies ("London handicap scale", "Washington state"), beside another place ("in
+        Lyon and Geneva", "Paris and surrounding suburbs"), before a state's code ("Washington,
+        D.C."), or glossed with no person in the gloss ("Carina (where the trachea joins ...)")."""
+        if _AREA_BEFORE.search(text, max(0, start - 40), start) or _STATE_CODE_AFTER.match(text, end):
+            return True
+        nxt = re.match(r"[ \t]+([a-z]+)\b(?![-'\u2019])", text[end:end + 30])
+        if nxt and nxt.group(1) in self.english_words and nxt.group(1) not in self.stop_words \
+                and nxt.group(1) not in self.people_words and nxt.group(1) not in _KIN:
+            return True
+        gloss = _PAREN_LOWER_AFTER.match(text, end)
+        return bool(gloss) and not set(re.findall(r"[a-z]+", gloss.group())) & self.people_words
+
     def _possessor(self, text: str, end: int) -> bool:
         """A word before "'s" and a relative or a friend is a person ("Franciska's kid")."""
         m = re.match(r"['\u2019]s[ \t]+([a-z]+)", text[end:end + 24])
@@ -1473,6 +1489,16 @@ _PLACE_AFTER = re.compile(r"^,\s*(?:[A-Z]{2}\b|[A-Z][a-z]+)")
 #: relatives a possessive names ("Franciska's kid"), besides the people words of the config
 _KIN = frozenset({"kid", "kids", "children", "baby", "family", "parents", "mom", "dad", "grandma",
                   "grandpa", "boss", "colleague", "roommate", "dog", "cat"})
+#: before a place: an area word, a count, or another place and "and" ("south east", "four",
+#: "in Lyon and", "Central Manchester and")
+_AREA_BEFORE = re.compile(
+    r"(?:\b(?i:north|south|east|west|central|greater|northern|southern|eastern|western|downtown|inner|outer|"
+    r"metropolitan|rural|urban|suburban|coastal|one|two|three|four|five|six|seven|eight|nine|ten|\d+)"
+    r"|\b(?:in|at|from|near|across|throughout|between|Central|Greater|North|South|East|West)"
+    r"[ \t]+[A-Z][\w'\u2019-]+(?:[ \t]+[A-Z][\w'\u2019-]+)?[ \t]*(?:,|and|or|&))[ \t]+(?:the[ \t]+)?$")
+#: after a place: a state's code with dots ("Washington, D.C."), another place and "and
+#: surrounding" ("Paris and surrounding suburbs")
+_STATE_CODE_AFTER = re.compile(r",[ \t]*(?:[A-Z]\.){2}|[ \t]+(?:and|or)[ \t]+(?:surrounding|nearby|neighbou?ring)\b")
 #: a lower-case epithet joined to the first word of a name ("ex-Zombie Kastner")
 _EPITHET = re.compile(r"[a-z]{2,6}-[^\W\d_][\w'\u2019]*[ \t]+(?=[A-Z])")
 _BUILDING_NUMBER = re.compile(r"(?<![\w.,/:-])\d{1,6}[ \t]+$")

@@ -48,8 +48,21 @@ _HEADER_LINE = re.compile(rf"^[ \t>]*(?P<phi>{_WORD}(?:[ \t]+(?:[^\W\d_]\.?|{_WO
 _CONTACT_CUE = re.compile(r"(?i)\b(?:phone|e-?mail|fax|mobile|tel|website|address|personal\s+info)\b"
                           r"|\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}|\[(?:PHONE|EMAIL|ADDRESS)\]")
 #: a given name, an initial maybe, and a surname, capitalised
-_PAIR = re.compile(r"(?<![\w'\u2019.-])(?P<phi>[A-Z][a-z]+(?:[ \t]+[A-Z]\.?)?[ \t]+(?:Mc|Mac|O')?[A-Z][a-z]+"
+#: (one space apart: wider gaps are a table's columns, "Colon  Signs")
+_PAIR = re.compile(r"(?<![\w'\u2019.-])(?P<phi>[A-Z][a-z]+(?: [A-Z]\.?)? (?:Mc|Mac|O')?[A-Z][a-z]+"
                    r"(?:-[A-Z][a-z]+)?)(?![\w-]|\.\w)")
+#: before a pair: an article, so a thing's or a place's name ("the Royal Navy", "the San Francisco area")
+_THING_BEFORE = re.compile(r"(?i:\b(?:the|a|an|this|that|these|those|its|their|our)) $")
+#: after a pair: a state's code ("La Jolla, CA"), so a place
+_STATE_AFTER = re.compile(r",[ \t]*[A-Z]{2}\b")
+#: after a pair: one more capitalised word ("Early Chronic Kidney Disease", "Roswell Park Cancer
+#: Institute"), maybe after "of" ("Royal College of General Practitioners")
+_TITLE_WORD_AFTER = re.compile(r" (?:of )?(?P<w>[A-Z][a-z]+)\b")
+#: before a pair: a capitalised word ("Childhood Brain Stem Glioma")
+_TITLE_WORD_BEFORE = re.compile(r"(?<![\w'\u2019-])(?P<w>[A-Z][a-z]+) $")
+#: words that may stand before a name in a title-case run ("Dear Anna Berg", "Hi Tom Lee")
+_BEFORE_NAME = frozenset("dear hi hello hey thanks thank welcome congratulations sincerely regards cheers "
+                         "mr mrs ms miss dr prof sir madam captain coach nurse doctor professor".split())
 #: two names joined by "and" before a verb whose subject they are
 _COORDINATED = re.compile(r"(?<![\w-])(?P<a>[A-Z][\w'\u2019-]*)[ \t]+(?:and|&)[ \t]+(?P<b>[A-Z][\w'\u2019-]*)"
                           r"[ \t]+(?=(?:were|are|have|had|both|met|went|said|told|wrote|founded|co-founded|"
@@ -156,6 +169,18 @@ def make_name_context_recognizers(pa: Any, conf: dict[str, Any], lists: Any, com
                 out.append(m.span("phi"))
         return out
 
+    def in_title_run(text: str, start: int, end: int) -> bool:
+        """A pair inside a longer run of capitalised words that ends or starts in a dictionary
+        word is a title or an institution ("Nutrition for Early Chronic Kidney Disease",
+        "Childhood Brain Stem Glioma"); a given name or a surname may still follow a
+        person's pair ("Eunice Kennedy Shriver")."""
+        after = _TITLE_WORD_AFTER.match(text, end)
+        if after and common(after.group("w")) and after.group("w").lower() not in given:
+            return True
+        before = _TITLE_WORD_BEFORE.search(text, max(0, start - 24), start)
+        return (bool(before) and common(before.group("w")) and not _sentence_start(text, before.start())
+                and before.group("w").lower() not in given and before.group("w").lower() not in _BEFORE_NAME)
+
     def pairs(text: str) -> list[tuple[int, int]]:
         out = []
         for m in _PAIR.finditer(text):
@@ -163,7 +188,10 @@ def make_name_context_recognizers(pa: Any, conf: dict[str, Any], lists: Any, com
             first, last = words[0], words[-1].strip(".")
             if (first.lower() in common_given and last.lower() in surnames
                     and last.lower() not in not_surname and first.lower() not in stop
-                    and not (common(first) and _sentence_start(text, m.start()))):
+                    and not (common(first) and _sentence_start(text, m.start()))
+                    and not in_title_run(text, m.start(), m.end())
+                    and not _THING_BEFORE.search(text, max(0, m.start() - 8), m.start())
+                    and not _STATE_AFTER.match(text, m.end())):
                 out.append(m.span("phi"))
         return out
 
