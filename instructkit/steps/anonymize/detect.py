@@ -26,6 +26,7 @@ import yaml
 
 from instructkit._resources import require
 from instructkit.steps.anonymize.facilities import facility_validator, make_gazetteer_recognizer
+from instructkit.steps.anonymize.name_context import all_lower_case, plausible_lower_case_name
 from instructkit.steps.anonymize.name_model import entity_spans
 from instructkit.steps.anonymize.public_lines import PublicLines, population_date, year_after_month
 from instructkit.steps.anonymize.scope import GENERAL, ProseScope
@@ -501,9 +502,19 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
         registry.add_recognizer(rec)
     from instructkit.steps.anonymize.names import name_lists
 
-    given = name_lists(int((cfg.get("lowercase_names") or {}).get("min_births", 20)),
-                       int((cfg.get("eponyms") or {}).get("common_births", 1000))).given
+    lists = name_lists(int((cfg.get("lowercase_names") or {}).get("min_births", 20)),
+                       int((cfg.get("eponyms") or {}).get("common_births", 1000)))
+    given = lists.given
     registry.add_recognizer(make_gazetteer_recognizer(pa, cfg, _result, words, given))
+    if cfg.get("name_context") is not None:
+        from instructkit.steps.anonymize.name_context import make_name_context_recognizers
+
+        not_surname = frozenset(w.lower() for w in cfg.get("generic_facility_words", []))
+        for rec in make_name_context_recognizers(
+                pa, {**(cfg["name_context"] or {}), "street_suffix": cfg["fragments"]["STREET_SUFFIX"]},
+                lists, lambda w: w in words,
+                frozenset(nlp_engine.nlp["en"].Defaults.stop_words), _result, not_surname):
+            registry.add_recognizer(rec)
     if name_model == "rampart":
         from instructkit.steps.anonymize.name_model import make_rampart_recognizer
 
@@ -860,6 +871,16 @@ class PhiDetector:
                     asked = _thing_terms(text + "\n" + context)
                 if text[start:end] in asked:
                     continue  # "What is Medigap?", "sold as Elmiron": the record says it is a thing
+            if ner and typ == "NAME":
+                # "ex-Zombie Kastner", "then-Senator Lee": a lower-case epithet is no part of the name
+                epithet = _EPITHET.match(text, start, end)
+                if epithet:
+                    start = epithet.end()
+            if (ner and typ == "LOCATION"
+                    and (self._possessor(text, end)
+                         or (self.names.listed_given(text[start:end]) and not self._place_context(text, start, end)))
+                    and not self._plausible_ner(text, start, end, typ, context)):
+                typ = "NAME"  # "him and Franciska's kid", "than early Ström?": NER's GPE is a person
             if (ner or name in _LOOSE_NAME_PATTERNS) and not self._plausible_ner(text, start, end, typ, context):
                 continue
             if typ == "NAME" and name != "name_title" and self._genus_before_species(text, end):
@@ -1048,9 +1069,13 @@ class PhiDetector:
         DOLE\\n France 35910"). Each part becomes a finding of its own: a unit is ADDRESS,
         a postcode ZIP, a town LOCATION; states and countries stay (Safe Harbor)."""
         out = list(found)
-        for f in found:
+        for i, f in enumerate(found):
             if f.type != "ADDRESS":
                 continue
+            # a building number before the street's own number ("at 5521 119 Countess Close")
+            lead = _BUILDING_NUMBER.search(text, max(0, f.start - 8), f.start)
+            if lead and f.recognizer != "address_labelled" and text[f.start].isdigit():
+                out[i] = f = Finding(lead.start(), f.end, f.type, f.score, f.recognizer)
             end, parts = f.end, 0
             while parts < int(self.cfg["address_block"]["max_parts"]):
                 m = self.address_part.match(text, end)
@@ -1181,6 +1206,19 @@ class PhiDetector:
             if gloss and not set(re.findall(r"[a-z]+", gloss.group())) & (self.people_words | _OWNERS):
                 return False
         proper = [w for w in words if w.lower() not in _PARTICLES]
+        if proper and typ == "LOCATION" and all_lower_case(text):
+            # a place in lower-case text: after a place word, with a word no dictionary holds
+            return (bool(_PLACE_BEFORE.search(text[max(0, start - 24):start]))
+                    and any(w.strip(".,") not in self.english_words for w in proper)
+                    and not any(self.is_medicine_word(w) or self.medical_word.match(w.strip(".,'\u2019"))
+                                for w in proper))
+        if proper and typ == "NAME" and all_lower_case(text):
+            # a text typed in lower case: a given name first and a surname (or no dictionary
+            # word) last, as name_context.py asks; no clinical word
+            return (plausible_lower_case_name(proper, self.names.given, self.names.surnames,
+                                              lambda w: w in self.english_words, self.stop_words)
+                    and not any(self.is_medicine_word(w) or self.medical_word.match(w.strip(".,'\u2019"))
+                                for w in proper))
         if not proper or any(not w[0].isupper() for w in proper):
             return False
         if len(proper) == 1 and proper[0].isupper() and len(proper[0]) > 1 and typ == "NAME":
@@ -1263,6 +1301,26 @@ class PhiDetector:
                         or _PLACE_AFTER.match(after)
                         or (len(proper) > 1 and not any(w.isupper() for w in proper)))
         return True
+
+    def _place_context(self, text: str, start: int, end: int) -> bool:
+        """Whether a GPE that is also a given name stands as a place: after an area word or
+        a count ("south east London", "four London boroughs"), before a common noun it
+        qualifies ("London handicap scale", "Washington state"), beside another place ("in
+        Lyon and Geneva", "Paris and surrounding suburbs"), before a state's code ("Washington,
+        D.C."), or glossed with no person in the gloss ("Carina (where the trachea joins ...)")."""
+        if _AREA_BEFORE.search(text, max(0, start - 40), start) or _STATE_CODE_AFTER.match(text, end):
+            return True
+        nxt = re.match(r"[ \t]+([a-z]+)\b(?![-'\u2019])", text[end:end + 30])
+        if nxt and nxt.group(1) in self.english_words and nxt.group(1) not in self.stop_words \
+                and nxt.group(1) not in self.people_words and nxt.group(1) not in _KIN:
+            return True
+        gloss = _PAREN_LOWER_AFTER.match(text, end)
+        return bool(gloss) and not set(re.findall(r"[a-z]+", gloss.group())) & self.people_words
+
+    def _possessor(self, text: str, end: int) -> bool:
+        """A word before "'s" and a relative or a friend is a person ("Franciska's kid")."""
+        m = re.match(r"['\u2019]s[ \t]+([a-z]+)", text[end:end + 24])
+        return bool(m) and (m.group(1) in self.people_words or m.group(1) in _KIN)
 
     def _heading_line(self, text: str, start: int, end: int) -> bool:
         """Whether ``text[start:end]`` ends its line and starts it or a list item in it."""
@@ -1548,6 +1606,22 @@ _AMOUNT_OF = re.compile(r"(?i)\b(?:amounts?|doses?|levels?|lots?|kinds?|types?|f
 _PLACE_AFTER = re.compile(r"^,\s*(?:[A-Z]{2}\b|[A-Z][a-z]+)")
 
 
+#: relatives a possessive names ("Franciska's kid"), besides the people words of the config
+_KIN = frozenset({"kid", "kids", "children", "baby", "family", "parents", "mom", "dad", "grandma",
+                  "grandpa", "boss", "colleague", "roommate", "dog", "cat"})
+#: before a place: an area word, a count, or another place and "and" ("south east", "four",
+#: "in Lyon and", "Central Manchester and")
+_AREA_BEFORE = re.compile(
+    r"(?:\b(?i:north|south|east|west|central|greater|northern|southern|eastern|western|downtown|inner|outer|"
+    r"metropolitan|rural|urban|suburban|coastal|one|two|three|four|five|six|seven|eight|nine|ten|\d+)"
+    r"|\b(?:in|at|from|near|across|throughout|between|Central|Greater|North|South|East|West)"
+    r"[ \t]+[A-Z][\w'\u2019-]+(?:[ \t]+[A-Z][\w'\u2019-]+)?[ \t]*(?:,|and|or|&))[ \t]+(?:the[ \t]+)?$")
+#: after a place: a state's code with dots ("Washington, D.C."), another place and "and
+#: surrounding" ("Paris and surrounding suburbs")
+_STATE_CODE_AFTER = re.compile(r",[ \t]*(?:[A-Z]\.){2}|[ \t]+(?:and|or)[ \t]+(?:surrounding|nearby|neighbou?ring)\b")
+#: a lower-case epithet joined to the first word of a name ("ex-Zombie Kastner")
+_EPITHET = re.compile(r"[a-z]{2,6}-[^\W\d_][\w'\u2019]*[ \t]+(?=[A-Z])")
+_BUILDING_NUMBER = re.compile(r"(?<![\w.,/:-])\d{1,6}[ \t]+$")
 _UNIT = re.compile(r"(?i)(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room)\.?\s*#?\d+[A-Za-z]?$")
 #: a postcode at the end of an address line ("Uruguay 64677", "Mill Village B0J 2H0")
 _POSTCODE_TAIL = re.compile(r"(?:^|\s)(\d{2,5}(?:[ -]\d{2,4})?(?:\s?[A-Z]{2})?|[A-Z]\d[A-Z] ?\d[A-Z]\d"

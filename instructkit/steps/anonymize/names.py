@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,19 @@ class NameLists:
         with csv.open(encoding="utf-8") as fh:
             next(fh)
             self.surnames = frozenset(line.split(",", 1)[0].lower() for line in fh)
+
+
+    def listed_given(self, span: str) -> bool:
+        """Whether ``span`` is a given name of at least ``common_births`` births, a surname
+        after it maybe (accents folded: "Zuzana", "Danielle Ström"); a possessive's "'s"
+        aside. A surname alone is as often a place ("London", "Washington")."""
+        words = [_fold(re.sub(r"['\u2019]s?$", "", w.strip(".,()"))) for w in span.split()]
+        return bool(words) and words[0] in self.common_given and all(
+            w and (w in self.given or w in self.surnames) for w in words)
+
+
+def _fold(word: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
 
 
 def name_lists(min_births: int = 20, common_births: int = 1000) -> NameLists:
