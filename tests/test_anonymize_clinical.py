@@ -261,16 +261,21 @@ def test_rampart_name_model_finds_names_spacy_misses_and_is_credited(phi_detecto
     from instructkit.steps.anonymize.step import AnonymizeStep
 
     assert phi_detector.name_tagger is not None, "the default detector runs the name model"
-    text = "my friend halldór and eva kleist drove to the clinic; Ágnes Földesy came later."
-    without = _found(PhiDetector(name_model=None), text)
-    found = _found(phi_detector, text)
-    names = [k for k, v in found.items() if v == "NAME"]
-    assert len(names) > len([k for k, v in without.items() if v == "NAME"]), (without, found)
-    assert any("Földesy" in n for n in names) and "halldór" in names, found
+    without = PhiDetector(name_model=None)
+    # lower-case text: a name spaCy's capitals-trained model cannot see
+    text = "my friend halldór and eva kleist drove to the clinic, ágnes földesy came later."
+    found, base = _found(phi_detector, text), _found(without, text)
+    assert "halldór" in found and "ágnes földesy" in found and "halldór" not in base, (base, found)
+    # a lower-case full name in text that uses capitals
+    text = "Next visit with eva kleist at the clinic."
+    assert _found(phi_detector, text) == {"eva kleist": "NAME"} and _found(without, text) == {}
     # medicine still stays with the model on
     assert _found(phi_detector, "A. Psoriatic arthritis B. Reactive arthritis. Cultures grew "
                                 "Staphylococcus aureus.") == {}
-    card = AnonymizeStep("placeholder", detector=phi_detector, canary=False).card_section()
+    import types
+
+    step = AnonymizeStep("placeholder", detector=phi_detector, canary=False)
+    card = step.card_section(types.SimpleNamespace(extra=step.summary()))
     assert "Rampart" in card and "CC BY 4.0" in card
 
 

