@@ -391,13 +391,17 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
             if doc is None or not doc.has_annotation("TAG"):
                 return []
             tag_ids = {doc.vocab.strings.add(t) for t in tags}
+            proper = [i for i, h in enumerate(doc.to_array("TAG").tolist()) if h in tag_ids]
+            if not proper:
+                return []
+            ents = doc.ents
             # an ORG (FAC, PRODUCT ...) of unknown words only is as often people ("Kónya,
             # Becker and Vasquez"); one with a common word is not ("Entertainment Weekly")
-            other = {t.i for ent in doc.ents if ent.label_ in not_names
+            other = {t.i for ent in ents if ent.label_ in not_names
                      for part in _split_at_punct(ent)
                      if not all(unknown(t) for t in part if t.tag_ in tags and len(t.text) > 2)
                      for t in part}
-            place = {i for ent in doc.ents if ent.label_ in places
+            place = {i for ent in ents if ent.label_ in places
                      for i in range(ent.start, ent.end)}
             out: list[Any] = []
 
@@ -410,7 +414,7 @@ def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
 
             # only the proper nouns become Token objects (one per token is most of the cost)
             run: list[Any] = []
-            for i in (i for i, h in enumerate(doc.to_array("TAG").tolist()) if h in tag_ids):
+            for i in proper:
                 tok = doc[i]
                 if i in other or not tok.text[:1].isupper() or tok.lower_ in followers:
                     continue

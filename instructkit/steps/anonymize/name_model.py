@@ -232,17 +232,37 @@ _NO_END = re.compile(r"(?:^|[\s(])(?:[A-Za-z]|Dr|Mr|Mrs|Ms|Mx|Prof|St|Sr|Jr|Mt|F
 
 
 def sentences(text: str) -> Iterator[tuple[int, str]]:
-    """(offset, sentence) pieces of a text: the tagger reads each alone (a name's context is
-    its sentence), and a sentence repeated across texts is tagged once."""
+    """(offset, piece) pieces of a text: sentences, and the clauses of a long one. The tagger
+    reads each alone (a name's context is its clause), a piece repeated across texts is
+    tagged once, and a long sentence costs only its clauses that may hold a name."""
     start = 0
     for m in _SENTENCE_END.finditer(text):
         if m.group()[0] == "." and _NO_END.search(text, max(0, m.start() - 8), m.start() + 1):
             continue
         if text[start:m.start() + 1].strip():
-            yield start, text[start:m.end()].rstrip()
+            yield from _clauses(start, text[start:m.end()].rstrip())
         start = m.end()
     if text[start:].strip():
-        yield start, text[start:].rstrip()
+        yield from _clauses(start, text[start:].rstrip())
+
+
+#: a clause ends at a comma or semicolon (measured: splitting sentences over 80 characters
+#: there reads 37% fewer tokens and finds as many names, bench/phi_eval.py)
+_CLAUSE_END = re.compile(r"[;,][ \t]+")
+LONG_SENTENCE = 80
+MIN_CLAUSE = 20
+
+
+def _clauses(offset: int, sentence: str) -> Iterator[tuple[int, str]]:
+    if len(sentence) <= LONG_SENTENCE:
+        yield offset, sentence
+        return
+    start = 0
+    for m in _CLAUSE_END.finditer(sentence):
+        if m.start() - start >= MIN_CLAUSE:
+            yield offset + start, sentence[start:m.start() + 1]
+            start = m.end()
+    yield offset + start, sentence[start:]
 
 
 def entity_spans(artifacts: Any) -> list[tuple[int, int]]:
