@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,10 @@ import yaml
 
 from instructkit._resources import require
 from instructkit.steps.anonymize.facilities import facility_validator, make_gazetteer_recognizer
+from instructkit.steps.anonymize.name_candidates import ALPHA_RUN as _ALPHA_RUN
+from instructkit.steps.anonymize.name_candidates import NAME_PREFIX as _NAME_PREFIX
+from instructkit.steps.anonymize.name_candidates import name_candidates
+from instructkit.steps.anonymize.name_candidates import name_shaped as _name_shaped
 from instructkit.steps.anonymize.name_context import all_lower_case, plausible_lower_case_name
 from instructkit.steps.anonymize.name_model import entity_spans
 from instructkit.steps.anonymize.public_lines import PublicLines, population_date, year_after_month
@@ -274,73 +278,6 @@ def _may_hold_name(text: str, words: EnglishWords) -> bool:
     (what a proper-noun candidate needs)."""
     return any(w[0].isupper() and _name_shaped(w) and w not in words
                for w in _ALPHA_RUN.findall(text))
-
-
-_MONTH_OR_DAY = re.compile(r"(?i)(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|mon|tue|tues|wed|thu|"
-                           r"thur|thurs|fri|sat|sun)")
-
-
-def _IN_ADDRESS_OR_DATE(sentence: str, m: re.Match) -> bool:
-    """A word that is part of a web or mail address ("www.acevedo.com") or a month or
-    weekday's abbreviation ("03 Jul 84"): no name candidate."""
-    before, after = sentence[m.start() - 1:m.start()], sentence[m.end():m.end() + 2]
-    return (before in ("/", "@", ".") and m.start() > 1 and sentence[m.start() - 2].isalnum()) \
-        or after[:1] in ("@",) or (after[:1] == "." and after[1:2].isalnum()) \
-        or bool(_MONTH_OR_DAY.fullmatch(m.group()))
-
-
-_AND_CAPITAL_AFTER = re.compile(r"[ \t]+(?:and|&)[ \t]+[A-Z][a-z]")
-
-
-def name_candidates(sentence: str, words: EnglishWords, given: frozenset[str],
-                    common_given: frozenset[str], surnames: frozenset[str],
-                    stop_words: frozenset[str]) -> Iterator[re.Match]:
-    """The words of a sentence that may be a name the name model would find: a capitalised
-    word outside the dictionary, a capitalised common given name ("Grant", "Fletcher Hill"),
-    a place in capitals ("SANDEFJORD"); in a sentence written all in one case, any listed
-    given name or unknown word. Most sentences of clinical and research text have none
-    ("The heart is normal in size."), and the model costs more than the rest of the detector."""
-    runs = [m for m in _ALPHA_RUN.finditer(sentence)
-            if not _IN_ADDRESS_OR_DATE(sentence, m)]
-    if not any(c.islower() for c in sentence) or not any(c.isupper() for c in sentence):
-        # one case throughout: capitals carry no sign
-        for m in runs:
-            low = m.group().lower()
-            if len(low) > 2 and low not in stop_words and (low in given or low not in words):
-                yield m
-        return
-    if len(runs) <= 3 and all(m.group()[0].isupper() for m in runs):
-        # a short line of capitalised words: a name or a town on its own line ("Boyle",
-        # "> TRONDHEIM", "Pines Beach")
-        yield from runs
-        return
-    for i, m in enumerate(runs):
-        w = m.group()
-        if not w[0].isupper():
-            # a listed given name written in lower case that is no word ("with eva kleist")
-            if w in given and w not in words and w not in stop_words:
-                yield m
-            continue
-        if w.isupper():
-            # a place or name in capitals, not an abbreviation ("COPD") nor a heading ("FINDINGS")
-            if len(w) >= 5 and w not in words:
-                yield m
-        elif w not in words:
-            if _name_shaped(w):
-                yield m
-        elif i and w.lower() in surnames:
-            # a listed surname that is also a word, inside a sentence ("early Goldberg")
-            yield m
-        elif i == 0 and _AND_CAPITAL_AFTER.match(sentence, m.end()):
-            yield m  # "Park and Mann were ..."
-        elif w.lower() in common_given and (i or len(runs) > 1 and runs[1].group()[0].isupper()):
-            # a common given name that is also a word, not a capitalised first word alone
-            # ("seen by Grant"; not "Will this hurt?")
-            yield m
-
-
-def _name_shaped(t: str) -> bool:
-    return sum(c.isupper() for c in t) == 1 or bool(_NAME_PREFIX.match(t))
 
 
 def _proper_noun_recognizer(pa: Any, conf: dict[str, Any], words: EnglishWords,
@@ -1240,7 +1177,8 @@ class PhiDetector:
             return False
         # only common words, none of them a given name ("Alanine Transaminase", "Color Pale")
         if (typ == "NAME" and len(proper) > 1 and proper[0].lower() not in self.names.given
-                and not re.fullmatch(r"[A-Z]\.", proper[0])  # an initial: "J. Smith"
+                # an initial before a listed surname: "J. Smith" (not "hepatitis C. Having")
+                and not (re.fullmatch(r"[A-Z]\.", proper[0]) and proper[-1].lower() in self.names.surnames)
                 and all(w.strip(".,'\u2019()") in self.english_words for w in proper)):
             return False
         if typ in ("NAME", "LOCATION") and len(words) == 1:
@@ -1504,7 +1442,6 @@ _HISTORICAL_AFTER = re.compile(r"[ \t]*(?:,[ \t]*)?(?:\(|in[ \t]+)1[0-8]\d\d\b")
 _ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
 #: a bulleted item that a definition follows ("- Supraglottis: The upper part of ..."), no speaker
 _DEFINED_ITEM = re.compile(r"[-*\u2022][ \t]+[^\W\d_]+:[ \t]+(?:The|A|An)[ \t]+[a-z]")
-_ALPHA_RUN = re.compile(r"[^\W\d_]{2,}")
 # two spaces or more stand for a line break in flattened text ("Surgery     - Embolization")
 # a list item starts after a bullet or a letter ("- Embolization", "(B) Septic", "C. Gout")
 _SENTENCE_START = re.compile(r"(?:(?:^|[.!?:;\"'>|\n)]|[.!?]\d{1,2})[ \t]*|[ \t]{2,})(?:(?:[-*\u2022]|\(?[A-Ja-j][.)])[ \t]*)?$")
@@ -1680,7 +1617,6 @@ _OWNERS = frozenset({"my", "his", "her", "their", "our", "your", "pt", "patient"
 _INITIAL_OR_TITLE_BEFORE = re.compile(r"(?<![\w.])(?:[A-Z]|Dr|Mr|Mrs|Ms|Mx|Prof)\.[ \t]*$")
 #: a Latin species epithet after a capitalised genus ("aureus", "coli", "histolytica", "albicans")
 _SPECIES_AFTER = re.compile(r"[ \t]+([a-z]{3,}(?:us|um|ae|ii|i|a|is|es|ans|ens|oides|ensis|ella|ica|icum|ium))\b")
-_NAME_PREFIX = re.compile(r"(?:Mc|Mac|O'|D'|De|Di|Da|Du|La|Le|Van|Von)[A-Z][a-z]+$")
 #: findings of the statistical model (NER, tagger), which need the plausibility checks
 _MODEL_RECOGNIZERS = frozenset({"SpacyRecognizer", "proper_noun"})
 #: context patterns whose finding may be a lone common word ("Being aged 45", "Some states")
