@@ -58,9 +58,10 @@ DEFAULT_LIMITATIONS = [
     "Source collections cover some conditions, populations and care settings far more than others.",
     "Automatic anonymization lowers but does not remove the risk of residual identifiers "
     "(bench/phi_eval.py): on generated clinical questions held out from tuning it left 0.0% of "
-    "structured identifiers and 3.7% of names, places and facilities (stock Presidio: 17.6% and "
-    "13.4%); on a general PII benchmark (Presidio's synthetic set) 0.2% and 11.4%, mostly lower-case "
-    "or foreign names (3.5% with the optional Rampart name model).",
+    "structured identifiers and 2.7% of names, places and facilities (stock Presidio: 17.6% and "
+    "13.4%); on a general PII benchmark (Presidio's synthetic set) 0.2% and 3.3% (4.5% on the half "
+    "of its templates held out from tuning; stock Presidio 9.7% and 27.1%), mostly foreign names, "
+    "street addresses and names written in lower case.",
 ]
 _LLM_LIMITATION = ("Records written by a language model can state wrong facts fluently; the judge and "
                    "validation stages reduce but do not remove them.")

@@ -1199,7 +1199,11 @@ class PhiDetector:
             if m and (self.medical_word.match(m.group(1)) or m.group(1).lower() in self.product_kinds
                       or _abbreviation_like(m.group(1))
                       or (self.is_medicine_word(m.group(1)) and m.group(1).lower() not in self.facility_words)
-                      or (typ == "NAME" and m.group(1).islower() and m.group(1) not in self.people_words)):
+                      or (typ == "NAME" and m.group(1).islower() and m.group(1) not in self.people_words)
+                      # a term in no name list: its brands follow ("Simethicone (Gas-X, Mylanta Gas)")
+                      or (typ == "NAME" and m.group(1) not in self.english_words
+                          and m.group(1).lower() not in self.names.given
+                          and m.group(1).lower() not in self.names.surnames)):
                 return False
             core = words[0].strip(".,'\u2019()")
             # a plural of a common noun in no name list ("Symptoms in Newborns", "Cranberries"),

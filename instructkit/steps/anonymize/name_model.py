@@ -132,12 +132,16 @@ class RampartTagger:
         for p in todo:
             if len(p) > WINDOW:
                 known[p] = self._tag_long(p)
-        # batches of similar length pad little
-        short.sort(key=len)
-        for i in range(0, len(short), self.batch_size):
-            batch = short[i:i + self.batch_size]
-            for p, found in zip(batch, self._tag_batch(batch)):
-                known[p] = found
+        # a batch holds pieces of one token length: no padding, so a piece's spans do not
+        # depend on what it was read with (a local and a Ray run find the same)
+        by_length: dict[int, list[str]] = {}
+        for p, enc in zip(short, self.tokenizer.encode_batch(short) if short else ()):
+            by_length.setdefault(len(enc.ids), []).append(p)
+        for group in by_length.values():
+            for i in range(0, len(group), self.batch_size):
+                batch = group[i:i + self.batch_size]
+                for p, found in zip(batch, self._tag_batch(batch)):
+                    known[p] = found
         self.tagged += len(todo)
         if self.cache_size:
             for p in todo:
