@@ -1177,8 +1177,10 @@ class PhiDetector:
             return False
         # only common words, none of them a given name ("Alanine Transaminase", "Color Pale")
         if (typ == "NAME" and len(proper) > 1 and proper[0].lower() not in self.names.given
-                # an initial before a listed surname: "J. Smith" (not "hepatitis C. Having")
-                and not (re.fullmatch(r"[A-Z]\.", proper[0]) and proper[-1].lower() in self.names.surnames)
+                # an initial before a listed surname: "J. Smith" (not "hepatitis C. Having",
+                # "hepatitis B. People": a letter after a term ends its name)
+                and not (re.fullmatch(r"[A-Z]\.", proper[0]) and proper[-1].lower() in self.names.surnames
+                         and not _TERM_BEFORE.search(text, max(0, start - 30), start))
                 and all(w.strip(".,'\u2019()") in self.english_words for w in proper)):
             return False
         if typ in ("NAME", "LOCATION") and len(words) == 1:
@@ -1205,6 +1207,9 @@ class PhiDetector:
                           and m.group(1).lower() not in self.names.given
                           and m.group(1).lower() not in self.names.surnames)):
                 return False
+            if (_BRAND_IN_PARENS_AFTER.match(text, end) and words[0].lower() not in self.names.given
+                    and words[0].lower() not in self.names.surnames):
+                return False  # a drug before its brand: "Baclofen (Lioresal) is prescribed"
             core = words[0].strip(".,'\u2019()")
             # a plural of a common noun in no name list ("Symptoms in Newborns", "Cranberries"),
             # a gerund ("Eating, Diet, and Nutrition"): a person or a town is neither, unless
@@ -1479,6 +1484,10 @@ _NAME_ASKED_BEFORE = re.compile(r"(?i)\bname\b[^.!?\n]{0,12}[?:][ \t\n]*$")
 _REGION_AFTER = re.compile(r"\s*\n?\s*,\s*[A-Z]{2}\b")
 #: a lower-case word and a colon after a word: the label of a row ("Bradykinin formation: ...")
 _LABEL_AFTER = re.compile(r"[ \t]+[a-z]+(?:[ \t]+[a-z]+)?[ \t]*:")
+#: a common word before a letter: the letter ends a term ("hepatitis B", "vitamin D", "type C")
+_TERM_BEFORE = re.compile(r"\b(?!(?:by|with|to|from|and|or|of|for|at|is|was|Dr|Mr|Mrs|Ms|Prof)\b)[a-z]{3,}[ \t]+$")
+#: brands in parentheses after a word: "Baclofen (Lioresal)", "Simethicone (Gas-X, Mylanta Gas)"
+_BRAND_IN_PARENS_AFTER = re.compile(r"[ \t]*\((?:[A-Z][\w-]*(?:[ \t]+[A-Z][\w-]*)?)(?:[,/][ \t]*[A-Z][\w-]*(?:[ \t]+[A-Z][\w-]*)?)*\)")
 #: a title before a letter: the letter is an initial, not an option ("Dr. J. Smith")
 _TITLE_BEFORE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Rev|Sr)\.[ \t]*$")
 _MARKER_BEFORE = re.compile(r"(?<![\w.])\(?([A-Ja-j])[.)][ \t]+$")
