@@ -648,7 +648,7 @@ class PhiDetector:
 
             self.name_model_credit = RAMPART_CREDIT
         self.nlp_engine = self.analyzer.nlp_engine
-        #: the name model's tagger (prefetched a batch at a time), if one runs
+        #: the name model's tagger (read a batch of texts at a time), if one runs
         self.name_recognizer = next((r for r in self.analyzer.registry.recognizers if r.name == "rampart"), None)
         if self.name_recognizer is not None:
             # the name model reads after the other recognizers (``detect_many``): a sentence
@@ -778,10 +778,9 @@ class PhiDetector:
                     unread.append((text, entity_spans(artifacts) + [
                         (r.start, r.end) for r in raw
                         if (r.recognition_metadata or {}).get("recognizer_name") not in _MODEL_RECOGNIZERS]))
-            if unread:
-                self.name_tagger.prefetch(unread)  # the sentences of the whole batch together
-                for text, covered in unread:
-                    analysed[text][0].extend(self.name_recognizer.results_for(text, covered))
+            if unread:  # the pieces of the whole batch are read together
+                for (text, _), found in zip(unread, self.name_recognizer.results_many(unread)):
+                    analysed[text][0].extend(found)
         found: dict[tuple[str, str], list[Finding]] = {}
         results: dict[tuple[str, str, str], list[Finding]] = {}
         for k in keys:

