@@ -31,7 +31,8 @@ from instructkit.steps.anonymize.name_candidates import NAME_PREFIX as _NAME_PRE
 from instructkit.steps.anonymize.name_candidates import name_candidates
 from instructkit.steps.anonymize.name_candidates import name_shaped as _name_shaped
 from instructkit.steps.anonymize.name_context import all_lower_case, plausible_lower_case_name
-from instructkit.steps.anonymize.name_model import entity_spans
+from instructkit.steps.anonymize.name_model import entity_spans, sentences
+from instructkit.steps.anonymize.regex_guard import guarded
 from instructkit.steps.anonymize.public_lines import PublicLines, population_date, year_after_month
 from instructkit.steps.anonymize.scope import GENERAL, ProseScope
 from instructkit.steps.anonymize.shapes import conjoined_numbers, et_al_before, public_value, rank_before
@@ -209,7 +210,7 @@ def _make_recognizers(cfg: dict[str, Any], words: Any = None,
 
         def __init__(self, name: str, entity: str, regex: str, score: float,
                      validator: str | None, context: list[str] | None = None) -> None:
-            self.regex = re.compile(regex, re.MULTILINE)
+            self.regex = re.compile(guarded(regex, re.MULTILINE), re.MULTILINE)
             self.score = score
             self.validator = validators[validator] if validator else None
             # a pattern with context words scores below the threshold alone and passes
@@ -390,39 +391,52 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
 
         #: text -> whether the tagger must run on it (None: always)
         needs_tags: Any = None
+        #: text -> the (offset, piece) runs of its sentences that NER must read (None: all of it)
+        ner_pieces: Any = None
 
         def load(self) -> None:
             self.nlp = {"en": _load_spacy(scfg["model"], tuple(scfg["exclude"]))}
 
         def process_batch(self, texts: Any, language: str, batch_size: int = 1,
                           n_process: int = 1, as_tuples: bool = False) -> Any:
-            """The tagger only runs on texts that may hold a proper-noun candidate (a
-            capitalised word outside the dictionary); the rest get NER alone, which halves
-            their cost. A text with no letter (a record id, a date, a phone number) is only
-            tokenized: what NER or the tagger find there is no name or place (every model
-            finding needs a capitalised word), and the tokens, which the context words are
-            read from, are the tokenizer's either way."""
+            """NER reads only the sentences of a text that may hold a name or place
+            (``ner_pieces``; consecutive ones together): most sentences of reports and public
+            text have none ("The heart is normal in size.", "XXXX"), and NER is the
+            detector's largest cost (bench/anonymize.py). The tagger reads only the pieces
+            that may hold a proper-noun candidate (a capitalised word outside the
+            dictionary). A text with no piece, or no letter (a record id, a date, a phone
+            number), is only tokenized: every model finding needs a capitalised word, and
+            the tokens, which the context words are read from, are the tokenizer's either
+            way. What the pieces' models found is set on the whole text's tokens."""
             if as_tuples:
                 yield from super().process_batch(texts, language, batch_size, n_process, as_tuples)
                 return
-            tagged: list[str] = []
-            plain: list[str] = []
-            letterless: list[str] = []
-            for t in map(str, texts):
+            texts = list(map(str, texts))
+            tagged: list[tuple[int, int, str]] = []  # (text's index, offset, piece)
+            plain: list[tuple[int, int, str]] = []
+            for i, t in enumerate(texts):
                 if not any(c.isalpha() for c in t):
-                    letterless.append(t)
-                elif self.needs_tags is None or self.needs_tags(t):
-                    tagged.append(t)
-                else:
-                    plain.append(t)
+                    continue
+                for off, piece in (self.ner_pieces(t) if self.ner_pieces is not None else [(0, t)]):
+                    group = tagged if self.needs_tags is None or self.needs_tags(piece) else plain
+                    group.append((i, off, piece))
             nlp = self.nlp[language]
+            read: dict[int, list[tuple[int, Any]]] = {}
             for group, off in ((tagged, []), (plain, ["tok2vec", "tagger"])):
                 if group:
-                    for doc in nlp.pipe(group, batch_size=batch_size, n_process=n_process,
-                                        disable=off):
-                        yield doc.text, self._doc_to_nlp_artifact(doc, language)
-            for t in letterless:
-                yield t, self._doc_to_nlp_artifact(nlp.make_doc(t), language)
+                    docs = nlp.pipe([p for _, _, p in group], batch_size=batch_size,
+                                    n_process=n_process, disable=off)
+                    for (i, offset, _), doc in zip(group, docs):
+                        read.setdefault(i, []).append((offset, doc))
+            for i, t in enumerate(texts):
+                parts = read.get(i, [])
+                if len(parts) == 1 and parts[0][0] == 0 and len(parts[0][1].text) == len(t):
+                    doc = parts[0][1]  # the whole text was read
+                else:
+                    doc = nlp.make_doc(t)
+                    if parts:
+                        _annotate(doc, parts)
+                yield t, self._doc_to_nlp_artifact(doc, language)
 
         def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
             entities, scores = self._get_updated_entities(
@@ -614,6 +628,31 @@ def _only_when(recognizer: Any, needs: Callable[[str], bool]) -> None:
     recognizer.analyze = gated
 
 
+def _annotate(doc: Any, parts: list[tuple[int, Any]]) -> None:
+    """Set what spaCy found in pieces of a text (each read alone; ``(offset, doc)``) on the
+    whole text's ``doc``: entities and part-of-speech tags. Pieces start and end at white
+    space, so their tokens are the whole text's."""
+    at = {t.idx: t.i for t in doc}
+    tags: list[int] | None = None
+    ents = []
+    for off, part in parts:
+        if part.has_annotation("TAG"):
+            tags = tags or [0] * len(doc)
+            for t in part:
+                j = at.get(off + t.idx)
+                if j is not None:
+                    tags[j] = t.tag
+        for e in part.ents:
+            span = doc.char_span(off + e.start_char, off + e.end_char, label=e.label_, alignment_mode="expand")
+            if span is not None and (not ents or span.start >= ents[-1].end):
+                ents.append(span)
+    if tags is not None:
+        import numpy
+
+        doc.from_array(["TAG"], numpy.array(tags, dtype="uint64").reshape(-1, 1))
+    doc.ents = ents
+
+
 @functools.cache
 def _load_spacy(model: str, exclude: tuple[str, ...]) -> Any:
     """spaCy model by package name (installed from PyPI, never downloaded at run time)."""
@@ -724,6 +763,34 @@ class PhiDetector:
         self.public_lines = PublicLines()
         if self.name_tagger is not None:
             self.name_tagger.worth = self._worth_tagging
+        self.nlp_engine.ner_pieces = self._ner_pieces
+
+    def _ner_pieces(self, text: str) -> list[tuple[int, str]]:
+        """The (offset, piece) runs of a text's sentences that spaCy's NER should read: a
+        sentence with a word the name model would read (``_worth_tagging``), a capitalised
+        word after its first one (a place that is also a word: "moved to Mobile") or a first
+        word that is a common given name ("Cora, can I ..."). Consecutive ones are read
+        together with the sentences before and after them (NER reads a word's neighbours:
+        "... on this list? Marrero and Murphy were ...")."""
+        pieces = list(sentences(text))
+        runs: list[list[int]] = []
+        for i, (off, s) in enumerate(pieces):
+            if self._capitalised_name_word(s) or self._worth_tagging(s):
+                start = pieces[max(0, i - 1)][0]
+                end = pieces[min(len(pieces) - 1, i + 1)]
+                end_at = end[0] + len(end[1])
+                if runs and start <= runs[-1][1]:
+                    runs[-1][1] = max(runs[-1][1], end_at)
+                else:
+                    runs.append([start, end_at])
+        return [(a, text[a:b]) for a, b in runs]
+
+    def _capitalised_name_word(self, sentence: str) -> bool:
+        runs = _ALPHA_RUN.findall(sentence)
+        if runs and runs[0][0].isupper() and runs[0].lower() in self.names.common_given:
+            return True
+        return any(w[0].isupper() and not (w.isupper() and len(w) <= 4) and not self.masks.fullmatch(w)
+                   for w in runs[1:])
 
     def _worth_tagging(self, sentence: str, covered: Sequence[tuple[int, int]] = ()) -> bool:
         """Whether the name model should read a sentence: it has a name candidate that is no
@@ -733,8 +800,13 @@ class PhiDetector:
                                  self.names.common_given, self.names.surnames, self.stop_words):
             if any(s <= m.start() and m.end() <= e for s, e in covered):
                 continue
-            if self.is_medicine_word(m.group()) or self.medical_word.match(m.group()):
+            w = m.group()
+            if self.is_medicine_word(w) or self.medical_word.match(w):
                 continue
+            if self.eponym_after.match(sentence, m.end()):
+                continue  # an eponym's ("Huntington's disease", "Ewing sarcoma")
+            if _LABEL_VALUE_AFTER.match(sentence, m.end()) and (w.isupper() and len(w) <= 4 or w in self.english_words):
+                continue  # a label before its value ("MRN: 35058942", "Accession #CT2596")
             return True
         return False
 
@@ -1274,8 +1346,7 @@ class PhiDetector:
             # written in sentence case elsewhere in the text or its record ("Vesicoureteral
             # Reflux" above "Vesicoureteral reflux is ..."): a term, capitalised as a title
             lowered = span[:first] + span[first:].lower()
-            if lowered != span and re.search(rf"(?<![\w-]){re.escape(lowered)}(?![\w-])",
-                                             text + "\n" + context):
+            if lowered != span and _word_in(lowered, text + "\n" + context):
                 return False
             # states and countries side by side in a table ("France Ireland")
             if typ == "LOCATION" and all(_norm(w) in self.kept_places for w in proper):
@@ -1310,9 +1381,9 @@ class PhiDetector:
         capital = [w for w in proper if w[0].isupper()]
         if len(capital) > 1 and not all(_ACRONYM.fullmatch(w) for w in capital):
             capital = [w for w in capital if not _ACRONYM.fullmatch(w)]
-        if all(re.search(rf"(?<![\w-]){re.escape(w.lower())}(?![\w-])", text)
+        if all(_word_in(w.lower(), text)
                or (context and w.lower() not in self.names.common_given
-                   and re.search(rf"(?<![\w-]){re.escape(w.lower())}(?![\w-])", context))
+                   and _word_in(w.lower(), context))
                for w in capital):
             return False
         if typ == "LOCATION":
@@ -1688,6 +1759,29 @@ _COMMON_TLDS = frozenset({"com", "org", "net", "edu", "gov", "mil", "int", "io",
                           "uk", "ca", "au", "de", "fr", "es", "it", "nl", "ch", "se", "no", "dk",
                           "fi", "be", "at", "ie", "nz", "in", "jp", "cn", "br", "mx", "ru", "pl",
                           "health", "care", "me", "co", "ly", "app", "dev", "ai"})
+
+
+#: a value after its label: a colon, a number sign or a digit ("MRN: 3505", "Accession #CT25")
+_LABEL_VALUE_AFTER = re.compile(r"[ \t]*(?:[:#]|\d)")
+
+
+def _word_in(word: str, text: str) -> bool:
+    """Whether ``word`` stands in ``text`` as a whole word (no letter, digit, ``_`` or ``-``
+    beside it): ``re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text)`` without
+    compiling a pattern per word (many words overflow ``re``'s cache, bench/anonymize.py)."""
+    if not word:
+        return False
+    i = text.find(word)
+    while i >= 0:
+        j = i + len(word)
+        if (i == 0 or not _word_char(text[i - 1])) and (j == len(text) or not _word_char(text[j])):
+            return True
+        i = text.find(word, i + 1)
+    return False
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c in "_-"
 
 
 def _norm(s: str) -> str:

@@ -35,6 +35,12 @@ def _in_address_or_date(sentence: str, m: re.Match) -> bool:
         or bool(_MONTH_OR_DAY.fullmatch(m.group()))
 
 
+def _beside_digit(sentence: str, m: re.Match) -> bool:
+    """A word glued to a digit is part of an id or a measure ("CT259623070", "5mg")."""
+    return (m.start() > 0 and sentence[m.start() - 1].isdigit()) \
+        or (m.end() < len(sentence) and sentence[m.end()].isdigit())
+
+
 _AND_CAPITAL_AFTER = re.compile(r"[ \t]+(?:and|&)[ \t]+[A-Z][a-z]")
 
 
@@ -47,7 +53,7 @@ def name_candidates(sentence: str, words: Container[str], given: frozenset[str],
     given name or unknown word. Most sentences of clinical and research text have none
     ("The heart is normal in size."), and the model costs more than the rest of the detector."""
     runs = [m for m in ALPHA_RUN.finditer(sentence)
-            if not _in_address_or_date(sentence, m)]
+            if not _in_address_or_date(sentence, m) and not _beside_digit(sentence, m)]
     if not any(c.islower() for c in sentence) or not any(c.isupper() for c in sentence):
         # one case throughout: capitals carry no sign
         for m in runs:
