@@ -198,6 +198,8 @@ def _make_recognizers(cfg: dict[str, Any], words: Any = None,
     # a town is no stop word ("... bile ducts. However, CT scans")
     validators["town_word"] = lambda text, s, e: text[s:e].split()[0].lower() not in stop
     # a year after a preposition is a time, no postcode ("clotting factor before 1987")
+    # a month and a year ("In January 2008"), not a town and its postcode
+    validators["not_month_year"] = lambda text, s, e: not _MONTH_YEAR.fullmatch(text, s, e)
     validators["not_year"] = lambda text, s, e: not (
         re.fullmatch(r"(?:19|20)\d\d", text[s:e])
         and re.search(r"(?i)\b(?:before|after|since|in|until|till|from|of|by|to|during|around|circa)\s*$",
@@ -737,6 +739,7 @@ class PhiDetector:
                                               {k: expand(v, self.cfg["fragments"])
                                                for k, v in self.cfg["fragments"].items()}))
         self.kept_places = frozenset(_norm(p) for p in self.cfg["safe_harbor_places"]) if keep_states_and_countries else frozenset()
+        self._kept_place_words = tuple(p for p in self.cfg["safe_harbor_places"] if keep_states_and_countries)
         self.product_kinds = plural_forms(self.cfg["spacy"]["proper_nouns"].get("product_words") or ["drug"])
         products = "|".join(re.escape(w) for w in sorted(self.product_kinds, key=len, reverse=True))
         item = r"[A-Z][\w'\u2019-]*(?:[ \t]+[A-Z][\w'\u2019-]*)?(?:[ \t]*\([^()\n]{1,40}\))?"
@@ -953,8 +956,8 @@ class PhiDetector:
                 continue  # "As of November 2012, 227 cases", "On <date>, the ... (FDA)"
             if typ == "URL" and self._organisation_url(text[start:end]):
                 continue  # a foundation's site ("www.cjdfoundation.org")
-            if typ == "NAME" and name != "name_title" and (
-                    self._term_not_name(text[start:end], acronyms) or _cited_or_counted(text, start, end)):
+            if typ == "NAME" and name != "name_title" and self._term_not_name(text[start:end], acronyms) or (
+                    typ in ("NAME", "LOCATION") and name != "name_title" and _cited_or_counted(text, start, end)):
                 continue  # "Multisystem LCH", "Raloxifene is", "(Weathers, 2010)", "Fatalists (19%)"
             # an existing mask is already redacted: keep only what lies outside it
             for start, end in _outside(start, end, masked):
@@ -980,8 +983,8 @@ class PhiDetector:
                         or bool(typ == "NAME" and _TITLE_BEFORE.search(text, max(0, start - 8), start)),
                         strict=typ in ("HOSPITAL", "ADDRESS")):
                     continue
-                if (typ == "LOCATION" or typ == "NAME" and name != "name_title") \
-                        and _norm(text[start:end]) in self.kept_places:
+                if (typ == "LOCATION" or typ == "NAME" and name != "name_title") and (
+                        _norm(text[start:end]) in self.kept_places or self._places_side_by_side(text, start, end)):
                     continue  # Safe Harbor allows states and countries ("from Somalia presents")
                 nxt = _NEXT_WORD.match(text, end) if typ == "LOCATION" else None
                 if nxt and _norm(f"{text[start:end]} {nxt.group(1)}") in self.kept_places:
@@ -1006,6 +1009,11 @@ class PhiDetector:
         names, so spaCy's capitalisation checks do not apply): not an item's first word, not
         a lone common word at a sentence start, not an abbreviation, not a clinical word."""
         span = text[start:end]
+        if typ != "ADDRESS" and (any(c.isdigit() for c in span) or (
+                "_" in (text[start - 1:start], text[end:end + 1]) and not any(
+                    (w.lower() in self.names.given or w.lower() in self.names.surnames) and w not in self.english_words
+                    for w in _ALPHA_RUN.findall(span)))):
+            return False  # a part of an id or a file's name ("medqa_usmle_4opt_test.jsonl"; not "john_smith.txt")
         if typ != "ADDRESS" and not any(c.isupper() for c in span) and any(c.isupper() for c in text) and any(
                 c.islower() for c in text):
             # lower case in a text that uses capitals: a name only as a full name with a
@@ -1027,11 +1035,12 @@ class PhiDetector:
                 return False  # "760 U/L", "HLA-A3", "ALP 180"
             if self.street_word.search(near) or _UNIT_NUMBER.search(near):
                 return True  # "rue ...", "tachkent St.", "ul. Zamkowa 33", "Apt. 561"
-            # a house number and a street's name beside it ("30102 Kaevu 94", "Vesterskovvej 79")
-            return bool(re.search(r"(?<![\d.,/])\d{1,5}(?![\d.,/%])", near)) and any(
+            # a house number and a street's name beside it ("30102 Kaevu 94", "Vesterskovvej 79"),
+            # words of their own (not a file's line, "medqa_test.jsonl:1269")
+            return bool(_HOUSE_NUMBER.search(near)) and any(
                 len(w) >= 3 and (one_case or w[0].isupper() and not w.isupper())
                 and not self.is_medicine_word(w) and w not in self.english_words
-                for w in _ALPHA_RUN.findall(near))
+                for w in (t.strip(",.;") for t in near.split()) if _STREET_NAME_WORD.fullmatch(w))
         if typ not in ("NAME", "LOCATION"):
             return True
         s, e = _outside_list_markers(text, start, end, _list_markers(text) if markers is None else markers,
@@ -1065,6 +1074,21 @@ class PhiDetector:
                                and not _INITIAL_OR_TITLE_BEFORE.search(text, 0, s)):
                 return False
         return True
+
+    def _places_side_by_side(self, text: str, start: int, end: int) -> bool:
+        """Two or more states or countries side by side ("Holland Brazil", "France United
+        Kingdom"), in a text that names at least three: a table's cells, not a person
+        ("Virginia Jordan" in a note that names no other place)."""
+        words = text[start:end].split()
+        if not self.kept_places or len(words) < 2:
+            return False
+        i = parts = 0
+        while i < len(words):
+            j = next((j for j in range(len(words), i, -1) if _norm(" ".join(words[i:j])) in self.kept_places), None)
+            if j is None:
+                return False
+            i, parts = j, parts + 1
+        return parts >= 2 and sum(1 for p in self._kept_place_words if _word_in(p, text)) >= 3
 
     def _listed_name_beside(self, text: str, end: int) -> bool:
         """Another person joined by "and" after a word, a listed name ("Muslija and Brown were")."""
@@ -1517,7 +1541,8 @@ _ACRONYM = re.compile(r"[A-Z]{2,6}s?")
 _DISCOVERER_AFTER = re.compile(r"[ \t]+first[ \t]+(?:described|discovered|identified|reported|characteri[sz]ed|recogni[sz]ed)\b")
 #: a year before 1900 right after a name: no one living, and Safe Harbor's identifiers are
 #: those of the living and of the recently dead ("by Dr. Thomas Addison in 1849")
-_HISTORICAL_AFTER = re.compile(r"[ \t]*(?:,[ \t]*)?(?:\(|in[ \t]+)1[0-8]\d\d\b")
+#: (the rest of the name may lie between: the eponym's "Addison" is no finding of its own)
+_HISTORICAL_AFTER = re.compile(r"(?:[ \t]+[A-Z][\w'\u2019-]+)?[ \t]*(?:,[ \t]*)?(?:\(|in[ \t]+)1[0-8]\d\d\b")
 _ADDRESSED = re.compile(r"[,:][ \t]+(?:[A-Z]|(?:can|could|would|will|please|do|did|are|is|I|you|we)\b)")
 #: a bulleted item that a definition follows ("- Supraglottis: The upper part of ..."), no speaker
 _DEFINED_ITEM = re.compile(r"[-*\u2022][ \t]+[^\W\d_]+:[ \t]+(?:The|A|An)[ \t]+[a-z]")
@@ -1761,6 +1786,11 @@ _COMMON_TLDS = frozenset({"com", "org", "net", "edu", "gov", "mil", "int", "io",
                           "health", "care", "me", "co", "ly", "app", "dev", "ai"})
 
 
+_MONTH_YEAR = re.compile(r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+                         r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?[ \t]+\d{4}")
+#: a house number standing on its own, and a word that may be a street's name
+_HOUSE_NUMBER = re.compile(r"(?<!\S)\d{1,5}(?![\d/%:\w]|[.,]\d)")
+_STREET_NAME_WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 #: a value after its label: a colon, a number sign or a digit ("MRN: 3505", "Accession #CT25")
 _LABEL_VALUE_AFTER = re.compile(r"[ \t]*(?:[:#]|\d)")
 
