@@ -59,6 +59,25 @@ def test_texts_without_letters_find_what_the_full_pipeline_finds(phi_detector):
     assert any(found), "the letterless texts hold identifiers"
 
 
+def test_ner_reads_only_the_sentences_that_may_hold_a_name_and_their_neighbours(phi_detector):
+    """NER and the tagger read the sentences with a name or place candidate, one sentence of
+    context either side; what they find is set on the whole text's tokens at its offsets."""
+    report = "The heart is normal in size. The lungs are clear. No pneumothorax."
+    assert phi_detector._ner_pieces(report) == []
+    text = ("The heart is normal in size. The lungs are clear. No effusion. Seen today by "
+            "Hanna Ukkonen in Tampere. Follow-up in two weeks. The aorta is normal. No fracture.")
+    pieces = phi_detector._ner_pieces(text)
+    assert [text[o:o + len(p)] for o, p in pieces] == [p for _, p in pieces]
+    assert pieces == [(text.index("No effusion"), text[text.index("No effusion"):text.index(" The aorta")])]
+    _, art = next(iter(phi_detector.nlp_engine.process_batch([text], language="en")))
+    assert len(art.tokens) == len(phi_detector.nlp_engine.nlp["en"].make_doc(text))
+    ents = {text[e.start_char:e.end_char]: e.label_ for e in art.entities}
+    assert ents.get("Hanna Ukkonen") == "PERSON"
+    assert art.tokens.has_annotation("TAG")
+    assert {(text[f.start:f.end], f.type) for f in phi_detector.detect(text)} >= {
+        ("Hanna Ukkonen", "NAME"), ("Tampere", "LOCATION")}
+
+
 def test_artifacts_hold_every_token_and_its_lower_case(phi_detector):
     engine = phi_detector.nlp_engine
     text, art = next(iter(engine.process_batch(["Call Dr. Smith at 555-0143, please."], language="en")))

@@ -59,7 +59,7 @@ DEFAULT_LIMITATIONS = [
     "Automatic anonymization lowers but does not remove the risk of residual identifiers "
     "(bench/phi_eval.py): on generated clinical questions held out from tuning it left 0.0% of "
     "structured identifiers and 2.7% of names, places and facilities (stock Presidio: 17.6% and "
-    "13.4%); on a general PII benchmark (Presidio's synthetic set) 0.2% and 3.3% (4.5% on the half "
+    "13.4%); on a general PII benchmark (Presidio's synthetic set) 0.2% and 3.2% (4.4% on the half "
     "of its templates held out from tuning; stock Presidio 9.7% and 27.1%), mostly foreign names, "
     "street addresses and names written in lower case.",
 ]
