@@ -78,6 +78,19 @@ def test_ner_reads_only_the_sentences_that_may_hold_a_name_and_their_neighbours(
         ("Hanna Ukkonen", "NAME"), ("Tampere", "LOCATION")}
 
 
+def test_entities_of_pieces_read_apart_are_all_set_in_text_order(phi_detector, monkeypatch):
+    """A piece read without the tagger comes back after the tagged ones; its entities still
+    count (they are set on the text in its order)."""
+    engine = phi_detector.nlp_engine
+    monkeypatch.setattr(engine, "needs_tags", lambda piece: "Yefremova" in piece)
+    text = ("Seen by Grant Hill in Mobile today. The heart is normal. The lungs are clear. "
+            "No effusion. No fracture. Yefremova visited Tampere.")
+    assert len(phi_detector._ner_pieces(text)) == 2
+    _, art = next(iter(engine.process_batch([text], language="en")))
+    found = [text[e.start_char:e.end_char] for e in art.entities]
+    assert "Grant Hill" in found and found.index("Grant Hill") < len(found) - 1
+
+
 def test_artifacts_hold_every_token_and_its_lower_case(phi_detector):
     engine = phi_detector.nlp_engine
     text, art = next(iter(engine.process_batch(["Call Dr. Smith at 555-0143, please."], language="en")))

@@ -436,8 +436,8 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
                     doc = parts[0][1]  # the whole text was read
                 else:
                     doc = nlp.make_doc(t)
-                    if parts:
-                        _annotate(doc, parts)
+                    if parts:  # the tagged pieces were read first: put them in text order
+                        _annotate(doc, sorted(parts, key=lambda part: part[0]))
                 yield t, self._doc_to_nlp_artifact(doc, language)
 
         def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
