@@ -131,6 +131,13 @@ def test_a_name_in_a_lettered_list_of_people_is_still_found(phi_detector):
     "Healthy Eating\nHealth care providers recommend a diet.",            # no facility over a line break
     "It may block the bile ducts. However, CT scans can miss it.",        # no town "However, CT"
     "received clotting factor before 1987",                               # a year, no postcode
+    "Dr. Thomas Addison first identified Addisons disease. Dr. Thomas Addison in 1849 saw it.",
+    "medqa_usmle_4opt_test.jsonl:1269",                                   # a file's line, no address
+    "In January 2008, the Food and Drug Administration (FDA) warned.",    # a month and year, no town
+    "Checklist (Weathers, Litz, Herman, Huska,&Keane, 1993) was used.",   # cited authors
+    "Cases: United States 119 France 1,700 Holland Brazil 2 Austria 1 Qatar 1",  # a table of countries
+    "Hispanic women, or Latinas, are at higher risk.",
+    "Patients (N=1200) were recruited from clinics at a medical center in Philadelphia, PA.",  # a study site
 ])
 def test_consumer_health_terms_brands_and_organisations_are_not_phi(phi_detector, text):
     assert _found(phi_detector, text) == {}, _found(phi_detector, text)
@@ -151,6 +158,10 @@ def test_a_title_case_term_is_no_name_when_its_record_writes_it_in_lower_case(ph
     ("She lives in Woodlands with her son.", "Woodlands"),                      # a plural, but where she lives
     ("Pt Emma Stones seen today.", "Emma Stones"),                              # a given name before a condition word
     ("Transferred from Barnes Clinic (Ginastad, FL) on 17 Aug.", "Ginastad"),  # a town after a facility, no drug
+    ("Send it to 30102 Kaevu 94, Tallinn.", "30102 Kaevu 94"),                 # a house number and its street
+    ("She moved to ARENDAL 4844 with her son.", "ARENDAL 4844"),               # a town and its postcode
+    ("The patient was enrolled in a trial at Mayo Clinic in Rochester, MN.", "Mayo Clinic"),  # one person's site
+    ("Georgia Holland, 54, presents with chest pain.", "Georgia Holland"),     # a state and a country: a person
 ])
 def test_the_public_text_rules_leave_an_individuals_identifiers_found(phi_detector, text, value):
     found = _found(phi_detector, text)
