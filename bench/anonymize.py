@@ -105,8 +105,7 @@ def main() -> None:
     best = lambda a, b: (min(a[0], b[0]), min(a[1], b[1]))  # noqa: E731
     for _ in range(max(1, args.rounds)):
         stage = AnonymizeStep("placeholder", detector=detector)
-        if detector.name_tagger is not None:
-            detector.name_tagger.forget()  # each round reads every sentence afresh
+        detector.forget()  # each round reads every sentence afresh
         t, c = time.perf_counter(), time.process_time()
         out = list(stage(records))
         ours = best(ours, (time.perf_counter() - t, time.process_time() - c))

@@ -767,6 +767,8 @@ class PhiDetector:
         if self.name_tagger is not None:
             self.name_tagger.worth = self._worth_tagging
         self.nlp_engine.ner_pieces = self._ner_pieces
+        #: sentence -> its name candidates' spans (``_candidate_spans``); in memory only
+        self._candidates_seen: dict[str, tuple[tuple[int, int], ...]] = {}
 
     def _ner_pieces(self, text: str) -> list[tuple[int, str]]:
         """The (offset, piece) runs of a text's sentences that spaCy's NER should read: a
@@ -795,14 +797,29 @@ class PhiDetector:
         return any(w[0].isupper() and not (w.isupper() and len(w) <= 4) and not self.masks.fullmatch(w)
                    for w in runs[1:])
 
+    def forget(self) -> None:
+        """Empty what the detector remembers of the sentences it read (their name candidates,
+        the name model's spans): the next texts are read afresh."""
+        self._candidates_seen.clear()
+        if self.name_tagger is not None:
+            self.name_tagger.forget()
+
     def _worth_tagging(self, sentence: str, covered: Sequence[tuple[int, int]] = ()) -> bool:
         """Whether the name model should read a sentence: it has a name candidate that is no
         clinical term and that spaCy's entities (``covered``, sentence offsets) do not hold
         already."""
+        return any(not any(s <= a and b <= e for s, e in covered) for a, b in self._candidate_spans(sentence))
+
+    def _candidate_spans(self, sentence: str) -> tuple[tuple[int, int], ...]:
+        """The spans of a sentence's name candidates that are no clinical term, eponym or
+        label. Remembered in memory for a while: NER's sentence choice and the name model
+        both ask about each sentence."""
+        hit = self._candidates_seen.get(sentence)
+        if hit is not None:
+            return hit
+        out = []
         for m in name_candidates(sentence, self.english_words, self.names.given,
                                  self.names.common_given, self.names.surnames, self.stop_words):
-            if any(s <= m.start() and m.end() <= e for s, e in covered):
-                continue
             w = m.group()
             if self.is_medicine_word(w) or self.medical_word.match(w):
                 continue
@@ -810,8 +827,11 @@ class PhiDetector:
                 continue  # an eponym's ("Huntington's disease", "Ewing sarcoma")
             if _LABEL_VALUE_AFTER.match(sentence, m.end()) and (w.isupper() and len(w) <= 4 or w in self.english_words):
                 continue  # a label before its value ("MRN: 35058942", "Accession #CT2596")
-            return True
-        return False
+            out.append(m.span())
+        if len(self._candidates_seen) >= 20_000:
+            self._candidates_seen.clear()
+        self._candidates_seen[sentence] = found = tuple(out)
+        return found
 
     def scope_of(self, text: str) -> str:
         """``"research"`` for research prose about a cohort with no individual in it (its
