@@ -33,7 +33,7 @@ from instructkit.steps.anonymize.name_candidates import name_shaped as _name_sha
 from instructkit.steps.anonymize.name_context import all_lower_case, plausible_lower_case_name
 from instructkit.steps.anonymize.name_model import entity_spans, sentences
 from instructkit.steps.anonymize.regex_guard import guarded
-from instructkit.steps.anonymize.public_lines import PublicLines, population_date, year_after_month
+from instructkit.steps.anonymize.public_lines import PublicLines, population_date, study_site, year_after_month
 from instructkit.steps.anonymize.scope import GENERAL, ProseScope
 from instructkit.steps.anonymize.shapes import conjoined_numbers, et_al_before, public_value, rank_before
 from instructkit.steps.anonymize.terms import Eponyms, plural_forms
@@ -974,7 +974,7 @@ class PhiDetector:
                 continue  # "as of November 2014": a year, no postcode
             if typ == "DATE" and population_date(text, start, end) and not self._about_individual(text, context):
                 continue  # "As of November 2012, 227 cases", "On <date>, the ... (FDA)"
-            if typ in ("LOCATION", "HOSPITAL") and _study_site(text, start, end):
+            if typ in ("LOCATION", "HOSPITAL") and study_site(text, start, end):
                 continue  # "patients (N=1200) ... were recruited from clinics in Philadelphia"
             if typ == "URL" and self._organisation_url(text[start:end]):
                 continue  # a foundation's site ("www.cjdfoundation.org")
@@ -1815,23 +1815,6 @@ _HOUSE_NUMBER = re.compile(r"(?<!\S)\d{1,5}(?![\d/%:\w]|[.,]\d)")
 _STREET_NAME_WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 #: a value after its label: a colon, a number sign or a digit ("MRN: 3505", "Accession #CT25")
 _LABEL_VALUE_AFTER = re.compile(r"[ \t]*(?:[:#]|\d)")
-
-
-_STUDY_ACT = re.compile(r"(?i)\b(?:were|was|been)[ \t]+(?:recruited|enrolled|conducted|performed|carried[ \t]+out|"
-                        r"randomi[sz]ed|screened|sampled)\b")
-_COHORT = re.compile(r"(?i)\b(?:patients|participants|subjects|volunteers|respondents|adults|children|women|men)\b"
-                     r"|\(\s*[Nn]\s*=\s*\d")
-_ONE_PERSON = re.compile(r"(?i)\b(?:the[ \t]+patient|he|she|his|her|him)\b")
-
-
-def _study_site(text: str, start: int, end: int) -> bool:
-    """A place in a sentence that reports how a study was run on a cohort ("patients (N=1200)
-    ... were recruited from clinics at a medical center in Philadelphia, PA"): the study's
-    site, no individual's."""
-    a = max(text.rfind(". ", 0, start), text.rfind("\n", 0, start)) + 1
-    b = min((i for i in (text.find(". ", end), text.find("\n", end)) if i >= 0), default=len(text))
-    sentence = text[a:b]
-    return bool(_STUDY_ACT.search(sentence) and _COHORT.search(sentence) and not _ONE_PERSON.search(sentence))
 
 
 def _word_in(word: str, text: str) -> bool:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["PublicLines", "population_date", "year_after_month"]
+__all__ = ["PublicLines", "population_date", "study_site", "year_after_month"]
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
           r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
@@ -72,6 +72,23 @@ def population_date(text: str, start: int, end: int) -> bool:
     if m and m.end() - m.start() > end - start:
         return True
     return bool(_AGENCY_AFTER.match(text, end))
+
+
+_STUDY_ACT = re.compile(r"(?i)\b(?:were|was|been)[ \t]+(?:recruited|enrolled|conducted|performed|carried[ \t]+out|"
+                        r"randomi[sz]ed|screened|sampled)\b")
+_COHORT = re.compile(r"(?i)\b(?:patients|participants|subjects|volunteers|respondents|adults|children|women|men)\b"
+                     r"|\(\s*[Nn]\s*=\s*\d")
+_ONE_PERSON = re.compile(r"(?i)\b(?:the[ \t]+patient|he|she|his|her|him)\b")
+
+
+def study_site(text: str, start: int, end: int) -> bool:
+    """A place in a sentence that reports how a study was run on a cohort ("patients (N=1200)
+    ... were recruited from clinics at a medical center in Philadelphia, PA"): the study's
+    site, no individual's."""
+    a = max(text.rfind(". ", 0, start), text.rfind("\n", 0, start)) + 1
+    b = min((i for i in (text.find(". ", end), text.find("\n", end)) if i >= 0), default=len(text))
+    sentence = text[a:b]
+    return bool(_STUDY_ACT.search(sentence) and _COHORT.search(sentence) and not _ONE_PERSON.search(sentence))
 
 
 _MONTH_BEFORE = re.compile(rf"\b{_MONTH}[ \t]+(?:\d{{1,2}},?[ \t]+)?$")
