@@ -43,16 +43,10 @@ def split_of(record_id: str) -> str:
     return SPLITS[hashlib.sha256(record_id.encode("utf-8")).digest()[0] & 1]
 
 
-def recipe_sources(name: str) -> list:
-    """The recipe's declared sources (their citations and urls are the recipe's own text,
-    which a build's anonymize stage leaves alone, as here)."""
-    from instructkit.recipe.load import load_recipe
-
-    return list(load_recipe(name).data.get("sources") or ())
-
-
-def recipe_records(name: str, limit: int) -> list[dict]:
-    """The recipe's records straight from its builders (no stage run)."""
+def recipe_records(name: str, limit: int) -> tuple[list[dict], list]:
+    """The recipe's records straight from its builders (no stage run), and its declared
+    sources (their citations and urls are the recipe's own text, which a build's anonymize
+    stage leaves alone, as here)."""
     from instructkit.context import RunContext
     from instructkit.pipeline import Pipeline
     from instructkit.recipe.load import load_recipe
@@ -62,7 +56,7 @@ def recipe_records(name: str, limit: int) -> list[dict]:
     ctx = RunContext(limit=limit or None, quiet=True)
     pipe = Pipeline.from_recipe(data, limit=limit or None, context=ctx)
     try:
-        return list(Pipeline(pipe.builders, [], context=ctx).records())
+        return list(Pipeline(pipe.builders, [], context=ctx).records()), list(data.get("sources") or ())
     finally:
         ctx.close()
 
@@ -93,19 +87,18 @@ def measure(recipes: list[str], limit: int, show: int) -> dict:
 
     from instructkit.steps.anonymize.step import AnonymizeStep
 
-    try:
-        from instructkit.records import recipe_texts
-    except ImportError:  # an older baseline revision
-        recipe_texts = None  # noqa: N806
-
+    # a build's stage leaves the recipe's own citation and url alone (an older baseline
+    # revision has no such setting)
+    declares = "recipe_texts" in inspect.signature(AnonymizeStep).parameters
     detector = None
     out: dict = {}
     for name in recipes:
-        recs = recipe_records(name, limit)
-        # a build's stage leaves the recipe's own citation and url alone (an older baseline
-        # revision has no such setting)
-        declared = ({"recipe_texts": recipe_texts(recipe_sources(name))}
-                    if "recipe_texts" in inspect.signature(AnonymizeStep).parameters else {})
+        recs, sources = recipe_records(name, limit)
+        declared = {}
+        if declares:
+            from instructkit.records import recipe_texts
+
+            declared = {"recipe_texts": recipe_texts(sources)}
         stage = AnonymizeStep("placeholder", detector=detector, canary=False, **declared)
         detector = stage.detector
         t0 = time.perf_counter()

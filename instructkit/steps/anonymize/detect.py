@@ -32,8 +32,9 @@ from instructkit.steps.anonymize.name_candidates import name_candidates
 from instructkit.steps.anonymize.name_candidates import name_shaped as _name_shaped
 from instructkit.steps.anonymize.name_context import all_lower_case, plausible_lower_case_name
 from instructkit.steps.anonymize.name_model import entity_spans, sentences
+from instructkit.steps.anonymize.public_lines import (PublicLines, month_year, population_date, study_site,
+                                                     year_after_month)
 from instructkit.steps.anonymize.regex_guard import guarded
-from instructkit.steps.anonymize.public_lines import PublicLines, population_date, study_site, year_after_month
 from instructkit.steps.anonymize.scope import GENERAL, ProseScope
 from instructkit.steps.anonymize.shapes import conjoined_numbers, et_al_before, public_value, rank_before
 from instructkit.steps.anonymize.terms import Eponyms, plural_forms
@@ -199,7 +200,7 @@ def _make_recognizers(cfg: dict[str, Any], words: Any = None,
     validators["town_word"] = lambda text, s, e: text[s:e].split()[0].lower() not in stop
     # a year after a preposition is a time, no postcode ("clotting factor before 1987")
     # a month and a year ("In January 2008"), not a town and its postcode
-    validators["not_month_year"] = lambda text, s, e: not _MONTH_YEAR.fullmatch(text, s, e)
+    validators["not_month_year"] = lambda text, s, e: not month_year(text, s, e)
     validators["not_year"] = lambda text, s, e: not (
         re.fullmatch(r"(?:19|20)\d\d", text[s:e])
         and re.search(r"(?i)\b(?:before|after|since|in|until|till|from|of|by|to|during|around|circa)\s*$",
@@ -424,16 +425,19 @@ def build_analyzer(cfg: dict[str, Any] | None = None, *, score_threshold: float 
                     group.append((i, off, piece))
             nlp = self.nlp[language]
             read: dict[int, list[tuple[int, Any]]] = {}
+            whole: dict[int, Any] = {}  # text's index -> its doc, when one piece was all of it
             for group, off in ((tagged, []), (plain, ["tok2vec", "tagger"])):
                 if group:
                     docs = nlp.pipe([p for _, _, p in group], batch_size=batch_size,
                                     n_process=n_process, disable=off)
-                    for (i, offset, _), doc in zip(group, docs):
+                    for (i, offset, piece), doc in zip(group, docs):
                         read.setdefault(i, []).append((offset, doc))
+                        if piece == texts[i]:
+                            whole[i] = doc
             for i, t in enumerate(texts):
                 parts = read.get(i, [])
-                if len(parts) == 1 and parts[0][0] == 0 and len(parts[0][1].text) == len(t):
-                    doc = parts[0][1]  # the whole text was read
+                if i in whole:
+                    doc = whole[i]  # the whole text was read
                 else:
                     doc = nlp.make_doc(t)
                     if parts:  # the tagged pieces were read first: put them in text order
@@ -738,8 +742,9 @@ class PhiDetector:
         self.address_part = re.compile(expand(self.cfg["address_block"]["part"],
                                               {k: expand(v, self.cfg["fragments"])
                                                for k, v in self.cfg["fragments"].items()}))
-        self.kept_places = frozenset(_norm(p) for p in self.cfg["safe_harbor_places"]) if keep_states_and_countries else frozenset()
-        self._kept_place_words = tuple(p for p in self.cfg["safe_harbor_places"] if keep_states_and_countries)
+        #: states and countries as written, and normalised
+        self._kept_place_words = tuple(self.cfg["safe_harbor_places"]) if keep_states_and_countries else ()
+        self.kept_places = frozenset(_norm(p) for p in self._kept_place_words)
         self.product_kinds = plural_forms(self.cfg["spacy"]["proper_nouns"].get("product_words") or ["drug"])
         products = "|".join(re.escape(w) for w in sorted(self.product_kinds, key=len, reverse=True))
         item = r"[A-Z][\w'\u2019-]*(?:[ \t]+[A-Z][\w'\u2019-]*)?(?:[ \t]*\([^()\n]{1,40}\))?"
@@ -1808,8 +1813,6 @@ _COMMON_TLDS = frozenset({"com", "org", "net", "edu", "gov", "mil", "int", "io",
                           "health", "care", "me", "co", "ly", "app", "dev", "ai"})
 
 
-_MONTH_YEAR = re.compile(r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-                         r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?[ \t]+\d{4}")
 #: a house number standing on its own, and a word that may be a street's name
 _HOUSE_NUMBER = re.compile(r"(?<!\S)\d{1,5}(?![\d/%:\w]|[.,]\d)")
 _STREET_NAME_WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")

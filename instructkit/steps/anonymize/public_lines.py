@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["PublicLines", "population_date", "study_site", "year_after_month"]
+__all__ = ["PublicLines", "month_year", "population_date", "study_site", "year_after_month"]
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
           r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
@@ -89,6 +89,14 @@ def study_site(text: str, start: int, end: int) -> bool:
     b = min((i for i in (text.find(". ", end), text.find("\n", end)) if i >= 0), default=len(text))
     sentence = text[a:b]
     return bool(_STUDY_ACT.search(sentence) and _COHORT.search(sentence) and not _ONE_PERSON.search(sentence))
+
+
+_MONTH_YEAR = re.compile(rf"(?i:{_MONTH})[ \t]+\d{{4}}")
+
+
+def month_year(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a month and a year ("January 2008")."""
+    return bool(_MONTH_YEAR.fullmatch(text, start, end))
 
 
 _MONTH_BEFORE = re.compile(rf"\b{_MONTH}[ \t]+(?:\d{{1,2}},?[ \t]+)?$")
