@@ -8,6 +8,7 @@ field) and never contain record text, so they are safe to log (no PHI, no tokens
     ├── RecipeError          a recipe failed schema or semantic checks (lists every error)
     ├── SourceError          a source could not be read (file, line, field)
     ├── TemplateError        a prompt/instruction template is invalid (template, variable)
+    │   └── RenderLimitError a rendering went over its size or time bound (one record's)
     ├── RecordError          a record does not match the record schema (JSONL input to a stage)
     ├── MissingExtraError    an optional dependency is not installed (names the extra)
     ├── OutputError          the output folder cannot be written, or another build holds it
@@ -27,6 +28,7 @@ __all__ = [
     "RecipeError",
     "SourceError",
     "TemplateError",
+    "RenderLimitError",
     "RecordError",
     "MissingExtraError",
     "OutputError",
@@ -77,6 +79,15 @@ class TemplateError(InstructkitError):
     """A template is invalid, e.g. uses a variable it does not declare."""
 
     exit_code = 2
+
+
+class RenderLimitError(TemplateError):
+    """One rendering grew past its size or time bound; ``reason`` (``render_too_large`` or
+    ``render_timeout``) is the quarantine reason of the record it was making."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class RecordError(InstructkitError):

@@ -107,7 +107,9 @@ def resolve_cache_dir(ctx_cache_dir: str | Path | None, settings: LLMSettings) -
     if env:
         return Path(env).expanduser()
     if settings.cache_dir:
-        return Path(os.path.expandvars(settings.cache_dir)).expanduser()
+        from instructkit.recipe.paths import resolve_path  # the one resolver (recipe checks it)
+
+        return resolve_path(settings.cache_dir)
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("instructkit"))

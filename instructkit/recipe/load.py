@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import yaml
 
 from instructkit._exceptions import RecipeError
 from instructkit._yaml import MAX_BYTES, YAMLLimitError, safe_load, shorten
-from instructkit._resources import builders_dir, load_schema, samples_dir, schemas_dir
+from instructkit._resources import builders_dir, load_schema, schemas_dir
 
 __all__ = ["Recipe", "load_recipe", "validate_recipe", "resolve_path", "find_recipe"]
 
@@ -162,6 +160,7 @@ def _semantic_errors(data: dict[str, Any]) -> list[str]:
         errors.append(f"llm.api_key_env: {key_env} holds a credential that is not a language-model "
                       "key; a recipe naming it would send it to the endpoint in llm.base_url. Name "
                       "the model's own key variable, or set llm.allow_non_llm_key: true if you mean it")
+    errors.extend(_where_errors(data.get("sources", [])))
     names = [s["name"] for s in data.get("sources", [])]
     seen = set()
     for i, n in enumerate(names):
@@ -191,15 +190,26 @@ def _semantic_errors(data: dict[str, Any]) -> list[str]:
     return errors
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+def _where_errors(sources: list[dict[str, Any]]) -> list[str]:
+    """Each ``where`` pattern must compile in RE2 (the engine that cannot backtrack forever)."""
+    from instructkit._exceptions import SourceError
+    from instructkit.recipe.sources import compile_where
+
+    errors = []
+    for i, src in enumerate(sources):
+        for key, pattern in (src.get("where") or {}).items():
+            try:
+                compile_where(pattern, f"sources.{i}.where.{key}")
+            except SourceError as exc:
+                errors.append(str(exc))
+    return errors
 
 
 def resolve_path(value: str, base: Path | None = None) -> Path:
-    """Expand ``${VAR:-default}`` and ``pkg://samples/...``; relative paths use the current dir."""
-    expanded = _VAR.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
-    if expanded.startswith("pkg://samples/"):
-        return samples_dir() / expanded[len("pkg://samples/"):]
-    p = Path(expanded).expanduser()
-    if not p.is_absolute() and base is not None:
-        p = base / p
-    return p
+    """Expand ``${VAR:-default}`` and ``pkg://samples/...``; relative paths use the current dir.
+
+    The one resolver (``recipe/paths.py``): ``pkg://samples/`` stays inside the samples
+    folder and an encoded ``..`` is refused (``SourceError``)."""
+    from instructkit.recipe.paths import resolve_path as resolve
+
+    return resolve(value, base)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ class SourceRow:
     record_id: str
     location: str
     error: str | None = None
+    #: the quarantine reason of a row with ``error`` (default ``unreadable_row``)
+    reason: str | None = None
 
 
 @dataclass
@@ -90,11 +91,12 @@ class Source:
     def rows(self) -> Iterator[SourceRow]:
         """Yield rows (respecting ``where`` and ``limit``), counting as it goes."""
         self.n_read = self.n_skipped_where = self.n_unreadable = 0
-        patterns = {k: re.compile(v) for k, v in self.where.items()}
+        patterns = {k: compile_where(v, f"source '{self.name}' where.{k}") for k, v in self.where.items()}
         kept = 0
         for row in self._read():
             if self.limit is not None and kept >= self.limit:
                 break
+            row = _checked_row(row)
             self.n_read += 1
             if row.error:
                 self.n_unreadable += 1
@@ -114,7 +116,19 @@ class Source:
             if self.path is None or not self.path.exists():
                 raise SourceError(f"source '{self.name}': path not found (relative paths are "
                                   "read from the current directory)", file=str(self.path))
+            self._check_kind(self.path)
         yield from reader()
+
+    def _check_kind(self, path: Path) -> None:
+        """Regular files only (a FIFO or device would block or never end); a folder only for
+        the types that read one."""
+        if path.is_dir():
+            if self.type not in FOLDER_TYPES:
+                raise SourceError(f"source '{self.name}': is a folder; a {self.type} source reads "
+                                  "one file", file=str(path))
+        elif not path.is_file():
+            raise SourceError(f"source '{self.name}': not a regular file (a pipe, socket or "
+                              "device is never read)", file=str(path))
 
     def _rid(self, data: dict[str, Any], fallback: str) -> str:
         if self.id_field:
@@ -152,6 +166,10 @@ class Source:
                     first_error = first_error or (n, f"not valid JSON ({exc.msg})")
                     yield SourceRow({}, f"line-{n}", loc, f"not valid JSON ({exc.msg})")
                     continue
+                except RecursionError:
+                    first_error = first_error or (n, TOO_DEEP)
+                    yield SourceRow({}, f"line-{n}", loc, TOO_DEEP)
+                    continue
                 if not isinstance(obj, dict):
                     first_error = first_error or (n, f"expected a JSON object, got {type(obj).__name__}")
                     yield SourceRow({}, f"line-{n}", loc, f"expected a JSON object, got {type(obj).__name__}")
@@ -177,6 +195,8 @@ class Source:
                               line=raw[:exc.start].count(b"\n") + 1) from None
         except json.JSONDecodeError as exc:
             raise SourceError(f"not valid JSON ({exc.msg})", file=str(path), line=exc.lineno) from None
+        except RecursionError:
+            raise SourceError(TOO_DEEP, file=str(path)) from None
         if self.records_key:
             if not isinstance(obj, dict) or self.records_key not in obj:
                 raise SourceError(f"no key '{self.records_key}' at the top level", file=str(path),
@@ -212,6 +232,8 @@ class Source:
         except UnicodeDecodeError as exc:
             raise SourceError(f"not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8",
                               file=str(path), line=raw[:exc.start].count(b"\n") + 1) from None
+        # the parser's own cap (128 KiB a cell) would end the build; cells are bounded below
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))
         reader = csv.DictReader(io.StringIO(text, newline=""))
         if not reader.fieldnames:
             raise SourceError("no header row", file=str(path), line=1)
@@ -226,6 +248,11 @@ class Source:
                                 "more cells than the header has columns")
                 continue
             data = {k: v for k, v in row.items()}
+            longest = max((len(v) for v in data.values() if isinstance(v, str)), default=0)
+            if longest > MAX_CELL_CHARS:
+                yield SourceRow({}, f"line-{loc.rsplit(':', 1)[1]}", loc,
+                                f"a cell of {longest:,} characters (over {MAX_CELL_CHARS:,})", "too_long")
+                continue
             yield SourceRow(data, self._rid(data, f"line-{loc.rsplit(':', 1)[1]}"), loc)
         if not rows:
             raise SourceError(f"source '{self.name}': the CSV has a header row but no data rows",
@@ -234,7 +261,7 @@ class Source:
     def _read_parquet(self) -> Iterator[SourceRow]:
         import pyarrow.parquet as pq
 
-        files = sorted(self.path.rglob("*.parquet")) if self.path.is_dir() else [self.path]
+        files = _regular_files(self.path, "*.parquet")
         if not files:
             raise SourceError("no .parquet files", file=str(self.path))
         for f in files:
@@ -244,11 +271,25 @@ class Source:
                 raise SourceError(f"not a readable Parquet file ({type(exc).__name__})", file=str(f)) from None
             if pf.metadata.num_rows == 0:
                 raise SourceError(f"source '{self.name}': file is empty", file=str(f))
-            i = 0
-            for batch in pf.iter_batches(batch_size=1024):
-                for data in batch.to_pylist():
-                    yield SourceRow(data, self._rid(data, f"row-{i}"), f"{f.name}:row {i}")
-                    i += 1
+            yield from self._parquet_rows(pf, f)
+
+    def _parquet_rows(self, pf: Any, f: Path) -> Iterator[SourceRow]:
+        """Row group by row group: a corrupt group is one quarantined entry (``unreadable_row``
+        naming the file and group), and the groups after it are still read."""
+        i = 0
+        for group in range(pf.metadata.num_row_groups):
+            n_rows = pf.metadata.row_group(group).num_rows
+            done = 0
+            try:
+                for batch in pf.iter_batches(batch_size=1024, row_groups=[group]):
+                    for data in batch.to_pylist():
+                        yield SourceRow(data, self._rid(data, f"row-{i + done}"), f"{f.name}:row {i + done}")
+                        done += 1
+            except (OSError, ValueError, ArithmeticError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                yield SourceRow({}, f"row-group-{group}", f"{f.name}:row group {group}",
+                                f"row group {group} of {f.name} is unreadable ({type(exc).__name__}); "
+                                f"{n_rows - done:,} rows skipped")
+            i += n_rows
 
     def _read_hf(self) -> Iterator[SourceRow]:
         from instructkit._resources import require
@@ -272,7 +313,7 @@ class Source:
     def _read_medquad(self) -> Iterator[SourceRow]:
         path = self.path
         assert path is not None
-        files = sorted(path.rglob("*.xml")) if path.is_dir() else [path]
+        files = _regular_files(path, "*.xml")
         if not files:
             raise SourceError("no MedQuAD .xml files in the folder", file=str(path))
         for f in files:
@@ -297,10 +338,16 @@ class Source:
 def source_from_config(cfg: dict[str, Any], ctx: Any = None, index: int | None = None) -> Source:
     from instructkit.recipe.paths import checked_source_path
 
+    from instructkit.recipe.path_fields import is_local_path
+
     where = f"sources.{index}" if index is not None else f"source '{cfg.get('name')}'"
     path = checked_source_path(cfg["path"], ctx, f"{where}.path") if cfg.get("path") else None
+    dataset = cfg.get("dataset")
+    if dataset and path is None and is_local_path(dataset, "read-or-hub-id"):
+        # an hf source's local dataset folder: the same check and path as any other
+        path, dataset = checked_source_path(dataset, ctx, f"{where}.dataset"), None
     return Source(name=cfg["name"], type=cfg["type"], license=cfg.get("license") or "unknown",
-                  path=path, dataset=cfg.get("dataset"), config=cfg.get("config"),
+                  path=path, dataset=dataset, config=cfg.get("config"),
                   split=cfg.get("split", "train"), rows_inline=cfg.get("rows"),
                   records_key=cfg.get("records_key"), id_field=cfg.get("id_field"),
                   url=cfg.get("url"), citation=cfg.get("citation"),
@@ -319,6 +366,78 @@ def sources_from_recipe(recipe: dict[str, Any], ctx: Any = None) -> dict[str, So
 
 #: a JSONL line longer than this is quarantined (``line longer than``), not read into memory
 MAX_LINE_BYTES = 64 * 1024 * 1024
+#: a CSV cell longer than this is quarantined ``too_long`` (spaCy's own limit; shorter but
+#: long texts are the limits step's to judge)
+MAX_CELL_CHARS = 1_000_000
+#: rows nested deeper than this are quarantined: no record field is, and deep nesting ends
+#: Python's recursion in every later step
+MAX_DEPTH = 64
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+#: the source types whose path may be a folder
+FOLDER_TYPES = ("parquet", "medquad", "hf")
+
+
+def compile_where(pattern: str, field: str) -> Any:
+    """A ``where`` pattern in RE2 (linear time: ``^(a+)+$`` cannot hang a build); a pattern RE2
+    does not support (backreferences, look-around) is an error naming the field."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own line to stderr besides ours
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        why = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise SourceError(f"{field}: pattern {pattern[:80]!r} is not a supported regular "
+                          f"expression ({why}); RE2 syntax, no backreferences or look-around") from None
+
+
+def _regular_files(path: Path, pattern: str) -> list[Path]:
+    """``path`` itself, or the regular files under a folder (never a pipe or device)."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob(pattern) if p.is_file())
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` (iterative: no recursion of our own)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, (list, tuple)):
+            if d > limit:
+                return True
+            stack.extend((x, d + 1) for x in v)
+    return False
+
+
+def _has_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return False
+
+
+def _checked_row(row: SourceRow) -> SourceRow:
+    """A row nested too deep, or holding a NUL character (it would reach the exports and break
+    tools downstream), becomes an unreadable row; its text is not kept."""
+    if row.error:
+        return row
+    if _depth_over(row.data, MAX_DEPTH):
+        return SourceRow({}, row.record_id, row.location, TOO_DEEP)
+    if _has_nul(row.data):
+        return SourceRow({}, row.record_id, row.location, "holds a NUL character")
+    return row
 
 
 def _bounded_lines(fh: Any, limit: int) -> Iterator[tuple[int, bytes | None]]:

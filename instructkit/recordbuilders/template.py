@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 
-from instructkit._exceptions import TemplateError
+from instructkit._exceptions import RenderLimitError, TemplateError
 from instructkit._resources import load_prompt_yaml, prompts_dir
 from instructkit.recordbuilders.base import Builder
 from instructkit.context import RunContext
@@ -242,7 +242,7 @@ class TemplateBuilder(Builder):
     def make(self, src: Source, row: SourceRow) -> Record | None:
         """Turn one row into a record, or quarantine it and return None."""
         if row.error:
-            self._quarantine_row(src, row, "unreadable_row", error=row.error)
+            self._quarantine_row(src, row, row.reason or "unreadable_row", error=row.error)
             return None
         data = row.data
         if self.mapping:
@@ -270,6 +270,9 @@ class TemplateBuilder(Builder):
             parts = self.tset.render(values, phrasing, few)
         except jinja2.TemplateError as exc:
             self._quarantine_row(src, row, "render_error", error=f"{type(exc).__name__}")
+            return None
+        except RenderLimitError as exc:  # one runaway rendering: this record only
+            self._quarantine_row(src, row, exc.reason, error=str(exc))
             return None
         if not parts["output"]:
             self._quarantine_row(src, row, "empty_output")

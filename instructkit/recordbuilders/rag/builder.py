@@ -145,9 +145,10 @@ class RagBuilder(Builder):
                 "include_passages", "batch_size", "name", "answer_mode", "extractive", "roundtrip")
         kwargs = {k: cfg[k] for k in keys if k in cfg}
         if kwargs.get("index_dir"):
-            from instructkit.recipe.load import resolve_path
+            from instructkit.recipe.paths import checked_path
 
-            kwargs["index_dir"] = resolve_path(str(kwargs["index_dir"]))
+            # a folder the build writes: inside the allowed ones, and never a user's folder
+            kwargs["index_dir"] = checked_path(str(kwargs["index_dir"]), ctx, "index_dir", "write")
         return cls(docs, ctx=ctx, source_name=source_name, **kwargs)
 
     @property
@@ -207,7 +208,10 @@ class RagBuilder(Builder):
                 idx = RagIndex(emb, self.chunking, self.index_type, folder, **kw)
             report = idx.update(docs, prune=True, quiet=self.ctx.quiet)
             if folder:
+                from instructkit.recipe.paths import mark_owned_folder
+
                 idx.save(folder)
+                mark_owned_folder(folder)
             idx.last_report = report  # type: ignore[attr-defined]
             return idx
 

@@ -124,7 +124,8 @@ class Backtranslation:
             found: list[SourceText] = []
             for row in src.rows():
                 if row.error:
-                    self.b.drop(None, "unreadable_row", source=src.record_source(row), error=row.error)
+                    self.b.drop(None, row.reason or "unreadable_row", source=src.record_source(row),
+                                error=row.error)
                     continue
                 raw = self._field(row.data)
                 text = self._trim(raw) if raw else None
