@@ -2,7 +2,8 @@
 
 Five gates run first and are all reported; publishing refuses on any failure:
 
-1. the residual-PHI audit passed;
+1. the residual-PHI and credential audit of every file to upload passed (``upload_audit``,
+   under a policy the folder can only make stricter: ``policy``);
 2. every source's licence allows publishing a derivative (``schemas/licenses.json``);
 3. records from hosted models whose terms limit training on outputs are flagged in the card
    (``schemas/model_terms.json``);

@@ -1,13 +1,16 @@
 """The five publish gates. Each is reported; publishing refuses on any failure.
 
-1. the residual-PHI audit, run at publish over the exact files to be sent, passed; and
-   every data and export file is the one the build wrote (its sha256 is in the manifest);
+1. the residual-PHI and credential audit, run at publish over every file to be sent (card,
+   manifest, recipe copy, Parquet, exports), passed under the package's limits (a folder
+   can only lower them: ``hub.policy``); and every data and export file is the one the
+   build wrote (its sha256 is in the manifest);
 2. every source's licence allows publishing a derivative, under the card's licence;
 3. records from hosted models whose terms limit training on outputs are flagged in the card;
 4. the manifest shows anonymize, dedup (or decontaminate) and validate ran, with counts;
 5. the card is complete and its YAML parses with ``huggingface_hub.DatasetCard``.
 
-Gate messages name sources, stages, entity types and counts, never record text.
+Gate messages name files, sources, stages, entity types and counts, never record text
+or a found value.
 """
 
 from __future__ import annotations
@@ -55,10 +58,15 @@ def _stages(manifest: Mapping[str, Any], *names: str) -> list[dict[str, Any]]:
         s.get("stage") == n or str(s.get("stage", "")).startswith(n + ".") for n in names)]
 
 
+def _listed(counts: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
+
+
 def gate_audit(manifest: Mapping[str, Any] | None, changed: list[str],
                report: Mapping[str, Any] | None) -> GateResult:
     """``changed``: files whose sha256 differs from the manifest's (or that it does not list);
-    ``report``: the audit run just now over the files to be uploaded."""
+    ``report``: the audit just run over the exact files to be uploaded
+    (``hub.upload_audit.audit_upload``): one failing line per file, naming it."""
     g = GateResult(1, GATE_NAMES[1], False)
     if manifest is None:
         g.details.append("manifest.json is missing: the files cannot be checked against the build")
@@ -72,19 +80,27 @@ def gate_audit(manifest: Mapping[str, Any] | None, changed: list[str],
                          "manifest.json); rebuild instead of editing the data")
     if report is None:
         return g
-    suspects = report.get("suspects_by_type") or {}
-    found = ", ".join(f"{k}: {v}" for k, v in sorted(suspects.items())) or "none"
-    if report.get("failed_types"):
-        g.details.append(f"the audit of the files to upload found suspected identifiers "
-                         f"({found}); fix the anonymizer settings and rebuild")
+    for path, found in sorted((report.get("files") or {}).items()):
+        if found.get("identifiers"):
+            g.details.append(f"{path}: suspected identifiers over the limits ({_listed(found['identifiers'])}); "
+                             "fix the anonymizer settings or the recipe text and rebuild")
+        if found.get("secrets"):
+            g.details.append(f"{path}: holds credentials ({_listed(found['secrets'])}); remove them "
+                             "from the recipe or the data and rebuild")
     bad_exports = [f for f, v in (report.get("exports") or {}).items() if v != "matches"]
     if bad_exports:
         g.details.append(f"{', '.join(bad_exports)} do not match the audited records")
+    g.warnings.extend(report.get("ignored") or [])
+    free = report.get("phi_free_suspects_by_type") or {}
+    if free:
+        g.warnings.append(f"in text declared free of PHI (names, places, dates and URLs; reported, "
+                          f"not held to the limits): {_listed(free)}")
     if g.details:
         return g
     g.passed = True
-    g.details.append(f"audit passed over the {report.get('records_scanned', 0)} records to upload "
-                     f"(suspects: {found}); every file matches its build-time sha256")
+    g.details.append(f"audit passed over the {report.get('records_scanned', 0)} records and every file "
+                     f"to upload (suspects: {_listed(report.get('suspects_by_type') or {})}); every "
+                     "file matches its build-time sha256")
     return g
 
 

@@ -1,9 +1,13 @@
 """``publish``: gate a dataset folder, then push it to the Hub in one commit.
 
 What is uploaded (and nothing else): ``README.md`` (the card, rendered from the folder so it
-always matches the data), ``manifest.json`` (local absolute paths cut to file names),
-``recipe.yaml``, ``data/**/*.parquet`` and the training exports ``exports/*.jsonl``. The
-quarantine stays local: it holds dropped records.
+always matches the data), ``manifest.json`` and ``recipe.yaml`` (their public copies: local
+absolute paths cut to names, inline rows of PHI sources withheld; ``hub.public_files``),
+``data/**/*.parquet`` and the training exports ``exports/*.jsonl``. The quarantine stays
+local: it holds dropped records.
+
+Gate 1 audits every one of those files as uploaded (``hub.upload_audit``), under a policy
+from the package and this command that the folder can only make stricter (``hub.policy``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from instructkit._exceptions import GateError, PublishError
 from instructkit.dataset.card import card_for_folder
 from instructkit.dataset.layout import row_to_record
 from instructkit.hub.gates import GateResult, run_gates
+from instructkit.hub.policy import gate_policy, read_folder_recipe
+from instructkit.hub.public_files import public_manifest, public_recipe
+from instructkit.hub.upload_audit import audit_upload
 from instructkit.hub.upload import push_files, resolve_token, secret_values
 
 __all__ = ["publish", "publish_dataset", "PublishResult", "UploadFile", "collect_files"]
@@ -112,26 +119,16 @@ def _load_manifest(folder: Path) -> dict[str, Any] | None:
     return m
 
 
-def _public_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The manifest as published: local absolute paths (user names, folder layouts) cut to names."""
-    m = json.loads(json.dumps(manifest))
-    for s in m.get("sources") or []:
-        loc = s.get("location")
-        if isinstance(loc, str) and (loc.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", loc)):
-            s["location"] = PurePosixPath(loc.replace("\\", "/")).name
-    return m
-
-
 def collect_files(folder: str | Path, card_text: str,
                   manifest: Mapping[str, Any] | None) -> list[UploadFile]:
     """The exact files of the commit, in a stable order."""
     folder = Path(folder)
     files = [UploadFile("README.md", card_text.encode("utf-8"))]
     if manifest is not None:
-        files.append(UploadFile("manifest.json", (json.dumps(_public_manifest(manifest), indent=2,
+        files.append(UploadFile("manifest.json", (json.dumps(public_manifest(manifest), indent=2,
                                                              ensure_ascii=False) + "\n").encode("utf-8")))
     if (folder / "recipe.yaml").is_file():
-        files.append(UploadFile("recipe.yaml", (folder / "recipe.yaml").read_bytes()))
+        files.append(UploadFile("recipe.yaml", public_recipe((folder / "recipe.yaml").read_bytes())))
     data = sorted((folder / "data").rglob("*.parquet")) if (folder / "data").is_dir() else []
     if not data:
         raise PublishError(f"{folder}: no data/*.parquet files: is this a folder written by "
@@ -161,9 +158,11 @@ def check_folder(folder: str | Path, *, repo_id: str | None = None,
     for f in files:  # fixed now: the result stays valid if the folder goes (publish_dataset)
         f.size, f.sha256  # noqa: B018
     changed = changed_files(files, manifest)
-    if audit is None and manifest is not None:
-        audit = publish_audit(folder, require_complete=require_complete)
-    return manifest, card_text, files, run_gates(manifest, card_text, changed=changed, audit=audit)
+    report = None
+    if manifest is not None:
+        policy = gate_policy(manifest, read_folder_recipe(folder))
+        report = audit_upload(files, manifest, policy, records_audit=audit)
+    return manifest, card_text, files, run_gates(manifest, card_text, changed=changed, audit=report)
 
 
 def changed_files(files: Iterable[UploadFile], manifest: Mapping[str, Any] | None) -> list[str]:
@@ -174,18 +173,6 @@ def changed_files(files: Iterable[UploadFile], manifest: Mapping[str, Any] | Non
         if f.path.startswith(("data/", "exports/")) and recorded.get(f.path) != f.sha256:
             out.append(f.path)
     return out
-
-
-def publish_audit(folder: Path, require_complete: bool = True) -> dict[str, Any]:
-    """The residual-PHI audit over what will be uploaded: every record of the Parquet files
-    (the card's examples are among them), and the exports checked to be exactly those
-    records. Names are looked for with spaCy only when the recipe limits them (they are
-    reported, not limited, by default, and NER over a large dataset takes a while)."""
-    from instructkit.steps.audit import _recipe_audit_config, audit_dataset
-
-    config = _recipe_audit_config(folder)
-    names = (config.get("limits") or {}).get("NAME") is not None
-    return audit_dataset(folder, config, names=names, require_complete=require_complete)
 
 
 def _check_no_secrets(files: Iterable[UploadFile], secrets: list[str]) -> None:

@@ -11,7 +11,10 @@ Sources declared free of PHI (``phi: false``) are read too, but what is found wh
 anonymizer leaves text alone by design (template records of such sources, and the fields
 copied from them into records a model wrote: passages, citations) is reported apart
 (``phi_free_suspects_by_type``) and not held to the limits: a public dataset's URLs and
-publication dates are not identifiers of anyone. What a model wrote is always held to them.
+publication dates are not identifiers of anyone. That relaxation never covers the ``direct``
+types of the battery (SSN, phone, email, IP, record numbers, ages over 89): found anywhere,
+they are held to the limits, whatever a source declared. What a model wrote is always held
+to them.
 
 Text the anonymizer marked (placeholders ``[NAME]``, hashes ``[NAME:1a2b..]``), masks the
 source already had (``XXXX``, ``[** ... **]``) and the spans where the surrogate operator
@@ -42,7 +45,7 @@ from instructkit.steps.ner_pool import NerPool, Pending, auto_processes, person_
 logger = logging.getLogger("instructkit")
 
 __all__ = ["AuditDetector", "AuditStep", "PhiFreeScope", "audit_dataset", "audit_records", "default_limits",
-           "auto_processes"]
+           "direct_types", "split_direct", "auto_processes"]
 
 HERE = Path(__file__).resolve().parent
 #: types whose values can, by their shape or place, belong to no individual (an agency's URL,
@@ -58,6 +61,19 @@ def _battery() -> dict[str, Any]:
 def default_limits() -> dict[str, int | None]:
     """Zero for every structured identifier type; names and long numbers reported only."""
     return {t: (0 if spec.get("structured") else None) for t, spec in _battery()["types"].items()}
+
+
+def direct_types() -> frozenset[str]:
+    """Identifier types no declaration relaxes (``direct: true`` in the battery): a ``phi:
+    false`` source's SSN is still an SSN."""
+    return frozenset(t for t, spec in _battery()["types"].items() if spec.get("direct"))
+
+
+def split_direct(counts: Counter[str]) -> tuple[Counter[str], Counter[str]]:
+    """(the direct-identifier part of ``counts``, the rest)."""
+    direct = direct_types()
+    return (Counter({t: n for t, n in counts.items() if t in direct}),
+            Counter({t: n for t, n in counts.items() if t not in direct}))
 
 
 #: a sentence ends at . ! ? followed by space and a capital, digit or quote, or at a blank line
@@ -386,7 +402,12 @@ def audit_records(records: Iterable[Record], detector: AuditDetector, report: Au
         counts = [Counter() for _ in buf]
         free_counts = [Counter() for _ in buf]
         for (k, free), c in zip(owners, detector.scan_finish(scan)):
-            (free_counts if free else counts)[k].update(c)
+            if free:  # declared PHI-free text relaxes names and places, never direct identifiers
+                held, relaxed = split_direct(c)
+                counts[k].update(held)
+                free_counts[k].update(relaxed)
+            else:
+                counts[k].update(c)
         for rec, c, fc in zip(buf, counts, free_counts):
             report.add(str(rec.get("id")), c, fc)
             yield rec, c
@@ -484,7 +505,8 @@ class AuditStep(Step):
         free = r.get("phi_free_suspects_by_type") or {}
         if free:
             lines += ["", "In text of sources declared free of PHI (`phi: false`), which the anonymizer "
-                      "leaves as it is by design, it also found (reported, not held to the limits): "
+                      "leaves as it is by design, it also found (names, places, dates and URLs: reported, "
+                      "not held to the limits; direct identifiers there are counted above): "
                       + ", ".join(f"{t} {n}" for t, n in free.items()) + "."]
         return "\n".join(lines) + "\n"
 
