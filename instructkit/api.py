@@ -75,6 +75,7 @@ def run_stage_file(stage: str, input: str | Path, out: str | Path, *,
 
     ctx = ctx or RunContext(quiet=quiet)
     try:
+        _checked_stage_paths(input, out, quarantine_path)  # before the stage loads its models
         made = resolve(STAGES[stage]).from_config(config or {}, ctx)
         steps = made if isinstance(made, list) else [made]
         return run_steps_file(steps, input, out, quarantine_path=quarantine_path, label=stage,
@@ -93,9 +94,7 @@ def run_steps_file(steps: list[Step], input: str | Path, out: str | Path, *,
     from instructkit.records import write_jsonl
 
     input, out = Path(input), Path(out)
-    if not input.is_file():
-        raise SourceError("file not found" if not input.exists() else "not a file", file=str(input))
-    q = Quarantine(quarantine_path or out.parent / "quarantine.jsonl")
+    q = Quarantine(_checked_stage_paths(input, out, quarantine_path))
     scrub = next((s.quarantine_scrubber() for s in steps if s.quarantine_scrubber()), None)
     for s in steps:
         s.bind(q, scrub)
@@ -110,6 +109,21 @@ def run_steps_file(steps: list[Step], input: str | Path, out: str | Path, *,
         q.close()
     figures = {s.name: _finalized(s) for s in steps}
     return StageFileResult(kept=kept, quarantined=len(q), steps=figures)
+
+
+def _checked_stage_paths(input: str | Path, out: str | Path,
+                         quarantine_path: str | Path | None) -> Path:
+    """Check a stage's input and where it writes, before any model loads; returns the
+    quarantine file (default: beside ``out``). The output is never the input, nor inside a
+    built dataset folder (``dataset/outputs.py``)."""
+    from instructkit.dataset.outputs import check_stage_outputs
+
+    input, out = Path(input), Path(out)
+    if not input.is_file():
+        raise SourceError("file not found" if not input.exists() else "not a file", file=str(input))
+    quarantine_file = Path(quarantine_path or out.parent / "quarantine.jsonl")
+    check_stage_outputs(input, out, quarantine_file)
+    return quarantine_file
 
 
 def _finalized(step: Step) -> dict[str, Any]:
@@ -175,6 +189,7 @@ def anonymize_file(input: str | Path, out: str | Path, *, operator: str = "place
     the quarantine, scrubbed. The figures are under ``result["steps"]["anonymize"]``."""
     from instructkit.steps.anonymize.step import AnonymizeStep
 
+    _checked_stage_paths(input, out, quarantine_path)  # before the models load
     ctx = RunContext(seed=seed, quiet=quiet)
     try:
         stage = AnonymizeStep.from_config({**(config or {}), "operator": operator}, ctx)

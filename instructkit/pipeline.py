@@ -82,6 +82,7 @@ class Pipeline:
     def from_recipe(cls, recipe: Any, *, seed: int | None = None, limit: int | None = None,
                     context: RunContext | None = None) -> "Pipeline":
         from instructkit.recipe.load import Recipe, load_recipe
+        from instructkit.recipe.path_fields import check_recipe_paths
         from instructkit.recipe.sources import sources_from_recipe
 
         if not isinstance(recipe, Recipe):
@@ -90,6 +91,8 @@ class Pipeline:
         ctx.recipe = recipe.data
         ctx.recipe_dir = recipe.path.parent if recipe.path is not None else None
         ctx.trusted_recipe = recipe.shipped
+        # every path field of the recipe, found from the schemas, before anything is read
+        check_recipe_paths(recipe.data, ctx, str(recipe.path) if recipe.path else None)
         ctx.seed = recipe.data.get("seed", 0) if seed is None else seed
         ctx.limit = limit if limit is not None else ctx.limit
         sources = sources_from_recipe(recipe.data, ctx)
@@ -156,7 +159,8 @@ class Pipeline:
                 return RunResult(None, ex.counts.records, ex.quarantined,
                                  self._manifest(ex, started, [], None))
             formats = list(formats or output_cfg.get("formats") or ["messages"])
-            with DatasetWriter(out_dir, formats=formats, shard_rows=output_cfg["shard_rows"]) as writer:
+            with DatasetWriter(out_dir, formats=formats, shard_rows=output_cfg["shard_rows"],
+                               reads=self.read_paths()) as writer:
                 ex = executor.run(self, writer, quiet=quiet)
                 self._check_not_empty(ex, allow_empty)
                 writer.assemble()
@@ -169,6 +173,17 @@ class Pipeline:
             return RunResult(Path(out_dir), ex.counts.records, ex.quarantined, manifest)
         finally:
             ctx.close()
+
+    def read_paths(self) -> list[tuple[str, Path]]:
+        """(what, path) of every local file or folder the run reads: sources, and the
+        documents of RAG builders. The output folder may not overlap any of them."""
+        reads = [(f"source '{name}'", Path(src.path)) for name, src in self.sources.items()
+                 if getattr(src, "path", None)]
+        for b in self.builders:
+            for i, spec in enumerate(getattr(b, "document_specs", None) or []):
+                if isinstance(spec, dict) and spec.get("path"):
+                    reads.append((f"builder '{b.name}' documents.{i}", _local_path(spec["path"])))
+        return [(what, p) for what, p in reads if p is not None]
 
     def _manifest(self, ex: Any, started: float, formats: list[str],
                   data_files: dict[str, str] | None) -> dict[str, Any]:
@@ -216,6 +231,16 @@ class Pipeline:
         if ex.counts.records or allow_empty:
             return
         raise EmptyDatasetError(empty_reason(ex))
+
+
+def _local_path(raw: Any) -> Path | None:
+    """A recipe path as the run resolves it, or None when it is not a local one."""
+    from instructkit.recipe.load import resolve_path
+
+    try:
+        return Path(resolve_path(str(raw)))
+    except Exception:  # noqa: BLE001 - the builder reports a bad path itself, with context
+        return None
 
 
 def empty_reason(ex: Any) -> str:

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 def build(
     recipe: str = typer.Argument(..., help="Recipe YAML file, or the name of a shipped recipe (e.g. quickstart)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (Hugging Face Hub layout); replaced only when the build succeeds."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (Hugging Face Hub layout); replaced only when the build succeeds, and only if it holds nothing but what the previous build wrote (a link is followed)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most N records from each builder."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the recipe's seed."),
     max_requests: Optional[int] = typer.Option(None, "--max-requests", help="Stop cleanly after N LLM requests."),

@@ -51,6 +51,10 @@ def index_command(
         settings = ChunkSettings(chunk_size, overlap)
     except ValueError as exc:
         raise InstructkitError(f"--chunk-size/--overlap: {exc}") from None
+    from instructkit.dataset.outputs import check_index_out
+
+    # the index is updated in place: never into someone's folder, nor where DOCS are read
+    check_index_out(out, [(f"DOCS entry {p}", p) for p in docs])
     documents = []
     for p in docs:
         documents += load_documents(p, format=format, license=license)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from instructkit.dataset.outputs import check_report_out, report_name_in, rerecord_file
 from instructkit.dataset.report_charts import build_charts, stage
 from instructkit.dataset.report_data import CLIP_CHARS, ReportData, load_report_data
 from instructkit.dataset.report_svg import METHOD_COLORS, fmt
@@ -45,11 +46,16 @@ def write_report(dir: str | Path, out: str | Path | None = None, *, max_records:
     when there are no more, else a sample by stage and reason); ``quarantine_texts=False``
     leaves quarantined texts out (their counts stay). Returns the file written.
     """
+    path = Path(out) if out is not None else Path(dir) / REPORT_FILE
+    if complete:  # a finished folder: write over nothing but a report (a build's staging is new)
+        check_report_out(path, Path(dir))
     data = load_report_data(dir, max_records=max_records, max_quarantine=max_quarantine,
                             quarantine_texts=quarantine_texts, audit=audit, complete=complete)
-    path = Path(out) if out is not None else Path(dir) / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_report(data, quarantine_texts=quarantine_texts), encoding="utf-8")
+    written_as = report_name_in(Path(dir), path) if complete else None
+    if written_as is not None:  # a report in its own dataset folder is the build's to replace
+        rerecord_file(Path(dir), written_as)
     return path
 
 

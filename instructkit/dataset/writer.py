@@ -6,8 +6,10 @@
 - ``DatasetWriter`` owns one build's output folder: it takes the lock, makes the staging
   folder, hands out shard writers (one per worker), and on ``commit`` names the shards
   ``train-0000N-of-0000M``, joins the export and quarantine parts, writes the manifest
-  (with each data file's sha256), recipe, card and report, the completion marker last, and
-  swaps the folder into place. On any failure ``abort`` leaves the previous dataset as it was.
+  (with each data file's sha256), recipe, card and report, the completion marker last (it
+  lists every file written, with its sha256), and swaps the folder into place. On any failure
+  ``abort`` leaves the previous dataset as it was. A folder is replaced only when it holds
+  nothing but what the previous build listed (``staging.check_replaceable``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import Any
 from instructkit.dataset.counts import DatasetCounts
 from instructkit.dataset.layout import (COMPLETE_MARKER, DATA_DIR, EXPORTS_DIR, FORMATS, MANIFEST,
                                         QUARANTINE, RECIPE, arrow_schema, record_to_row, shard_name)
-from instructkit.dataset.staging import OutputLock, StagedFolder, check_output_dir
+from instructkit.dataset.staging import (OutputLock, StagedFolder, build_record,
+                                         check_not_reading_itself, check_output_dir,
+                                         check_replaceable, followed_output)
 from instructkit.records import Record, to_alpaca, to_sharegpt
 
 logger = logging.getLogger("instructkit")
@@ -128,8 +132,10 @@ class DatasetWriter:
     """One build's output folder, written whole or not at all."""
 
     def __init__(self, out_dir: str | Path, formats: Iterable[str] = ("messages",),
-                 shard_rows: int = 200_000) -> None:
-        self.out = Path(out_dir)
+                 shard_rows: int = 200_000, reads: Iterable[tuple[str, Path]] = ()) -> None:
+        self.out = followed_output(Path(out_dir))
+        #: (what, path) the build reads: ``out`` may not be, hold or sit inside any of them
+        self.reads = list(reads)
         self.formats = [f for f in formats if f in FORMATS]
         self.shard_rows = shard_rows
         self.lock = OutputLock(self.out)
@@ -139,9 +145,8 @@ class DatasetWriter:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def open(self) -> "DatasetWriter":
-        from instructkit.dataset.reader import is_dataset_folder
-
-        check_output_dir(self.out, is_dataset_folder)
+        check_output_dir(self.out)
+        check_not_reading_itself(self.out, self.reads)
         self.lock.acquire()
         try:
             self.staging = self.staged.create()
@@ -228,9 +233,12 @@ class DatasetWriter:
         """Write manifest, recipe, card and extra files, the completion marker last, then
         swap the staging folder into place and release the lock."""
         assert self.staging is not None
+        from instructkit._secrets import without_url_credentials
         from instructkit.dataset.card import card_for_folder
 
         staging = self.staging
+        # a URL's user:password@ (an llm.base_url, a source url) never lands in the folder (part B)
+        manifest, recipe_text = without_url_credentials(manifest), without_url_credentials(recipe_text)
         if write_manifest:
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                             encoding="utf-8")
@@ -241,7 +249,12 @@ class DatasetWriter:
             extra(staging, manifest)
         shutil.rmtree(staging / PARTS_DIR, ignore_errors=True)
         marker = {"manifest_sha256": file_sha256(staging / MANIFEST)} if write_manifest else {}
-        (staging / COMPLETE_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
+        # every file this build wrote: a later build replaces the folder only if it holds
+        # nothing else (written last, so the list is whole)
+        marker["files"] = build_record(staging)
+        (staging / COMPLETE_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+        # a file may have been added to the previous folder while this build ran
+        check_replaceable(self.out)
         self.staged.commit()
         self.staging = None
         self.lock.release()
