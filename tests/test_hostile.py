@@ -4,6 +4,12 @@ and that the dataset built before it is still there, byte for byte.
 
 Plus the cases that need more than one command: a build killed with SIGKILL and rerun, two
 builds into one folder at once, template escapes, and the secrets an endpoint echoes back.
+
+The cases of issue 25 are tables in three modules, imported at the end so they run as rows of
+this file: ``hostile_sandbox.py`` (what a recipe may read and write, and hostile inputs that
+cost a row, never the build), ``hostile_gate.py`` (every uploaded byte audited; no folder edit
+makes the publish gate more lenient) and ``hostile_out.py`` (no command removes or overwrites a
+file it did not write).
 """
 
 from __future__ import annotations
@@ -22,52 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-SCRIPT = Path(sys.executable).with_name("instructkit")
-
-# a fast recipe (no model, no spaCy): template records from an inline source
-def _recipe(**over) -> dict:
-    r = {"name": "hostile", "seed": 3,
-         "sources": [{"name": "q", "type": "inline", "license": "CC-BY-4.0", "phi": False,
-                      "rows": [{"question": f"What is condition number {i} and how is it treated?",
-                                "answer": f"Condition {i} is a made-up condition used in tests; it is "
-                                          f"treated with rest, fluids and a follow-up visit."}
-                               for i in range(12)]}],
-         "builders": [{"type": "template", "task": "consumer_health_qa", "sources": ["q"]}],
-         "stages": {"anonymize": False, "audit": False, "dedup": False},
-         "output": {"formats": ["messages"]}}
-    r.update(over)
-    return r
-
-
-def _write(path: Path, data) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False) if not isinstance(data, str) else data,
-                    encoding="utf-8")
-    return path
-
-
-def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    assert SCRIPT.exists(), f"the console script is not installed next to {sys.executable}"
-    e = {**os.environ, **(env or {})}
-    return subprocess.run([str(SCRIPT), *args], cwd=cwd, env=e, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def _tree_hash(folder: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-@pytest.fixture()
-def workdir(tmp_path):
-    """A folder with a good dataset built in ``out`` (the one no failure may touch)."""
-    _write(tmp_path / "good.yaml", _recipe())
-    r = run_cli("build", "good.yaml", "--out", "out", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    return tmp_path
+from hostile_common import SCRIPT, _recipe, _tree_hash, _write, run_cli, workdir  # noqa: F401 - workdir is a fixture
 
 
 def _enormous_line(tmp: Path) -> dict:
@@ -386,3 +347,22 @@ def test_a_locked_response_cache_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(LLMError, match="cannot be used.*database is locked"):
         cache_mod.ResponseCache(tmp_path / "c")
     db.rollback()
+
+
+# -- issue 25: the sandbox, the publish gate and the output folder, each part's table in its own
+# module; imported here so that every case runs as a row of this file
+from hostile_sandbox import (arena, test_credential_store_is_refused_even_under_the_current_directory,  # noqa: E402,F401
+                             test_data_roots, test_escape_is_refused, test_every_marked_field_has_a_snippet,
+                             test_hostile_input, test_index_dir_is_not_a_users_folder,
+                             test_known_path_fields_are_marked, test_path_like_fields_are_marked,
+                             test_shipped_sample_still_reads)
+from hostile_gate import (built, test_dry_run_without_a_repo_id_is_a_usage_error,  # noqa: E402,F401
+                          test_gate_reads_every_file_and_no_folder_edit_loosens_it,
+                          test_public_manifest_cuts_every_absolute_path, test_secret_shapes_and_url_credentials,
+                          test_uploaded_recipe_and_manifest_hold_no_phi_rows_no_password_and_no_local_path)
+from hostile_out import (test_a_file_added_while_the_build_runs_is_kept,  # noqa: E402,F401
+                         test_a_folder_an_older_version_wrote_is_still_replaced,
+                         test_a_linked_out_is_built_into_its_target_and_the_link_stays,
+                         test_a_rebuild_replaces_the_folder_the_previous_build_wrote,
+                         test_a_report_rewritten_in_place_keeps_the_folder_rebuildable,
+                         test_out_never_destroys_what_it_did_not_write)

@@ -30,6 +30,9 @@ Where a recipe may read (``read`` fields), after following symlinks:
   expanded but widens nothing: the path it gives must still lie under an allowed folder;
 - the shipped samples (``pkg://samples/...``).
 
+Never, even inside those: a credential store (``.ssh``, ``.aws``, ``.gnupg``, ``.netrc``, ...:
+``CREDENTIAL_STORES``), so a build run from the home folder still cannot read ``~/.ssh``.
+
 Where a recipe may write (``write`` fields: a RAG ``index_dir``, ``llm.cache_dir``): under
 the current directory, the recipe's folder, an allowed folder, or instructkit's cache folder
 (``INSTRUCTKIT_CACHE_DIR``, else the user cache folder); never the package. A folder that
@@ -66,6 +69,11 @@ ALLOW_PATHS_ENV = "INSTRUCTKIT_ALLOW_PATHS"
 OWNED_MARKER = ".instructkit-folder"
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: names of the places tools keep credentials in; a recipe never reads under one, even inside
+#: an allowed folder (a build run from the home folder must not reach ``~/.ssh``)
+CREDENTIAL_STORES = frozenset({".ssh", ".gnupg", ".aws", ".azure", ".kube", ".docker",
+                               ".password-store", ".netrc", ".pgpass", ".git-credentials",
+                               ".huggingface", "gcloud", ".npmrc", ".pypirc"})
 _HOW_TO_ALLOW = ("if you trust this recipe, allow the folder with --allow-path DIR or "
                  f"{ALLOW_PATHS_ENV}, or name it as a data root ({SHARED_DATA_ENV}, or a "
                  f"variable listed in {DATA_VARS_ENV})")
@@ -186,7 +194,12 @@ def checked_path(value: str, ctx: Any, field: str, mode: str = "read") -> Path:
         return _checked_write(value, path, ctx, field)
     if value.startswith(PKG_SAMPLES) or getattr(ctx, "trusted_recipe", False):
         return path
-    if not _inside(path.resolve(), allowed_roots(ctx)):
+    real = path.resolve()
+    store = next((p for p in real.parts if p in CREDENTIAL_STORES), None)
+    if store is not None:
+        raise SourceError(f"{field}: '{_short(value)}' is inside a credential store ({store}); "
+                          "a recipe never reads there")
+    if not _inside(real, allowed_roots(ctx)):
         raise SourceError(f"{field}: '{_short(value)}' is outside the current directory, the "
                           f"recipe's folder and the folders you allowed; {_HOW_TO_ALLOW}")
     return path

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from test_hostile import SCRIPT, _recipe, _write
+from hostile_common import SCRIPT, _recipe, _write
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"
@@ -266,6 +266,20 @@ def test_shipped_sample_still_reads(tmp_path):
     _write(tmp_path / "r.yaml", recipe)
     r = run("build", "r.yaml", "--out", "out", cwd=tmp_path)
     assert "outside" not in r.stderr and "leaves" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("store", [".ssh", ".aws"])
+def test_credential_store_is_refused_even_under_the_current_directory(tmp_path, store):
+    """A build run from the home folder: ``~/.ssh`` is under the current directory, and still refused."""
+    (tmp_path / store).mkdir()
+    (tmp_path / store / "keys.csv").write_text(f"question,answer\n{SECRET},{SECRET}\n")
+    _write(tmp_path / "r.yaml", _recipe(sources=[{"name": "q", "type": "csv", "license": "MIT",
+                                                  "path": f"{store}/keys.csv"}]))
+    r = run("build", "r.yaml", "--out", "out", cwd=tmp_path, env={"HOME": str(tmp_path)})
+    assert r.returncode == 2, r.stderr
+    assert re.search(r"sources\.0\.path: .*credential store", r.stderr), r.stderr
+    assert "Traceback" not in r.stderr and SECRET not in r.stdout + r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 # -- index_dir: never a user's folder --------------------------------------------------------------

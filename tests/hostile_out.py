@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_hostile import _recipe, _write, run_cli, workdir  # noqa: F401 - workdir is a fixture
+from hostile_common import _recipe, _write, run_cli, workdir  # noqa: F401 - workdir is a fixture
 
 
 def _everything(folder: Path) -> str:
