@@ -150,10 +150,15 @@ class FaultProxy(_Server):
     POSTs answers instead with a fault: 429, 500, a hang (client timeout), a cut-off body
     or malformed JSON. The choice is a hash of the request body and how often it was seen,
     so it does not depend on timing; a request is faulted at most ``max_faults`` times.
-    ``script`` (list of kinds) forces the faults of the first POSTs instead."""
+    ``script`` (list of kinds) forces the faults of the first POSTs instead. With ``replay``,
+    a request body answered before gets the same answer again (kept across ``reset``): the
+    embedded server reuses the KV cache of the previous prompt, so the same request can sample
+    differently depending on what was asked before it, and a test of resuming needs the model
+    to answer one request one way."""
 
     def __init__(self, upstream: str, share: float = 0.0, kinds=FAULT_KINDS, hang: float = 2.0,
-                 max_faults: int = 2, script: list[str] | None = None, retry_after: str = "0") -> None:
+                 max_faults: int = 2, script: list[str] | None = None, retry_after: str = "0",
+                 replay: bool = False, replay_delay: float = 0.5) -> None:
         from urllib.parse import urlparse
 
         u = urlparse(upstream)
@@ -161,6 +166,8 @@ class FaultProxy(_Server):
         self.share, self.kinds, self.hang, self.max_faults = share, tuple(kinds), hang, max_faults
         self.script = list(script or [])
         self.retry_after = retry_after
+        self.replay: dict[str, bytes] | None = {} if replay else None
+        self.replay_delay = replay_delay  # a replayed answer takes a model's time, not none
         self.lock = threading.Lock()
         self.reset()
 
@@ -227,8 +234,15 @@ class FaultProxy(_Server):
         if fault == "malformed":
             h._send(200, b'{"id": "chatcmpl-x", "choices": [{"message": {"content": "tru')
             return
-        status, out, _ = self._forward("POST", h.path, body,
-                                       {"authorization": h.headers.get("authorization", "")})
+        recorded = self.replay.get(key) if self.replay is not None else None
+        if recorded is not None:
+            time.sleep(self.replay_delay)
+            status, out = 200, recorded
+        else:
+            status, out, _ = self._forward("POST", h.path, body,
+                                           {"authorization": h.headers.get("authorization", "")})
+            if status == 200 and self.replay is not None:
+                self.replay[key] = out
         if fault == "cut":
             h.send_response(status)
             h.send_header("content-type", "application/json")

@@ -297,7 +297,8 @@ def test_killed_run_resumes_to_the_same_records_without_asking_again(llm_server,
         assert p.returncode == 0, p.stderr[-2000:]
         return json.loads(p.stdout.strip().splitlines()[-1])
 
-    with FaultProxy(llm_server.base_url) as proxy:
+    # replay: one request, one answer, whatever was asked before it (see FaultProxy)
+    with FaultProxy(llm_server.base_url, replay=True) as proxy:
         # 1. uninterrupted reference run
         ref_ledger = run(tmp_path / "c1", tmp_path / "ref.jsonl", proxy)
         ref = (tmp_path / "ref.jsonl").read_text().split()
