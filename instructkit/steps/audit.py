@@ -362,12 +362,14 @@ class AuditReport:
 
 def finalize_report(counts: dict[str, Any], limits: dict[str, int | None],
                     max_record_ids: int = 50) -> dict[str, Any]:
-    """The audit's verdict from (merged) counts: failed types and passed."""
-    suspects = counts.get("suspects_by_type") or {}
-    failed = sorted(t for t, n in suspects.items() if limits.get(t) is not None and n > limits[t])
+    """The audit's verdict from (merged) counts: failed types, passed, and ``verdict`` (which
+    kinds block and which only report, ``steps.audit_verdict``: what every place prints)."""
+    from instructkit.steps.audit_verdict import audit_verdict
+
+    verdict = audit_verdict(counts, limits)
     ids = {t: list(v)[:max_record_ids] for t, v in (counts.get("record_ids_by_type") or {}).items()}
-    return {**counts, "record_ids_by_type": ids, "passed": not failed, "failed_types": failed,
-            "limits": dict(sorted(limits.items()))}
+    return {**counts, "record_ids_by_type": ids, "passed": verdict.passed, "failed_types": sorted(verdict.over),
+            "limits": dict(sorted(limits.items())), "verdict": verdict.as_dict()}
 
 
 def _limits(config: dict[str, Any]) -> dict[str, int | None]:
@@ -513,14 +515,16 @@ class AuditStep(Step):
 
 def audit_dataset(directory: str | Path, config: dict[str, Any] | None = None, *,
                   names: bool | None = None, check_exports: bool = True,
-                  require_complete: bool = True) -> dict[str, Any]:
+                  require_complete: bool = True, policy: Any = None) -> dict[str, Any]:
     """Audit a dataset folder as it is on disk: every text field of every record in its
     Parquet files, and (``check_exports``) that each training export is exactly what those
     audited records give, byte for byte, so nothing else can ride along in it.
 
-    Settings come from ``config`` or else from the recipe copy in the folder
-    (``stages.audit``). Returns the report dict (``passed``, ``suspects_by_type``, ...,
-    ``exports``: {file: "matches" | reason})."""
+    Limits and the text held apart as PHI-free come from ``policy`` (``hub.policy.GatePolicy``:
+    ``instructkit audit`` passes publish gate 1's, so both give one verdict), else from
+    ``config``, else from the recipe copy in the folder (``stages.audit``). Returns the report
+    dict (``passed``, ``suspects_by_type``, ..., ``verdict``, ``exports``: {file: "matches" |
+    reason})."""
     from instructkit.dataset.reader import DatasetFolder
 
     folder = DatasetFolder(directory, require_complete=require_complete)
@@ -528,26 +532,28 @@ def audit_dataset(directory: str | Path, config: dict[str, Any] | None = None, *
         raise SourceError("no data/*.parquet files: not a dataset folder written by `instructkit build`",
                           file=str(directory))
     if config is None:
-        config = _recipe_audit_config(Path(directory))
+        config = _recipe_audit_config(Path(directory)) if policy is None else {}
     if names is not None:
         config = {**config, "names": names}
     use_names = bool(config.get("names", True))
-    report = AuditReport(_limits(config), int(config.get("max_record_ids", 50)), use_names)
+    limits = policy.limits if policy is not None else _limits(config)
+    report = AuditReport(limits, int(config.get("max_record_ids", 50)), use_names)
     detector = AuditDetector(names=use_names, n_process=int(config.get("n_process") or auto_processes()))
     try:
-        return _audit_folder(folder, detector, report, directory, check_exports)
+        return _audit_folder(folder, detector, report, directory, check_exports,
+                             policy.phi_free if policy is not None else None)
     finally:
         detector.close()
 
 
 def _audit_folder(folder: Any, detector: AuditDetector, report: AuditReport, directory: str | Path,
-                  check_exports: bool) -> dict[str, Any]:
+                  check_exports: bool, phi_free: PhiFreeScope | None = None) -> dict[str, Any]:
     from instructkit.dataset.layout import EXPORTS_DIR
 
     export_files = sorted((Path(directory) / EXPORTS_DIR).rglob("*.jsonl")) if check_exports else []
     formats = sorted({f.stem for f in export_files})
     check = _ExportCheck(formats, phases=any(f.parent.name != EXPORTS_DIR for f in export_files))
-    phi_free = PhiFreeScope.from_manifest(folder.manifest)
+    phi_free = phi_free if phi_free is not None else PhiFreeScope.from_manifest(folder.manifest)
     for rec, _ in audit_records(folder.records(), detector, report, phi_free=phi_free):
         check.add(rec)
     out = report.as_dict()

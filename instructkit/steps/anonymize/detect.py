@@ -18,13 +18,15 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from instructkit._resources import require
+# Finding and the kinds live in findings.py (the audit, report and card read them without
+# this module); they stay importable from here
+from instructkit.steps.anonymize.findings import PHI_TYPES, STRUCTURED_TYPES, Finding
 from instructkit.steps.anonymize.facilities import facility_validator, make_gazetteer_recognizer
 from instructkit.steps.anonymize.name_candidates import ALPHA_RUN as _ALPHA_RUN
 from instructkit.steps.anonymize.name_candidates import NAME_PREFIX as _NAME_PREFIX
@@ -45,24 +47,6 @@ __all__ = ["Finding", "PhiDetector", "load_recognizer_config", "configure_tldext
            "PHI_TYPES", "STRUCTURED_TYPES"]
 
 HERE = Path(__file__).resolve().parent
-
-#: every type the stage replaces; placeholders are ``[TYPE]``
-PHI_TYPES = ("NAME", "DATE", "AGE", "PHONE", "EMAIL", "URL", "IP", "SSN", "MRN", "ID",
-             "ACCOUNT", "HEALTH_PLAN", "ACCESSION", "LICENSE", "DEVICE_ID", "VEHICLE_ID",
-             "ADDRESS", "LOCATION", "ZIP", "HOSPITAL")
-#: identifiers with a fixed shape (leak target < 1%); the others are names and places
-STRUCTURED_TYPES = frozenset(PHI_TYPES) - {"NAME", "ADDRESS", "LOCATION", "HOSPITAL"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One PHI span in one text: ``text[start:end]`` is of ``type``."""
-
-    start: int
-    end: int
-    type: str
-    score: float
-    recognizer: str = ""
 
 
 @functools.cache

@@ -16,7 +16,8 @@ import re
 from typing import Any
 
 from instructkit._resources import require
-from instructkit.steps.anonymize.detect import Finding, load_recognizer_config
+from instructkit.steps.anonymize.detect import load_recognizer_config
+from instructkit.steps.anonymize.findings import Finding
 
 __all__ = ["OPERATORS", "make_operator", "apply_findings", "shift_date_text"]
 

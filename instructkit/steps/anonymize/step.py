@@ -21,7 +21,9 @@ from typing import Any
 
 from instructkit.records import Record, path_label, recipe_texts as declared_recipe_texts, set_path, text_fields, user_turn
 from instructkit.steps.base import Step
-from instructkit.steps.anonymize.detect import PHI_TYPES, Finding, PhiDetector
+from instructkit.steps.anonymize.detect import PhiDetector
+from instructkit.steps.anonymize.detectors import DetectorSettings, detector_for
+from instructkit.steps.anonymize.findings import Finding
 from instructkit.steps.anonymize.operators import OPERATORS, apply_findings, make_operator
 
 logger = logging.getLogger("instructkit")
@@ -94,14 +96,9 @@ class AnonymizeStep(Step):
         if isinstance(canary, bool):
             canary = {"enabled": canary}
         canary = {"enabled": True, "records": 2, **canary}
-        det_key = ("anonymize.detector", tuple(sorted(cfg["entities"] or PHI_TYPES)),
-                   float(cfg["score_threshold"]), int(cfg["n_process"]), int(cfg["batch_size"]),
-                   bool(cfg["keep_states_and_countries"]), tuple(cfg["deny_terms"]), cfg["name_model"])
-        detector = ctx.shared(repr(det_key), lambda: PhiDetector(
-            entities=cfg["entities"], score_threshold=float(cfg["score_threshold"]),
-            n_process=int(cfg["n_process"]), batch_size=int(cfg["batch_size"]),
-            keep_states_and_countries=bool(cfg["keep_states_and_countries"]),
-            extra_deny=cfg["deny_terms"], name_model=cfg["name_model"]))
+        # the run's detector for these settings: the guard in front of model requests and
+        # the audit's name and place check get the same one (``detectors.detector_for``)
+        detector = detector_for(DetectorSettings.from_stage(cfg), ctx)
         return cls(cfg["operator"], detector=detector, seed=int(getattr(ctx, "seed", 0) or 0),
                    batch_records=int(cfg["batch_records"]), max_shift_days=int(cfg["max_shift_days"]),
                    hash_salt=cfg["hash_salt"], canary=bool(canary["enabled"]),
