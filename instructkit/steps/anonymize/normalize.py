@@ -76,6 +76,8 @@ def _percent_run(text: str, ctx: "_Ctx") -> list[Edit]:
     """**percent_run**: a word holding two or more percent escapes (``%31%32%33``,
     ``ssn%3A123...``) is read as its decoded text: a URL's query is text a reader decodes.
     Escapes that do not decode to printable UTF-8 (``5%dextrose``) stay as they are."""
+    if "%" not in text:
+        return []
     edits: list[Edit] = []
     for word in _PERCENT_WORD.finditer(text):
         if len(_PERCENT_ESCAPE.findall(word.group())) < 2:
@@ -154,7 +156,7 @@ def _split_identifier(text: str, ctx: "_Ctx") -> list[Edit]:
     ends a line followed by a surname (Census list, not an English word) that starts the next
     (``Maria\\nGonzalez``)."""
     edits: list[Edit] = []
-    if any(c.isdigit() for c in text):
+    if _NUMBER_NEAR.search(text):
         for m in _SPLIT_DIGITS.finditer(text):
             seps = [m.span("s1"), m.span("s2")]
             texts = [text[a:b] for a, b in seps]
@@ -182,7 +184,12 @@ def _spelled_digits(text: str, ctx: "_Ctx") -> list[Edit]:
     identifier's cue (SSN, social, phone, MRN, record, account, member, ID ...). A hyphen
     between words stays a hyphen (``one two three - four five ...`` is ``123-45-...``)."""
     edits: list[Edit] = []
-    for m in _DIGIT_WORDS_RUN.finditer(text):
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer: read as written
+        low, runs = text, _DIGIT_WORDS_RUN_ANY_CASE
+    else:
+        runs = _DIGIT_WORDS_RUN
+    for m in runs.finditer(low):
         words = list(_DIGIT_WORD.finditer(m.group()))
         if len(words) < SPELLED_MIN and not (
                 len(words) >= SPELLED_MIN_CUED and _DIGIT_CUE.search(text[max(0, m.start() - 40):m.start()])):
@@ -273,9 +280,12 @@ _NAME_BREAK = re.compile(r"(?<![\w'\u2019-])(?P<given>[A-Z][a-z]+)(?P<brk>[ \t]*
 _DIGITS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
            "seven": "7", "eight": "8", "nine": "9"}
 _DIGIT_WORD = re.compile(r"(?i)\b(?:zero|one|two|three|four|five|six|seven|eight|nine)\b")
-_DIGIT_WORDS_RUN = re.compile(r"(?i)\b(?:zero|one|two|three|four|five|six|seven|eight|nine)"
-                              r"(?:(?:[ \t]*[,-][ \t]*|[ \t]+|[ \t]*\r?\n[ \t]*)"
-                              r"(?:zero|one|two|three|four|five|six|seven|eight|nine))+\b")
+_DIGIT_WORDS = (r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine)"
+                r"(?:(?:[ \t]*[,-][ \t]*|[ \t]+|[ \t]*\r?\n[ \t]*)"
+                r"(?:zero|one|two|three|four|five|six|seven|eight|nine))+\b")
+#: on lower-cased text (faster than ignoring case)
+_DIGIT_WORDS_RUN = re.compile(_DIGIT_WORDS)
+_DIGIT_WORDS_RUN_ANY_CASE = re.compile(_DIGIT_WORDS, re.IGNORECASE)
 _DIGIT_CUE = re.compile(r"(?i)(?:\b(?:ssn|social(?:\s+security)?|phone|tel|telephone|cell|mobile|fax|pager|"
                         r"mrn|medical\s+record|record|chart|account|acct|member|policy|subscriber|"
                         r"insurance|id|identifier|number)\b|\b(?:ss|mr)\s*#|\bno\.|#)[^.\n]{0,25}$")
