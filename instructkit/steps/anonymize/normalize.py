@@ -75,7 +75,8 @@ class Normalized:
 def _percent_run(text: str, ctx: "_Ctx") -> list[Edit]:
     """**percent_run**: a word holding two or more percent escapes (``%31%32%33``,
     ``ssn%3A123...``) is read as its decoded text: a URL's query is text a reader decodes.
-    Escapes that do not decode to printable UTF-8 (``5%dextrose``) stay as they are."""
+    Escapes that do not decode to printable UTF-8 (``5%dextrose``) stay as they are, and so do
+    escaped spaces (``%20``): the word, a URL, stays one word."""
     if "%" not in text:
         return []
     edits: list[Edit] = []
@@ -88,13 +89,13 @@ def _percent_run(text: str, ctx: "_Ctx") -> list[Edit]:
                 decoded = raw.decode("utf-8")
             except UnicodeDecodeError:
                 continue
-            if not all(c.isprintable() or c in "\n\t" for c in decoded):
-                continue
-            base = word.start() + run.start()
-            if len(decoded) == len(raw):  # ASCII: each character from its own escape
-                edits += [(base + 3 * i, base + 3 * i + 3, c) for i, c in enumerate(decoded)]
-            else:
-                edits.append((base, base + len(run.group()), decoded))
+            at = word.start() + run.start()
+            for c in decoded:  # each character from its own escapes
+                width = 3 * len(c.encode("utf-8"))
+                # a space or a control character would cut the word (a URL) in two
+                if c.isprintable() and not c.isspace():
+                    edits.append((at, at + width, c))
+                at += width
     return edits
 
 
