@@ -207,3 +207,23 @@ def test_publish_gate_1_fails_a_folder_with_an_encoded_ssn(tmp_path):
         assert res.stdout.startswith("dry run: publishing would be REFUSED: gate(s) 1"), (name, out[:400])
         assert re.search(r"parquet: suspected identifiers over the limits \(SSN: 1\)", out), (name, out)
         assert "219-09-9999" not in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("operator", ["surrogate", "hash"])
+@pytest.mark.parametrize("case, text, value, transform, typ, kept",
+                         [c for c in HOSTILE if c[4] == "SSN"], ids=[c[0] for c in HOSTILE if c[4] == "SSN"])
+def test_other_operators_never_keep_the_encoded_value(phi_detector, operator, case, text, value, transform, typ,
+                                                      kept):
+    """A surrogate is written from the plain value: digits written into entities, spelled-out
+    words or a base64 run would keep the original's other characters."""
+    from instructkit.steps.anonymize.normalize import normalize as norm
+    from instructkit.steps.anonymize.step import AnonymizeStep
+
+    stage = AnonymizeStep(operator, detector=phi_detector, seed=3, canary=False)
+    out = list(stage([make_phi_record("Summarize the note.", text, "Noted.")]))[0]["input"]
+    assert value not in out, out
+    plain = norm(out).text
+    for digits in ("123-45-6789", "123456789", "6789", "MRN 12345678"):
+        assert digits not in plain, (out, plain)
+    if operator == "surrogate" and transform in ("html_entities", "spelled_digits", "zero_width"):
+        assert re.search(r"\b9\d\d-?\d\d-?\d{4}\b", out), out  # a plain surrogate SSN (area 9xx)
