@@ -38,6 +38,7 @@ import yaml
 
 from instructkit._exceptions import SourceError
 from instructkit.records import Record, path_label, recipe_texts, text_fields
+from instructkit.steps.anonymize.normalize import STAT_PREFIX, Normalized, normalize, take_stats
 from instructkit.steps.anonymize.shapes import public_value
 from instructkit.steps.base import Step
 from instructkit.steps.ner_pool import NerPool, Pending, auto_processes, person_counts
@@ -212,9 +213,11 @@ class AuditDetector:
         blanked = [self._blank(t, ex) for t, ex in items]
         scan = _Scan(blanked)
         scan.found, scan.todo = _recall(self._cache, dict.fromkeys(blanked))
-        scan.pattern_counts = [self._pattern_counts(t) for t in scan.todo]
+        # read as a reader sees them: encodings decoded, invisible characters gone (normalize)
+        normed = [normalize(t) for t in scan.todo]
+        scan.pattern_counts = [self._pattern_counts(n) for n in normed]
         if self.names:
-            scan.units = [ner_units(t) for t in scan.todo]
+            scan.units = [ner_units(n.text) for n in normed]
             units = dict.fromkeys(u for us in scan.units for u in us)
             # sentences an earlier scan is counting are taken from it when it is done
             scan.deferred = {u: self._inflight[u] for u in units if u in self._inflight}
@@ -255,12 +258,22 @@ class AuditDetector:
             if len(self._units) > self.UNIT_CACHE_FACTOR * self.cache_size:
                 self._units.popitem(last=False)
 
-    def _pattern_counts(self, text: str) -> Counter[str]:
-        c: Counter[str] = Counter()
+    def _pattern_counts(self, text: str | Normalized) -> Counter[str]:
+        """Suspects by type in a (normalised) text; a suspect in a decoded run counts as its
+        type too (held to its limits), and the normalisation figures ride along under
+        ``STAT_PREFIX`` (``"SSN (encoded)"``, each transform that fired)."""
+        norm = text if isinstance(text, Normalized) else normalize(text)
+        text = norm.text
+        c: Counter[str] = Counter({STAT_PREFIX + k: n for k, n in norm.fired.items()})
         for typ, rx in self.patterns.items():
             shape = _SHAPE_TYPES.get(typ)
-            n = sum(1 for m in rx.finditer(text)
-                    if not (shape and public_value(text, m.start(), m.end(), shape)))
+            n = 0
+            for m in rx.finditer(text):
+                if shape and public_value(text, m.start(), m.end(), shape):
+                    continue
+                n += 1
+                if norm.encoded and norm.encoded_in(m.start(), m.end()):
+                    c[f"{STAT_PREFIX}{typ} (encoded)"] += 1
             if n:
                 c[typ] += n
         return c
@@ -329,6 +342,8 @@ class AuditReport:
         self.suspects: Counter[str] = Counter()
         self.ids: dict[str, list[str]] = defaultdict(list)
         self.phi_free: Counter[str] = Counter()
+        #: normalisation figures: transforms that fired, suspects found only decoded
+        self.normalised: Counter[str] = Counter()
 
     def add(self, record_id: str, counts: Counter[str], phi_free: Counter[str] | None = None) -> None:
         self.records += 1
@@ -354,6 +369,7 @@ class AuditReport:
                 "suspects_by_type": dict(sorted(self.suspects.items())),
                 "record_ids_by_type": {t: list(v) for t, v in sorted(self.ids.items())},
                 "phi_free_suspects_by_type": dict(sorted(self.phi_free.items())),
+                "normalised": dict(sorted(self.normalised.items())),
                 "names_checked": self.names}
 
     def as_dict(self) -> dict[str, Any]:
@@ -404,6 +420,7 @@ def audit_records(records: Iterable[Record], detector: AuditDetector, report: Au
         counts = [Counter() for _ in buf]
         free_counts = [Counter() for _ in buf]
         for (k, free), c in zip(owners, detector.scan_finish(scan)):
+            report.normalised.update(take_stats(c))
             if free:  # declared PHI-free text relaxes names and places, never direct identifiers
                 held, relaxed = split_direct(c)
                 counts[k].update(held)

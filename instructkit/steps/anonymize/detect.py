@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from instructkit.steps.anonymize.name_candidates import name_candidates
 from instructkit.steps.anonymize.name_candidates import name_shaped as _name_shaped
 from instructkit.steps.anonymize.name_context import all_lower_case, plausible_lower_case_name
 from instructkit.steps.anonymize.name_model import entity_spans, sentences
+from instructkit.steps.anonymize.normalize import normalize, remap_findings
 from instructkit.steps.anonymize.public_lines import (PublicLines, month_year, population_date, study_site,
                                                      year_after_month)
 from instructkit.steps.anonymize.regex_guard import guarded
@@ -833,7 +835,33 @@ class PhiDetector:
 
     def detect_many(self, texts: Sequence[str],
                     scopes: Sequence[str | None] | None = None,
-                    contexts: Sequence[str | None] | None = None) -> list[list[Finding]]:
+                    contexts: Sequence[str | None] | None = None, *,
+                    stats: Counter[str] | None = None) -> list[list[Finding]]:
+        """Findings for each text, read on its normalised form (``normalize``: encodings,
+        invisible characters, split identifiers) and mapped back to its own offsets; a finding
+        in a decoded base64 run covers the whole run. ``stats`` counts each transform that
+        fired."""
+        norms = [normalize(t, name_pair=self._name_pair) if isinstance(t, str) and t else None for t in texts]
+        if not any(n is not None and n.changed for n in norms):
+            return self._detect_normalised(texts, scopes, contexts)
+        if contexts is not None:
+            contexts = [normalize(c).text if c else c for c in contexts]
+        found = self._detect_normalised([n.text if n is not None else t for n, t in zip(norms, texts)],
+                                        scopes, contexts)
+        for n in norms:
+            if n is not None and stats is not None:
+                stats.update(n.fired)
+        return [remap_findings(n, f, self.priority) if n is not None else f for n, f in zip(norms, found)]
+
+    def _name_pair(self, given: str, surname: str) -> bool:
+        """A common given name and a Census surname that is no English word: one person's name
+        across a line break (``normalize``'s ``split_identifier``)."""
+        return (given.lower() in self.names.common_given and surname.lower() in self.names.surnames
+                and surname not in self.english_words and not self.is_medicine_word(surname))
+
+    def _detect_normalised(self, texts: Sequence[str],
+                           scopes: Sequence[str | None] | None = None,
+                           contexts: Sequence[str | None] | None = None) -> list[list[Finding]]:
         """Findings for each text; identical texts are analysed once. ``scopes`` (one per
         text, see ``scope_of``) says what kind of prose a text is; by default each text's
         own (the anonymize step passes its record's). ``contexts`` (one per text) are the

@@ -80,6 +80,8 @@ class AnonymizeStep(Step):
         #: this process
         self._found: OrderedDict[tuple[str, str, str], list[Finding]] = OrderedDict()
         self.replaced: Counter[str] = Counter()
+        #: how often each normalisation fired on the texts detected (``normalize``)
+        self.normalised: Counter[str] = Counter()
         self.records_changed = 0
         self.records_skipped = 0
         self.canary_result: dict[str, Any] | None = None
@@ -219,7 +221,7 @@ class AnonymizeStep(Step):
             found.append(hit)
         if todo:
             new = self.detector.detect_many([texts[i][0] for i in todo], [texts[i][1] for i in todo],
-                                            [texts[i][2] for i in todo])
+                                            [texts[i][2] for i in todo], stats=self.normalised)
             for i, fnd in zip(todo, new):
                 found[i] = fnd
                 if self.CACHE_TEXTS and len(texts[i][0]) <= self.CACHE_TEXT_CHARS \
@@ -315,6 +317,7 @@ class AnonymizeStep(Step):
             "replaced_total": sum(self.replaced.values()),
             "records_changed": self.records_changed,
             "records_skipped_phi_free": self.records_skipped,
+            "normalised": dict(sorted(self.normalised.items())),
             "canary": {k: v for k, v in canary.items() if k != "missed_types"},
             "canary_missed_types": list(canary.get("missed_types") or []),
             **({"name_model": self.detector.name_model_credit} if self.detector.name_model_credit else {}),
