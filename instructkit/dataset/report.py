@@ -211,7 +211,7 @@ def render_report(data: ReportData, *, quarantine_texts: bool = True) -> str:
     methods = sorted(data.stats.methods)
     # placeholders to mark: a record's own replaced types; in the quarantine (scrubbed with
     # the anonymizer when it ran) every placeholder type
-    from instructkit.steps.anonymize.detect import PHI_TYPES
+    from instructkit.steps.anonymize.findings import PHI_TYPES
 
     scrubbed = frozenset(PHI_TYPES) if stage(m, "anonymize") is not None else frozenset()
     for r in data.records:

@@ -93,7 +93,8 @@ def build_charts(d: ReportData) -> list[dict[str, Any]]:
                    "figures": [qfig]})
 
     # anonymization and the residual-PHI audit
-    charts.append(_anonymization_chart(m))
+    gate1 = next((g for g in d.gates if getattr(g, "number", None) == 1), None)
+    charts.append(_anonymization_chart(m, getattr(gate1, "verdict", None)))
 
     # demographic mentions (bias report) as a heatmap
     charts.append(_bias_chart(m))
@@ -111,8 +112,11 @@ def _group_of(rows: list[tuple[str, float | None, str | None]]) -> str | None:
     return None
 
 
-def _anonymization_chart(m: Mapping[str, Any]) -> dict[str, Any]:
+def _anonymization_chart(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``verdict``: publish gate 1's (``steps.audit_verdict``), shown instead of the build's
+    own audit stage so the page, the gate and ``instructkit audit`` say the same."""
     from markupsafe import Markup
+    from instructkit.steps.audit_verdict import AuditVerdict, audit_verdict
 
     anon, audit = stage(m, "anonymize"), stage(m, "audit")
     notes, figures = [], []
@@ -136,11 +140,13 @@ def _anonymization_chart(m: Mapping[str, Any]) -> dict[str, Any]:
             notes.append(f"Canary self-test {'passed' if canary.get('passed') else 'FAILED'}: "
                          f"{canary.get('removed', 0)} of {canary.get('values', 0)} planted identifiers removed.")
     report = ((audit or {}).get("extra") or {}).get("audit")
-    if isinstance(report, Mapping):
-        suspects = report.get("suspects_by_type") or {}
-        notes.append(f"Residual-PHI audit {'passed' if report.get('passed') else 'FAILED'} over "
-                     f"{fmt((audit or {}).get('in', 0))} records; suspects: "
-                     + (", ".join(f"{k} {v}" for k, v in sorted(suspects.items())) or "none") + ".")
+    if isinstance(verdict, Mapping):
+        v = _verdict_from_dict(verdict, AuditVerdict)
+        notes.append("Residual-PHI audit (as publish gate 1 judges it): " + "; ".join(v.lines()) + ".")
+    elif isinstance(report, Mapping):
+        v = audit_verdict(report, report.get("limits") or {})
+        notes.append("Residual-PHI audit (the build's audit stage, under its recipe's limits): "
+                     + "; ".join(v.lines()) + ".")
     else:
         notes.append("Residual-PHI audit: not run.")
     rows = sorted(((str(k), int(v)) for k, v in (by_type or {}).items() if isinstance(v, (int, float))),
@@ -212,3 +218,14 @@ def _ledger_chart(m: Mapping[str, Any]) -> dict[str, Any]:
                          "notes": notes, "table": _table(["figure", "value"], table_rows)}]}
 
 
+
+
+def _verdict_from_dict(d: Mapping[str, Any], cls: Any) -> Any:
+    """An ``AuditVerdict`` back from its ``as_dict()``."""
+    blocking = d.get("blocking") or {}
+    found = {t: int(v.get("count") or 0) for t, v in blocking.items()}
+    found.update({t: int(n) for t, n in (d.get("report_only") or {}).items()})
+    limits = {t: v.get("limit") for t, v in blocking.items()}
+    limits.update({t: None for t in d.get("report_only") or {}})
+    return cls(records_scanned=int(d.get("records_scanned") or 0), found={t: n for t, n in found.items() if n},
+               limits=limits, names_checked=bool(d.get("names_checked")), phi_free=dict(d.get("phi_free") or {}))

@@ -23,6 +23,7 @@ from instructkit.dataset.card import card_problems
 from instructkit.dataset.counts import DatasetCounts
 from instructkit.hub.licenses import check_card_license, classify_source
 from instructkit.hub.model_terms import flag_models
+from instructkit.steps.audit_verdict import audit_verdict
 
 __all__ = ["GateResult", "run_gates", "GATE_NAMES"]
 
@@ -42,6 +43,8 @@ class GateResult:
     passed: bool
     details: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: gate 1: the audit's verdict (``steps.audit_verdict.AuditVerdict.as_dict``), for the report page
+    verdict: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"gate": self.number, "name": self.name, "passed": self.passed,
@@ -95,12 +98,16 @@ def gate_audit(manifest: Mapping[str, Any] | None, changed: list[str],
     if free:
         g.warnings.append(f"in text declared free of PHI (names, places, dates and URLs; reported, "
                           f"not held to the limits): {_listed(free)}")
+    # the same verdict `instructkit audit` and the report page print (``steps.audit_verdict``)
+    verdict = audit_verdict(report, report.get("limits") or {})
+    g.verdict = verdict.as_dict()
+    lines = [f"audit {line}" for line in verdict.lines(with_phi_free=False)]
     if g.details:
+        g.details.extend(lines)
         return g
     g.passed = True
-    g.details.append(f"audit passed over the {report.get('records_scanned', 0)} records and every file "
-                     f"to upload (suspects: {_listed(report.get('suspects_by_type') or {})}); every "
-                     "file matches its build-time sha256")
+    g.details.extend(lines)
+    g.details.append("every file to upload audited; every file matches its build-time sha256")
     return g
 
 

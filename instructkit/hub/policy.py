@@ -43,10 +43,9 @@ class GatePolicy:
     #: folder settings that would have loosened the gate (shown as gate notes)
     ignored: list[str] = field(default_factory=list)
 
-    @property
-    def names(self) -> bool:
-        """Whether names are looked for with NER (only when a limit holds them: it is slow)."""
-        return self.limits.get("NAME") is not None
+    #: whether names are looked for with NER: always at the gate, so gate 1 counts what
+    #: ``instructkit audit`` counts (a report-only kind is still shown: ``steps.audit_verdict``)
+    names: bool = True
 
 
 def read_folder_recipe(folder: str | Path) -> dict[str, Any]:

@@ -51,7 +51,8 @@ def audit_upload(files: Iterable[Any], manifest: Mapping[str, Any] | None, polic
     files = list(files)
     out: dict[str, Any] = {"files": {}, "records_scanned": 0, "suspects_by_type": {},
                            "phi_free_suspects_by_type": {}, "exports": {},
-                           "limits": dict(sorted(policy.limits.items())), "ignored": list(policy.ignored)}
+                           "limits": dict(sorted(policy.limits.items())), "ignored": list(policy.ignored),
+                           "names_checked": bool(policy.names)}
     data = [f for f in files if f.path.endswith(".parquet")]
     exports = [f for f in files if f.path.startswith("exports/") and f.path.endswith(".jsonl")]
     samples = _sample_ids(manifest)
@@ -59,7 +60,7 @@ def audit_upload(files: Iterable[Any], manifest: Mapping[str, Any] | None, polic
     if records_audit is None:
         _audit_records_per_file(data, exports, policy, out, samples, fakes)
     else:
-        _use_build_audit(records_audit, data, out, samples, fakes)
+        _use_build_audit(records_audit, data, out, samples, fakes, policy)
     detector = AuditDetector(names=False)
     for f in files:
         if f.path in TEXT_FILES:
@@ -129,14 +130,18 @@ def _audit_records_per_file(data: list[Any], exports: list[Any], policy: Any, ou
 
 
 def _use_build_audit(records_audit: Mapping[str, Any], data: list[Any], out: dict[str, Any],
-                     samples: set[str], fakes: set[str]) -> None:
+                     samples: set[str], fakes: set[str], policy: Any) -> None:
     """A build's own audit of the records it just wrote stands for the Parquet files' audit
-    (the report of a build; ``publish`` always audits afresh)."""
+    (the report of a build; ``publish`` always audits afresh). Its counts are judged under
+    the gate's limits, not the ones the build's recipe gave its audit stage."""
+    from instructkit.steps.audit_verdict import audit_verdict
+
     out["records_scanned"] = int(records_audit.get("records_scanned") or 0)
     out["suspects_by_type"] = dict(records_audit.get("suspects_by_type") or {})
     out["phi_free_suspects_by_type"] = dict(records_audit.get("phi_free_suspects_by_type") or {})
     out["exports"] = dict(records_audit.get("exports") or {})
-    failed = {t: out["suspects_by_type"].get(t, 0) for t in records_audit.get("failed_types") or []}
+    out["names_checked"] = bool(records_audit.get("names_checked"))
+    failed = audit_verdict(records_audit, policy.limits).over
     if failed:
         _note(out, "data/*.parquet", "identifiers", failed)
     for f in data:

@@ -50,6 +50,66 @@ def _env():
     return sandboxed_env(trim=False, filters={"clean": _clean})
 
 
+#: private-use characters around every ``{{ expression }}`` a marked rendering outputs
+FILL_OPEN, FILL_CLOSE = "\ue000", "\ue001"
+
+
+def _mark(value: Any) -> str:
+    return f"{FILL_OPEN}{value}{FILL_CLOSE}"
+
+
+@functools.cache
+def _marked_env():
+    """The template environment (same sandbox and bounds), with every ``{{ expression }}``
+    output wrapped in ``FILL_OPEN``/``FILL_CLOSE``: what a row filled in, told apart from the
+    template's literal text. Its own environment: the shared one must stay unmarked."""
+    from jinja2 import StrictUndefined
+
+    from instructkit._templating import _bounded_env_class
+
+    env = _bounded_env_class()(undefined=StrictUndefined, autoescape=False, trim_blocks=False,
+                               lstrip_blocks=False, keep_trailing_newline=False, finalize=_mark)
+    env.filters["clean"] = _clean
+    return env
+
+
+def filled_spans(marked: str, plain: str) -> list[list[int]] | None:
+    """Character ranges of ``plain`` (a stripped rendering) that ``{{ expressions }}`` wrote,
+    from the same rendering with markers; None when the two do not agree (a value holding a
+    marker character): then nothing of the field counts as template text."""
+    spans: list[list[int]] = []
+    out: list[str] = []
+    pos, depth, start = 0, 0, 0
+    for piece in re.split(f"([{FILL_OPEN}{FILL_CLOSE}])", marked):
+        if piece == FILL_OPEN:
+            if depth == 0:
+                start = pos
+            depth += 1
+        elif piece == FILL_CLOSE:
+            depth -= 1
+            if depth < 0:
+                return None
+            if depth == 0 and pos > start:
+                spans.append([start, pos])
+        else:
+            out.append(piece)
+            pos += len(piece)
+    raw = "".join(out)
+    if depth != 0 or raw.strip() != plain:
+        return None
+    lead = len(raw) - len(raw.lstrip())
+    merged: list[list[int]] = []
+    for s, e in spans:
+        s, e = max(0, s - lead), min(len(plain), e - lead)
+        if e <= s:
+            continue
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return merged
+
+
 @dataclass(frozen=True)
 class Phrasing:
     id: str
@@ -105,6 +165,7 @@ class TemplateSet:
             ("few_shot.example", self.few_shot_example, {"input", "output"}),
         ]
         self._compiled: dict[str, jinja2.Template] = {}
+        self._marked: dict[str, jinja2.Template] = {}
         for where, text, allowed in parts:
             try:
                 ast = env.parse(text)
@@ -116,6 +177,7 @@ class TemplateSet:
                     f"template '{self.id}' {where}: undefined variable(s) "
                     f"{', '.join(sorted(undeclared))} (declared: {', '.join(sorted(allowed)) or 'none'})")
             self._compiled[where] = env.from_string(text)
+            self._marked[where] = _marked_env().from_string(text)
         for name in self.meta_vars:
             if name not in declared:
                 raise TemplateError(f"template '{self.id}' meta_vars: undefined variable '{name}'")
@@ -151,14 +213,70 @@ class TemplateSet:
         c = self._compiled
         instruction = c[f"phrasing '{phrasing.id}'"].render(**values).strip()
         if few_shot:
-            shots = "\n\n".join(c["few_shot.example"].render(**ex).strip() for ex in few_shot)
-            instruction = f"{instruction}\n\n{self.few_shot_header.strip()}\n\n{shots}"
+            instruction = f"{instruction}{self.few_shot_tail(few_shot)}"
         meta = {k: c[f"meta.{k}"].render(**values).strip() for k in self.meta_tmpl}
         meta.update({k: values.get(k) for k in self.meta_vars})
         return {"instruction": instruction,
                 "input": c["input"].render(**values).strip(),
                 "output": c["output"].render(**values).strip(),
                 "meta": meta}
+
+    def few_shot_tail(self, few_shot: list[dict[str, str]]) -> str:
+        """What few-shot examples add to an instruction: the header and the shipped example
+        turns, all of it the template's own text."""
+        shots = "\n\n".join(self._compiled["few_shot.example"].render(**ex).strip() for ex in few_shot)
+        return f"\n\n{self.few_shot_header.strip()}\n\n{shots}"
+
+    def filled(self, values: dict[str, Any], phrasing: Phrasing, parts: dict[str, Any]) -> dict[str, list[list[int]]]:
+        """For each rendered field of ``parts`` (``instruction``, ``input``, ``output``,
+        ``meta.<k>`` of the ``meta`` templates): the character ranges its ``{{ expressions }}``
+        wrote from the row. The rest of the field is the template's literal text (phrasing
+        words, labels such as "Findings:", the few-shot header and example turns). A field
+        whose marked rendering does not agree with ``parts`` is left out (all of it counts as
+        filled). ``meta_vars`` are the row's values themselves: never template text."""
+        m = self._marked
+        wheres = {"instruction": f"phrasing '{phrasing.id}'", "input": "input", "output": "output",
+                  **{f"meta.{k}": f"meta.{k}" for k in self.meta_tmpl}}
+        out: dict[str, list[list[int]]] = {}
+        for field, where in wheres.items():
+            plain = parts["meta"].get(field[5:]) if field.startswith("meta.") else parts[field]
+            if not isinstance(plain, str):
+                continue
+            head = plain
+            if field == "instruction" and parts.get("few_shot"):
+                tail = self.few_shot_tail(parts["few_shot"])
+                if not plain.endswith(tail):
+                    continue
+                head = plain[: len(plain) - len(tail)]
+            spans = filled_spans(m[where].render(**values), head)
+            if spans is not None:
+                out[field] = spans
+        return out
+
+    def literal_texts(self) -> frozenset[str]:
+        """Every piece of literal text this set's templates can write: the text between
+        their tags (``TemplateData``), the few-shot header and the rendered example turns.
+        What a record claims as template text must be made of these."""
+        cached = getattr(self, "_literals", None)
+        if cached is not None:
+            return cached
+        from jinja2 import nodes
+
+        env = _env()
+        texts = [p.instruction for p in self.phrasings] + [self.input_tmpl, self.output_tmpl,
+                                                           *self.meta_tmpl.values()]
+        found: set[str] = set()
+        for text in texts:
+            for node in env.parse(text).find_all(nodes.TemplateData):
+                if node.data:
+                    found.add(node.data)
+        if self.few_shot_examples:
+            found.add(f"\n\n{self.few_shot_header.strip()}\n\n")
+            found.add("\n\n")
+            for ex in self.few_shot_examples:
+                found.add(self._compiled["few_shot.example"].render(**ex).strip())
+        self._literals = frozenset(found)
+        return self._literals
 
 
 def _var_spec(name: str, spec: Any) -> VariableSpec:
@@ -169,6 +287,35 @@ def _var_spec(name: str, spec: Any) -> VariableSpec:
     if t not in _TYPES:
         raise TemplateError(f"variable '{name}': type must be one of {sorted(_TYPES)}")
     return VariableSpec(name, t, bool(spec.get("required", True)), spec.get("split"))
+
+
+def field_hash(text: str) -> str:
+    """The sha256 prefix ``provenance.template_text`` keeps of a field as it was rendered."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+#: template sets this process rendered records with, by (id, hash): the anonymize stage
+#: checks a record's template text against the set that made it (a recipe's own set too)
+_RENDERED: dict[tuple[str, str], TemplateSet] = {}
+
+
+def remember_template_set(tset: TemplateSet) -> None:
+    _RENDERED.setdefault((tset.id, tset.hash), tset)
+
+
+def find_template_set(template_id: str, template_hash: str) -> TemplateSet | None:
+    """The template set with this id and hash: one rendered in this process, else the one
+    shipped in ``prompts/templates/`` when its hash agrees; None otherwise."""
+    tset = _RENDERED.get((template_id, template_hash))
+    if tset is not None:
+        return tset
+    try:
+        tset = load_template_set(template_id)
+    except Exception:  # noqa: BLE001 - unknown here: the record's fields are scanned whole
+        return None
+    return tset if tset.hash == template_hash else None
 
 
 @functools.cache
@@ -281,13 +428,32 @@ class TemplateBuilder(Builder):
             parts["meta"]["canonical_vocabulary"] = values["canonical_vocabulary"]
         variant = "few_shot" if few else "zero_shot"
         self.used[f"{phrasing.id}/{variant}"] += 1
+        template_text = self.template_text(values, phrasing, {**parts, "few_shot": few})
+        remember_template_set(self.tset)
         return make_record(
             task=self.task, method="template", instruction=parts["instruction"],
             input=parts["input"], output=parts["output"], source=src.record_source(row),
             provenance={"builder": "template", "builder_name": self.name, "seed": self.seed,
                         "template_id": self.tset.id, "template_hash": self.tset.hash,
-                        "phrasing_id": phrasing.id, "variant": variant},
+                        "phrasing_id": phrasing.id, "variant": variant,
+                        **({"template_text": template_text} if template_text else {})},
             system_prompt=self.system_prompt, meta=parts["meta"])
+
+    def template_text(self, values: dict[str, Any], phrasing: Phrasing,
+                      parts: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """``provenance.template_text``: per rendered field, its sha256 prefix and the ranges
+        the row filled in, so the anonymize stage scans the row's text and leaves the
+        template's own words alone (``steps/anonymize/public_text.py``). Offsets and hashes
+        only: no text. Never fails the record: without it the whole field is scanned."""
+        try:
+            filled = self.tset.filled(values, phrasing, parts)
+        except Exception:  # noqa: BLE001 - the record is still built, its fields scanned whole
+            return {}
+        out = {}
+        for field, spans in filled.items():
+            text = parts["meta"][field[5:]] if field.startswith("meta.") else parts[field]
+            out[field] = {"sha": field_hash(text), "filled": spans}
+        return out
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"phrasings_used": dict(sorted(self.used.items()))}

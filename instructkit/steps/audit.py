@@ -38,6 +38,7 @@ import yaml
 
 from instructkit._exceptions import SourceError
 from instructkit.records import Record, path_label, recipe_texts, text_fields
+from instructkit.steps.anonymize.normalize import STAT_PREFIX, Normalized, normalize, take_stats
 from instructkit.steps.anonymize.shapes import public_value
 from instructkit.steps.base import Step
 from instructkit.steps.ner_pool import NerPool, Pending, auto_processes, person_counts
@@ -212,9 +213,11 @@ class AuditDetector:
         blanked = [self._blank(t, ex) for t, ex in items]
         scan = _Scan(blanked)
         scan.found, scan.todo = _recall(self._cache, dict.fromkeys(blanked))
-        scan.pattern_counts = [self._pattern_counts(t) for t in scan.todo]
+        # read as a reader sees them: encodings decoded, invisible characters gone (normalize)
+        normed = [normalize(t) for t in scan.todo]
+        scan.pattern_counts = [self._pattern_counts(n) for n in normed]
         if self.names:
-            scan.units = [ner_units(t) for t in scan.todo]
+            scan.units = [ner_units(n.text) for n in normed]
             units = dict.fromkeys(u for us in scan.units for u in us)
             # sentences an earlier scan is counting are taken from it when it is done
             scan.deferred = {u: self._inflight[u] for u in units if u in self._inflight}
@@ -255,12 +258,22 @@ class AuditDetector:
             if len(self._units) > self.UNIT_CACHE_FACTOR * self.cache_size:
                 self._units.popitem(last=False)
 
-    def _pattern_counts(self, text: str) -> Counter[str]:
-        c: Counter[str] = Counter()
+    def _pattern_counts(self, text: str | Normalized) -> Counter[str]:
+        """Suspects by type in a (normalised) text; a suspect in a decoded run counts as its
+        type too (held to its limits), and the normalisation figures ride along under
+        ``STAT_PREFIX`` (``"SSN (encoded)"``, each transform that fired)."""
+        norm = text if isinstance(text, Normalized) else normalize(text)
+        text = norm.text
+        c: Counter[str] = Counter({STAT_PREFIX + k: n for k, n in norm.fired.items()})
         for typ, rx in self.patterns.items():
             shape = _SHAPE_TYPES.get(typ)
-            n = sum(1 for m in rx.finditer(text)
-                    if not (shape and public_value(text, m.start(), m.end(), shape)))
+            n = 0
+            for m in rx.finditer(text):
+                if shape and public_value(text, m.start(), m.end(), shape):
+                    continue
+                n += 1
+                if norm.encoded and norm.encoded_in(m.start(), m.end()):
+                    c[f"{STAT_PREFIX}{typ} (encoded)"] += 1
             if n:
                 c[typ] += n
         return c
@@ -329,6 +342,8 @@ class AuditReport:
         self.suspects: Counter[str] = Counter()
         self.ids: dict[str, list[str]] = defaultdict(list)
         self.phi_free: Counter[str] = Counter()
+        #: normalisation figures: transforms that fired, suspects found only decoded
+        self.normalised: Counter[str] = Counter()
 
     def add(self, record_id: str, counts: Counter[str], phi_free: Counter[str] | None = None) -> None:
         self.records += 1
@@ -354,6 +369,7 @@ class AuditReport:
                 "suspects_by_type": dict(sorted(self.suspects.items())),
                 "record_ids_by_type": {t: list(v) for t, v in sorted(self.ids.items())},
                 "phi_free_suspects_by_type": dict(sorted(self.phi_free.items())),
+                "normalised": dict(sorted(self.normalised.items())),
                 "names_checked": self.names}
 
     def as_dict(self) -> dict[str, Any]:
@@ -362,12 +378,14 @@ class AuditReport:
 
 def finalize_report(counts: dict[str, Any], limits: dict[str, int | None],
                     max_record_ids: int = 50) -> dict[str, Any]:
-    """The audit's verdict from (merged) counts: failed types and passed."""
-    suspects = counts.get("suspects_by_type") or {}
-    failed = sorted(t for t, n in suspects.items() if limits.get(t) is not None and n > limits[t])
+    """The audit's verdict from (merged) counts: failed types, passed, and ``verdict`` (which
+    kinds block and which only report, ``steps.audit_verdict``: what every place prints)."""
+    from instructkit.steps.audit_verdict import audit_verdict
+
+    verdict = audit_verdict(counts, limits)
     ids = {t: list(v)[:max_record_ids] for t, v in (counts.get("record_ids_by_type") or {}).items()}
-    return {**counts, "record_ids_by_type": ids, "passed": not failed, "failed_types": failed,
-            "limits": dict(sorted(limits.items()))}
+    return {**counts, "record_ids_by_type": ids, "passed": verdict.passed, "failed_types": sorted(verdict.over),
+            "limits": dict(sorted(limits.items())), "verdict": verdict.as_dict()}
 
 
 def _limits(config: dict[str, Any]) -> dict[str, int | None]:
@@ -402,6 +420,7 @@ def audit_records(records: Iterable[Record], detector: AuditDetector, report: Au
         counts = [Counter() for _ in buf]
         free_counts = [Counter() for _ in buf]
         for (k, free), c in zip(owners, detector.scan_finish(scan)):
+            report.normalised.update(take_stats(c))
             if free:  # declared PHI-free text relaxes names and places, never direct identifiers
                 held, relaxed = split_direct(c)
                 counts[k].update(held)
@@ -513,14 +532,16 @@ class AuditStep(Step):
 
 def audit_dataset(directory: str | Path, config: dict[str, Any] | None = None, *,
                   names: bool | None = None, check_exports: bool = True,
-                  require_complete: bool = True) -> dict[str, Any]:
+                  require_complete: bool = True, policy: Any = None) -> dict[str, Any]:
     """Audit a dataset folder as it is on disk: every text field of every record in its
     Parquet files, and (``check_exports``) that each training export is exactly what those
     audited records give, byte for byte, so nothing else can ride along in it.
 
-    Settings come from ``config`` or else from the recipe copy in the folder
-    (``stages.audit``). Returns the report dict (``passed``, ``suspects_by_type``, ...,
-    ``exports``: {file: "matches" | reason})."""
+    Limits and the text held apart as PHI-free come from ``policy`` (``hub.policy.GatePolicy``:
+    ``instructkit audit`` passes publish gate 1's, so both give one verdict), else from
+    ``config``, else from the recipe copy in the folder (``stages.audit``). Returns the report
+    dict (``passed``, ``suspects_by_type``, ..., ``verdict``, ``exports``: {file: "matches" |
+    reason})."""
     from instructkit.dataset.reader import DatasetFolder
 
     folder = DatasetFolder(directory, require_complete=require_complete)
@@ -528,26 +549,28 @@ def audit_dataset(directory: str | Path, config: dict[str, Any] | None = None, *
         raise SourceError("no data/*.parquet files: not a dataset folder written by `instructkit build`",
                           file=str(directory))
     if config is None:
-        config = _recipe_audit_config(Path(directory))
+        config = _recipe_audit_config(Path(directory)) if policy is None else {}
     if names is not None:
         config = {**config, "names": names}
     use_names = bool(config.get("names", True))
-    report = AuditReport(_limits(config), int(config.get("max_record_ids", 50)), use_names)
+    limits = policy.limits if policy is not None else _limits(config)
+    report = AuditReport(limits, int(config.get("max_record_ids", 50)), use_names)
     detector = AuditDetector(names=use_names, n_process=int(config.get("n_process") or auto_processes()))
     try:
-        return _audit_folder(folder, detector, report, directory, check_exports)
+        return _audit_folder(folder, detector, report, directory, check_exports,
+                             policy.phi_free if policy is not None else None)
     finally:
         detector.close()
 
 
 def _audit_folder(folder: Any, detector: AuditDetector, report: AuditReport, directory: str | Path,
-                  check_exports: bool) -> dict[str, Any]:
+                  check_exports: bool, phi_free: PhiFreeScope | None = None) -> dict[str, Any]:
     from instructkit.dataset.layout import EXPORTS_DIR
 
     export_files = sorted((Path(directory) / EXPORTS_DIR).rglob("*.jsonl")) if check_exports else []
     formats = sorted({f.stem for f in export_files})
     check = _ExportCheck(formats, phases=any(f.parent.name != EXPORTS_DIR for f in export_files))
-    phi_free = PhiFreeScope.from_manifest(folder.manifest)
+    phi_free = phi_free if phi_free is not None else PhiFreeScope.from_manifest(folder.manifest)
     for rec, _ in audit_records(folder.records(), detector, report, phi_free=phi_free):
         check.add(rec)
     out = report.as_dict()

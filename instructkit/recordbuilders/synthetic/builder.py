@@ -115,6 +115,11 @@ class SyntheticBuilder(Builder):
         # anonymized before any of them is shown to the model
         if (seed_tasks_phi if seed_tasks_phi is not None else bool(seed_tasks)) and ctx is not None:
             self.pool = _anonymized_pool(self.pool, ctx)
+        elif hasattr(ctx, "phi_free_copies"):
+            # the project's pool (or one declared seed_tasks_phi: false) holds no PHI, so
+            # neither does what a model writes from it: the anonymize stage leaves those
+            # records as they are (steps/anonymize/public_text.py); the audit still reads them
+            ctx.phi_free_copies.add(self.pool.name)
         self.categories = list(categories or self.pool.categories)
         unknown = [c for c in self.categories if not self.pool.by_category(c)]
         if unknown:

@@ -23,7 +23,7 @@ def __getattr__(name: str) -> Any:
 
         return PhiDetector
     if name in ("AuditStep", "audit_dataset"):
-        from instructkit.steps.anonymize import audit
+        from instructkit.steps import audit
 
         return getattr(audit, name)
     raise AttributeError(name)

@@ -17,14 +17,17 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from instructkit._resources import require
+# Finding and the kinds live in findings.py (the audit, report and card read them without
+# this module); they stay importable from here
+from instructkit.steps.anonymize.findings import PHI_TYPES, STRUCTURED_TYPES, Finding
 from instructkit.steps.anonymize.facilities import facility_validator, make_gazetteer_recognizer
 from instructkit.steps.anonymize.name_candidates import ALPHA_RUN as _ALPHA_RUN
 from instructkit.steps.anonymize.name_candidates import NAME_PREFIX as _NAME_PREFIX
@@ -32,6 +35,7 @@ from instructkit.steps.anonymize.name_candidates import name_candidates
 from instructkit.steps.anonymize.name_candidates import name_shaped as _name_shaped
 from instructkit.steps.anonymize.name_context import all_lower_case, plausible_lower_case_name
 from instructkit.steps.anonymize.name_model import entity_spans, sentences
+from instructkit.steps.anonymize.normalize import normalize, remap_findings
 from instructkit.steps.anonymize.public_lines import (PublicLines, month_year, population_date, study_site,
                                                      year_after_month)
 from instructkit.steps.anonymize.regex_guard import guarded
@@ -45,24 +49,6 @@ __all__ = ["Finding", "PhiDetector", "load_recognizer_config", "configure_tldext
            "PHI_TYPES", "STRUCTURED_TYPES"]
 
 HERE = Path(__file__).resolve().parent
-
-#: every type the stage replaces; placeholders are ``[TYPE]``
-PHI_TYPES = ("NAME", "DATE", "AGE", "PHONE", "EMAIL", "URL", "IP", "SSN", "MRN", "ID",
-             "ACCOUNT", "HEALTH_PLAN", "ACCESSION", "LICENSE", "DEVICE_ID", "VEHICLE_ID",
-             "ADDRESS", "LOCATION", "ZIP", "HOSPITAL")
-#: identifiers with a fixed shape (leak target < 1%); the others are names and places
-STRUCTURED_TYPES = frozenset(PHI_TYPES) - {"NAME", "ADDRESS", "LOCATION", "HOSPITAL"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One PHI span in one text: ``text[start:end]`` is of ``type``."""
-
-    start: int
-    end: int
-    type: str
-    score: float
-    recognizer: str = ""
 
 
 @functools.cache
@@ -849,7 +835,33 @@ class PhiDetector:
 
     def detect_many(self, texts: Sequence[str],
                     scopes: Sequence[str | None] | None = None,
-                    contexts: Sequence[str | None] | None = None) -> list[list[Finding]]:
+                    contexts: Sequence[str | None] | None = None, *,
+                    stats: Counter[str] | None = None) -> list[list[Finding]]:
+        """Findings for each text, read on its normalised form (``normalize``: encodings,
+        invisible characters, split identifiers) and mapped back to its own offsets; a finding
+        in a decoded base64 run covers the whole run. ``stats`` counts each transform that
+        fired."""
+        norms = [normalize(t, name_pair=self._name_pair) if isinstance(t, str) and t else None for t in texts]
+        if not any(n is not None and n.changed for n in norms):
+            return self._detect_normalised(texts, scopes, contexts)
+        if contexts is not None:
+            contexts = [normalize(c).text if c else c for c in contexts]
+        found = self._detect_normalised([n.text if n is not None else t for n, t in zip(norms, texts)],
+                                        scopes, contexts)
+        for n in norms:
+            if n is not None and stats is not None:
+                stats.update(n.fired)
+        return [remap_findings(n, f, self.priority) if n is not None else f for n, f in zip(norms, found)]
+
+    def _name_pair(self, given: str, surname: str) -> bool:
+        """A common given name and a Census surname that is no English word: one person's name
+        across a line break (``normalize``'s ``split_identifier``)."""
+        return (given.lower() in self.names.common_given and surname.lower() in self.names.surnames
+                and surname not in self.english_words and not self.is_medicine_word(surname))
+
+    def _detect_normalised(self, texts: Sequence[str],
+                           scopes: Sequence[str | None] | None = None,
+                           contexts: Sequence[str | None] | None = None) -> list[list[Finding]]:
         """Findings for each text; identical texts are analysed once. ``scopes`` (one per
         text, see ``scope_of``) says what kind of prose a text is; by default each text's
         own (the anonymize step passes its record's). ``contexts`` (one per text) are the

@@ -5,7 +5,9 @@ before they go into any request (synthetic seed tasks, RAG documents, judge inpu
 neither the endpoint nor the response cache ever sees raw PHI from them. A recipe may send
 raw text with ``llm.send_phi: true``; the manifest and the card then say so.
 
-One guard per run (``phi_guard(ctx)``); it shares the anonymize stage's detector and counts
+One guard per run (``phi_guard(ctx)``); it uses the anonymize stage's detector, built from
+the recipe's ``stages.anonymize`` settings (``detectors.detector_for``: its deny terms,
+entities and threshold decide what a model is sent, as they decide the records), and counts
 what it replaced for the manifest (``llm_phi``).
 """
 
@@ -20,10 +22,13 @@ __all__ = ["PhiGuard", "phi_guard"]
 
 
 class PhiGuard:
-    def __init__(self, send_phi: bool = False, detector: Any = None, ctx: Any = None) -> None:
+    def __init__(self, send_phi: bool = False, detector: Any = None, ctx: Any = None,
+                 settings: Any = None) -> None:
         self.send_phi = bool(send_phi)
         self._detector = detector
         self._ctx = ctx
+        #: the anonymize settings (``DetectorSettings``) of the detector made on first use
+        self.settings = settings
         self._lock = threading.Lock()
         self.texts = 0
         self.replaced: Counter[str] = Counter()
@@ -31,11 +36,9 @@ class PhiGuard:
     @property
     def detector(self) -> Any:
         if self._detector is None:
-            from instructkit.steps.anonymize.detect import PhiDetector
+            from instructkit.steps.anonymize.detectors import detector_for
 
-            make = PhiDetector
-            self._detector = (self._ctx.shared("anonymize.detector.guard", make)
-                              if self._ctx is not None else make())
+            self._detector = detector_for(self.settings, self._ctx)
         return self._detector
 
     def scrub(self, text: str, *, phi: bool = True) -> str:
@@ -98,10 +101,13 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def phi_guard(ctx: Any) -> PhiGuard:
-    """The run's guard (from the recipe's ``llm.send_phi``)."""
+    """The run's guard (from the recipe's ``llm.send_phi`` and ``stages.anonymize``)."""
+    from instructkit.steps.anonymize.detectors import recipe_detector_settings
+
     def make() -> PhiGuard:
-        send = bool(((getattr(ctx, "recipe", None) or {}).get("llm") or {}).get("send_phi", False))
-        guard = PhiGuard(send_phi=send, ctx=ctx)
+        recipe = getattr(ctx, "recipe", None) or {}
+        send = bool((recipe.get("llm") or {}).get("send_phi", False))
+        guard = PhiGuard(send_phi=send, ctx=ctx, settings=recipe_detector_settings(recipe))
         guard._note()
         return guard
 

@@ -16,7 +16,9 @@ import re
 from typing import Any
 
 from instructkit._resources import require
-from instructkit.steps.anonymize.detect import Finding, load_recognizer_config
+from instructkit.steps.anonymize.detect import load_recognizer_config
+from instructkit.steps.anonymize.findings import Finding
+from instructkit.steps.anonymize.normalize import normalize
 
 __all__ = ["OPERATORS", "make_operator", "apply_findings", "shift_date_text"]
 
@@ -65,7 +67,8 @@ class HashOperator:
         return self
 
     def __call__(self, original: str, finding: Finding) -> str:
-        norm = re.sub(r"\W+", "", original).lower()
+        # the same value written another way (entities, spelled out) gets the same digest
+        norm = re.sub(r"\W+", "", normalize(original).text).lower()
         digest = hashlib.sha256(self.salt + finding.type.encode() + b"\0" + norm.encode()).hexdigest()
         return f"[{finding.type}:{digest[:10]}]"
 
@@ -97,9 +100,19 @@ class _RecordSurrogates:
         self.name_tokens: dict[str, str] = {}
 
     def __call__(self, original: str, finding: Finding) -> str:
-        key = (finding.type, re.sub(r"\s+", " ", original.strip()).lower())
+        # a value found in a normalised form (entities, zero-width characters, spelled-out
+        # digits) gets a surrogate of its plain form; a decoded run (base64) or a value the
+        # surrogate would leave as it was gets the placeholder: a look-alike written into an
+        # encoding could keep the original's characters
+        plain = normalize(original)
+        if plain.encoded:
+            return f"[{finding.type}]"
+        value = plain.text.strip() if plain.changed else original
+        key = (finding.type, re.sub(r"\s+", " ", value.strip()).lower())
         if key not in self.memo:
-            self.memo[key] = self._make(original, finding.type)
+            made = self._make(value, finding.type)
+            # (an age over 89 written as 90 is the Safe Harbor aggregate itself)
+            self.memo[key] = f"[{finding.type}]" if made == value and finding.type != "AGE" else made
         return self.memo[key]
 
     # -- per type -------------------------------------------------------------------------

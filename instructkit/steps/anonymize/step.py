@@ -8,6 +8,12 @@ short texts are remembered across batches, in memory only); each record gets its
 operator instance so surrogates are consistent across its fields. A canary self-test runs on
 copies of the first records: synthetic PHI is planted in every text field, anonymized the
 same way, and every canary value must be gone (the copies are then thrown away).
+
+What is scanned at all follows one principle (``public_text.py``): a record's text is
+scanned only where it may hold text from a source that may hold PHI. A template's own words
+(phrasings, labels, shipped few-shot turns), a template record of a ``phi: false`` source and
+what a model wrote from PHI-free inputs only are held apart, and the summary counts the
+records and characters held apart by reason.
 """
 
 from __future__ import annotations
@@ -21,8 +27,12 @@ from typing import Any
 
 from instructkit.records import Record, path_label, recipe_texts as declared_recipe_texts, set_path, text_fields, user_turn
 from instructkit.steps.base import Step
-from instructkit.steps.anonymize.detect import PHI_TYPES, Finding, PhiDetector
+from instructkit.steps.anonymize.detect import PhiDetector
+from instructkit.steps.anonymize.detectors import DetectorSettings, detector_for
+from instructkit.steps.anonymize.findings import Finding
 from instructkit.steps.anonymize.operators import OPERATORS, apply_findings, make_operator
+from instructkit.steps.anonymize.public_text import (HELD_APART_REASONS, clip_findings,
+                                                     template_text_ranges, whole_record_reason)
 
 logger = logging.getLogger("instructkit")
 
@@ -63,10 +73,11 @@ class AnonymizeStep(Step):
         self.batch_records = max(1, int(batch_records))
         self.canary_enabled = canary
         self.canary_records = max(1, int(canary_records))
-        #: sources declared PHI-free (``phi: false``): their template records pass unchanged
+        #: sources declared PHI-free (``phi: false``): their template records pass unchanged,
+        #: and so do records a model wrote from their rows
         self.skip_sources = frozenset(skip_sources)
-        #: sources whose copied text is PHI-free: in records a model wrote from them, the
-        #: fields the schema marks ``x-source-copy`` (passages, citations) pass unchanged.
+        #: names under which LLM builders write records from PHI-free inputs only (documents
+        #: all ``phi: false``, the project's seed pool): such records pass unchanged.
         #: Kept as given: the run's set (``ctx.phi_free_copies``) fills as its builders load.
         self.copy_free_sources = copy_free_sources if isinstance(copy_free_sources, set) else set(copy_free_sources)
         #: a source's url and citation as the recipe declares them: recipe text, not source data
@@ -78,8 +89,13 @@ class AnonymizeStep(Step):
         #: this process
         self._found: OrderedDict[tuple[str, str, str], list[Finding]] = OrderedDict()
         self.replaced: Counter[str] = Counter()
+        #: how often each normalisation fired on the texts detected (``normalize``)
+        self.normalised: Counter[str] = Counter()
         self.records_changed = 0
         self.records_skipped = 0
+        #: what was left alone, by reason: records, characters (and for template text, the
+        #: findings dropped or cut there)
+        self.held_apart: dict[str, Counter[str]] = {r: Counter() for r in HELD_APART_REASONS}
         self.canary_result: dict[str, Any] | None = None
 
     def reset(self) -> None:
@@ -94,14 +110,9 @@ class AnonymizeStep(Step):
         if isinstance(canary, bool):
             canary = {"enabled": canary}
         canary = {"enabled": True, "records": 2, **canary}
-        det_key = ("anonymize.detector", tuple(sorted(cfg["entities"] or PHI_TYPES)),
-                   float(cfg["score_threshold"]), int(cfg["n_process"]), int(cfg["batch_size"]),
-                   bool(cfg["keep_states_and_countries"]), tuple(cfg["deny_terms"]), cfg["name_model"])
-        detector = ctx.shared(repr(det_key), lambda: PhiDetector(
-            entities=cfg["entities"], score_threshold=float(cfg["score_threshold"]),
-            n_process=int(cfg["n_process"]), batch_size=int(cfg["batch_size"]),
-            keep_states_and_countries=bool(cfg["keep_states_and_countries"]),
-            extra_deny=cfg["deny_terms"], name_model=cfg["name_model"]))
+        # the run's detector for these settings: the guard in front of model requests and
+        # the audit's name and place check get the same one (``detectors.detector_for``)
+        detector = detector_for(DetectorSettings.from_stage(cfg), ctx)
         return cls(cfg["operator"], detector=detector, seed=int(getattr(ctx, "seed", 0) or 0),
                    batch_records=int(cfg["batch_records"]), max_shift_days=int(cfg["max_shift_days"]),
                    hash_salt=cfg["hash_salt"], canary=bool(canary["enabled"]),
@@ -126,11 +137,15 @@ class AnonymizeStep(Step):
     def _process_batch(self, batch: list[Record]) -> Iterator[Record]:
         if self.canary_enabled and self.canary_result is None:
             self.canary_result = self.run_canary(batch[: self.canary_records])
-        todo = [r for r in batch if not self._phi_free(r)]
+        reasons = [self._held_apart_reason(r) for r in batch]
+        todo = [r for r, why in zip(batch, reasons) if why is None]
         results = iter(self.anonymize_records(todo))
-        for rec in batch:
-            if self._phi_free(rec):
+        for rec, why in zip(batch, reasons):
+            if why is not None:
                 self.records_skipped += 1
+                held = self.held_apart[why]
+                held["records"] += 1
+                held["chars"] += sum(len(t) for _, t in text_fields(rec))
                 yield rec
                 continue
             result = next(results)
@@ -144,11 +159,16 @@ class AnonymizeStep(Step):
                 self.replaced.update(counts)
             yield result
 
+    def _held_apart_reason(self, rec: Record) -> str | None:
+        """Why none of ``rec`` is rewritten (``phi_free_source``: a template record of a
+        ``phi: false`` source; ``phi_free_llm_output``: a record a model wrote from PHI-free
+        inputs only), or None: then it is scanned, all but its template text."""
+        if not isinstance(rec, dict) or not (self.skip_sources or self.copy_free_sources):
+            return None
+        return whole_record_reason(rec, self.skip_sources, self.copy_free_sources)
+
     def _phi_free(self, rec: Record) -> bool:
-        """A template record of a source declared PHI-free. Records a language model wrote are
-        always anonymized: a model can write identifiers no source held."""
-        return (bool(self.skip_sources) and rec.get("method") == "template"
-                and (rec.get("source") or {}).get("name") in self.skip_sources)
+        return self._held_apart_reason(rec) is not None
 
     def _copies_phi_free(self, rec: Record) -> bool:
         name = (rec.get("source") or {}).get("name")
@@ -222,7 +242,7 @@ class AnonymizeStep(Step):
             found.append(hit)
         if todo:
             new = self.detector.detect_many([texts[i][0] for i in todo], [texts[i][1] for i in todo],
-                                            [texts[i][2] for i in todo])
+                                            [texts[i][2] for i in todo], stats=self.normalised)
             for i, fnd in zip(todo, new):
                 found[i] = fnd
                 if self.CACHE_TEXTS and len(texts[i][0]) <= self.CACHE_TEXT_CHARS \
@@ -242,7 +262,14 @@ class AnonymizeStep(Step):
         op = self.operator.for_record(str(rec.get("id") or rec.get("source", {}).get("record_id", "")))
         counts: Counter[str] = Counter()
         spans: dict[str, list[list[int]]] = {}
+        # the template's own text is the project's: findings there are dropped (before a
+        # name found there could spread through the record, and after)
+        literal = template_text_ranges(rec)
+        if literal:
+            found = self._clip_template_text(plan, found, literal, count=True)
         found = _propagate_names(plan, found, self.detector)
+        if literal:
+            found = self._clip_template_text(plan, found, literal, count=False)
         for (path, text), fnd in zip(plan, found):
             if not fnd:
                 continue
@@ -276,6 +303,22 @@ class AnonymizeStep(Step):
             anon["surrogate_spans"] = spans
         new.setdefault("provenance", {})["anonymization"] = anon
         return new
+
+    def _clip_template_text(self, plan: list[tuple[tuple, str]], found: list[list[Any]],
+                            literal: dict[str, list[tuple[int, int]]], *, count: bool) -> list[list[Any]]:
+        out, touched = [], 0
+        for (path, text), fnd in zip(plan, found):
+            ranges = literal.get(path_label(path))
+            if ranges:
+                fnd, n = clip_findings(fnd, ranges, text)
+                touched += n
+            out.append(fnd)
+        held = self.held_apart["template_text"]
+        held["findings"] += touched
+        if count:
+            held["records"] += 1
+            held["chars"] += sum(e - s for ranges in literal.values() for s, e in ranges)
+        return out
 
     # -- quarantine scrubber -----------------------------------------------------------------
     def quarantine_scrubber(self):
@@ -318,6 +361,8 @@ class AnonymizeStep(Step):
             "replaced_total": sum(self.replaced.values()),
             "records_changed": self.records_changed,
             "records_skipped_phi_free": self.records_skipped,
+            "normalised": dict(sorted(self.normalised.items())),
+            "held_apart": {r: dict(sorted(c.items())) for r, c in self.held_apart.items() if c},
             "canary": {k: v for k, v in canary.items() if k != "missed_types"},
             "canary_missed_types": list(canary.get("missed_types") or []),
             **({"name_model": self.detector.name_model_credit} if self.detector.name_model_credit else {}),
@@ -340,8 +385,17 @@ class AnonymizeStep(Step):
                  "in every text field of each record: instruction, input, output, messages, "
                  "meta, context, source and provenance.",
                  f"{s.get('replaced_total', 0)} spans were replaced in {s.get('records_changed', 0)} records."]
-        if s.get("records_skipped_phi_free"):
-            lines.append(f"{s['records_skipped_phi_free']} template records of sources declared free of "
+        held = s.get("held_apart") or {}
+        if held:
+            lines += ["", "Text nobody's patient wrote was left as it is (the residual-PHI audit still read it):", "",
+                      "| reason | records | characters |", "|---|---:|---:|"]
+            lines += [f"| {_HELD_APART_LABELS.get(r, r)} | {c.get('records', 0)} | {c.get('chars', 0)} |"
+                      for r, c in sorted(held.items())]
+            if held.get("template_text", {}).get("findings"):
+                lines += ["", f"{held['template_text']['findings']} findings fell in template text "
+                              "and were dropped or cut to the part a source row filled in."]
+        elif s.get("records_skipped_phi_free"):
+            lines.append(f"{s['records_skipped_phi_free']} records of sources declared free of "
                          f"PHI ({', '.join(sorted(self.skip_sources))}) were passed on unchanged; "
                          "the residual-PHI audit still read them.")
         if s.get("replaced"):
@@ -360,6 +414,12 @@ class AnonymizeStep(Step):
 
 
 _ATOMS = (str, int, float, bool, type(None))
+
+_HELD_APART_LABELS = {
+    "template_text": "template text (phrasings, labels, shipped few-shot turns; characters in scanned records)",
+    "phi_free_source": "template records of sources declared `phi: false`",
+    "phi_free_llm_output": "model-written records whose every input was declared free of PHI",
+}
 
 
 def _copy_record(value: Any) -> Any:
