@@ -52,18 +52,26 @@ class Recipe:
 
 
 @functools.cache
-def _validator():
-    from jsonschema import Draft202012Validator
+def schema_registry():
+    """Every shipped schema by its ``$id`` (the recipe's validator and the path-field walk
+    resolve ``$ref`` through it)."""
+    import json
+
     from referencing import Registry, Resource
 
     resources = []
     for path in sorted(schemas_dir().rglob("*.schema.json")):
-        import json
-
         schema = json.loads(path.read_text(encoding="utf-8"))
         uri = schema.get("$id") or SCHEMA_BASE + path.relative_to(schemas_dir()).as_posix()
         resources.append((uri, Resource.from_contents(schema)))
-    registry = Registry().with_resources(resources)
+    return Registry().with_resources(resources)
+
+
+@functools.cache
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    registry = schema_registry()
     schema = load_schema("recipe.schema.json")
     return Draft202012Validator(schema, registry=registry)
 

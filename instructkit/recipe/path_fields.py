@@ -17,7 +17,6 @@ it is marked; ``tests/test_hostile_sandbox.py`` fails when a path-like field is 
 
 from __future__ import annotations
 
-import functools
 import json
 import unicodedata
 import urllib.parse
@@ -61,19 +60,10 @@ def _disguised(value: str) -> bool:
     return value != unicodedata.normalize("NFKC", urllib.parse.unquote(value))
 
 
-@functools.cache
 def _registry():
-    from referencing import Registry, Resource
+    from instructkit.recipe.load import schema_registry
 
-    from instructkit._resources import schemas_dir
-    from instructkit.recipe.load import SCHEMA_BASE
-
-    resources = []
-    for path in sorted(schemas_dir().rglob("*.schema.json")):
-        schema = json.loads(path.read_text(encoding="utf-8"))
-        uri = schema.get("$id") or SCHEMA_BASE + path.relative_to(schemas_dir()).as_posix()
-        resources.append((uri, Resource.from_contents(schema)))
-    return Registry().with_resources(resources)
+    return schema_registry()
 
 
 def _type_fits(schema: dict[str, Any], instance: Any) -> bool:
