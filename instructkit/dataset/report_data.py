@@ -366,7 +366,9 @@ def load_report_data(folder: str | Path, *, max_records: int = 500, max_quaranti
     # the publish gates, as `instructkit publish --dry-run` reports them
     from instructkit.hub.publisher import check_folder
 
-    data.gates = check_folder(folder, audit=audit, require_complete=complete)[3]
+    # the page a build writes for itself (not complete yet) reports names only if its own
+    # audit looked; a finished folder's page looks as publish does
+    data.gates = check_folder(folder, audit=audit, require_complete=complete, names=complete)[3]
     # records to browse
     data.records = read_rows(folder, sample_rows(table, max_records))
     # the quarantine and the dedup clusters

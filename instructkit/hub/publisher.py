@@ -143,11 +143,15 @@ def collect_files(folder: str | Path, card_text: str,
 
 def check_folder(folder: str | Path, *, repo_id: str | None = None,
                  audit: Mapping[str, Any] | None = None, require_complete: bool = True,
+                 names: bool = True,
                  ) -> tuple[dict[str, Any] | None, str, list[UploadFile], list[GateResult]]:
     """What ``publish`` checks, without sending anything: the manifest, the card rendered
     from the folder, the exact files, and the five gates. ``audit`` is a residual-PHI audit
     report of these very files when the caller has one (the build that just wrote them);
-    without it the audit runs here."""
+    without it the audit runs here. ``names=False`` skips the name search (spaCy), which
+    only reports: the page a build writes for itself uses it, so a build without an audit
+    stage does not load a language model for it; the verdict then says names were not
+    looked for, and ``publish`` and ``instructkit report`` look."""
     from instructkit.dataset.reader import DatasetFolder
 
     folder = Path(folder)
@@ -161,6 +165,7 @@ def check_folder(folder: str | Path, *, repo_id: str | None = None,
     report = None
     if manifest is not None:
         policy = gate_policy(manifest, read_folder_recipe(folder))
+        policy.names = names
         report = audit_upload(files, manifest, policy, records_audit=audit)
     return manifest, card_text, files, run_gates(manifest, card_text, changed=changed, audit=report)
 
