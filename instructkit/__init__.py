@@ -43,7 +43,7 @@ _LAZY = {
     "AnonymizeStep": ("instructkit.steps.anonymize.step", "AnonymizeStep"),
     "AuditStep": ("instructkit.steps.audit", "AuditStep"),
     "PhiDetector": ("instructkit.steps.anonymize.detect", "PhiDetector"),
-    "audit_dataset": ("instructkit.steps.audit", "audit_dataset"),
+    "audit_dataset": ("instructkit.steps.audit_folder", "audit_dataset"),
     # dedup and decontamination (issue 6)
     "DedupStage": ("instructkit.steps.dedup", "DedupStage"),
     "KeepRule": ("instructkit.steps.dedup.keep", "KeepRule"),

@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         folder's recipe may only lower them). Exits 1 when the audit fails."""
         from instructkit.dataset.reader import DatasetFolder
         from instructkit.hub.policy import gate_policy, read_folder_recipe
-        from instructkit.steps.audit import audit_dataset
+        from instructkit.steps.audit_folder import audit_dataset
         from instructkit.steps.audit_verdict import audit_verdict
 
         # the gate's policy, so this command and `publish` give one verdict (issue 26)

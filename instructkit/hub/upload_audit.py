@@ -27,8 +27,9 @@ from instructkit._exceptions import SourceError
 from instructkit._secrets import find_secrets
 from instructkit.dataset.layout import row_to_record
 from instructkit.records import Record, path_label, text_fields
-from instructkit.steps.audit import (AuditDetector, AuditReport, _ExportCheck, audit_records,
-                                     auto_processes, direct_types)
+from instructkit.steps.audit import (AuditDetector, AuditReport, audit_records, auto_processes,
+                                     direct_types)
+from instructkit.steps.audit_folder import ExportCheck
 
 __all__ = ["audit_upload", "TEXT_FILES"]
 
@@ -105,7 +106,7 @@ def _audit_records_per_file(data: list[Any], exports: list[Any], policy: Any, ou
     """The residual-PHI audit of each Parquet file under the gate's limits, credentials in
     every field of every record, and the exports checked against the audited records."""
     formats = sorted({Path(f.path).stem for f in exports})
-    check = _ExportCheck(formats, phases=any(Path(f.path).parent.name != "exports" for f in exports))
+    check = ExportCheck(formats, phases=any(Path(f.path).parent.name != "exports" for f in exports))
     detector = AuditDetector(names=policy.names, n_process=auto_processes() if policy.names else 1)
     total, free = Counter(), Counter()
     try:
